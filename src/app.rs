@@ -1,0 +1,232 @@
+//! Wiring: database, HTTP server, workers and (in sandbox mode) the built-in
+//! simulator, run as sibling tasks under one shutdown token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use uuid::Uuid;
+
+use crate::config::{Config, Upstream};
+use crate::http::{self, AppState};
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::store::{self, pacing::Limits};
+use crate::telemetry;
+use crate::token::random_token;
+use crate::upstream::{Pacer, UpstreamClient};
+use crate::workers::{self, WorkerContext};
+
+/// Time allowed for requests and workers to finish after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    workers: Option<WorkerContext>,
+    sandbox: Option<(Sandbox, TcpListener)>,
+}
+
+/// Knobs for embedding the service (tests); `serve` uses the defaults.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Run the submitter/poller in this process.
+    pub run_workers: bool,
+    /// Length of the pacing windows ("minute", "hour"), scaled in tests.
+    pub pacing_minute: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            run_workers: true,
+            pacing_minute: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = store::connect(&config.database_url, config.database_max_connections)
+            .await
+            .context("cannot connect to DATABASE_URL")?;
+        Self::build_with_pool(config, pool, Options::default()).await
+    }
+
+    pub async fn build_with_pool(
+        config: Config,
+        db: PgPool,
+        options: Options,
+    ) -> anyhow::Result<Self> {
+        store::migrate(&db)
+            .await
+            .context("cannot apply database migrations")?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("cannot bind LISTEN_ADDR {}", config.listen_addr))?;
+        let port = listener.local_addr()?.port();
+
+        let (client, callback_base, sandbox) = match &config.upstream {
+            Upstream::Account {
+                base_url,
+                api_key,
+                api_secret,
+            } => {
+                let client = UpstreamClient::new(
+                    base_url,
+                    api_key.clone(),
+                    api_secret.clone(),
+                    config.upstream_timeout,
+                );
+                if let Some(base) = &config.public_base_url {
+                    warn_if_private(base);
+                }
+                (client, config.public_base_url.clone(), None)
+            }
+            Upstream::Sandbox => {
+                let (key, secret) = (random_token(), random_token());
+                let sandbox = Sandbox::new(SandboxConfig {
+                    api_key: key.clone(),
+                    api_secret: secret.clone(),
+                    time_scale: config.sandbox_time_scale,
+                    rate_per_minute: config.rate_per_minute,
+                    rate_per_hour: config.rate_per_hour,
+                });
+                let sandbox_listener = TcpListener::bind("127.0.0.1:0").await?;
+                let upstream: Url = format!("http://{}", sandbox_listener.local_addr()?).parse()?;
+                let client = UpstreamClient::new(&upstream, key, secret, config.upstream_timeout);
+                // The simulator calls back over loopback unless told otherwise.
+                let callback_base = config.public_base_url.clone().unwrap_or_else(|| {
+                    format!("http://127.0.0.1:{port}")
+                        .parse()
+                        .expect("valid URL")
+                });
+                tracing::warn!(
+                    upstream = %upstream,
+                    "SANDBOX MODE: no upstream credentials are set; a built-in simulator answers \
+                     instead of the real Personal Interests API. Results are synthetic."
+                );
+                (
+                    client,
+                    Some(callback_base),
+                    Some((sandbox, sandbox_listener)),
+                )
+            }
+        };
+        if let Some(token) = &config.generated_token {
+            // Printed once, on stdout, so that it stays out of the log stream.
+            println!("SANDBOX MODE API token (valid until restart): {token}");
+        }
+
+        let config = Arc::new(config);
+        let wake = Arc::new(Notify::new());
+        let minute = options.pacing_minute;
+        let workers = options.run_workers.then(|| WorkerContext {
+            db: db.clone(),
+            pacer: Pacer::new(
+                db.clone(),
+                Limits {
+                    per_minute: config.rate_per_minute,
+                    per_hour: config.rate_per_hour,
+                    minute,
+                    hour: minute * 60,
+                },
+            ),
+            client,
+            owner: Uuid::new_v4(),
+            callback_base,
+            poll_after: config.poll_after,
+            ambiguous_wait: config.ambiguous_resubmit_after,
+            job_deadline: config.job_deadline,
+            lease: config.upstream_timeout + Duration::from_secs(30),
+            concurrency: config.upstream_concurrency as usize,
+            wake: wake.clone(),
+        });
+        let state = AppState {
+            db,
+            config,
+            wake,
+            metrics: telemetry::metrics_handle(),
+        };
+        Ok(Application {
+            listener,
+            state,
+            workers,
+            sandbox,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Address of the built-in simulator, in sandbox mode.
+    pub fn sandbox_addr(&self) -> Option<SocketAddr> {
+        self.sandbox
+            .as_ref()
+            .and_then(|(_, listener)| listener.local_addr().ok())
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops accepting, finishes
+    /// requests in flight, stops the workers at a safe point and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), config = ?self.state.config, "listening");
+        let tasks = tokio_util::task::TaskTracker::new();
+        if let Some((sandbox, listener)) = self.sandbox {
+            let token = shutdown.child_token();
+            tasks.spawn(async move {
+                if let Err(e) = sandbox.serve(listener, token).await {
+                    tracing::error!(error = %e, "sandbox stopped");
+                }
+            });
+        }
+        if let Some(ctx) = self.workers {
+            tasks.spawn(workers::run(ctx, shutdown.clone()));
+        }
+        tasks.close();
+
+        let app = http::router(self.state);
+        let stop = shutdown.clone();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        // The server only returns once shutdown began (or it failed).
+        shutdown.cancel();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("workers did not stop in time; their leases will run out");
+        }
+        served.context("HTTP server failed")
+    }
+}
+
+/// The real provider refuses callback URLs on loopback or private networks.
+fn warn_if_private(base: &Url) {
+    let private = match base.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".local"),
+        None => false,
+    };
+    if private {
+        tracing::warn!(
+            public_base_url = %base,
+            "PUBLIC_BASE_URL is a loopback or private address; the real provider refuses such \
+             callback URLs, so results will arrive by polling only"
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! Command line: `serve`, `migrate`, `sandbox`, `healthcheck`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Application;
+use crate::config::{Config, LogFormat, ServeArgs};
+use crate::sandbox::{self, SandboxArgs};
+use crate::{store, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "interests-receiver",
+    version,
+    about = "Look people up through the Personal Interests API and keep their profiles"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: REST API, callback receiver, submitter and poller.
+    /// Migrations are applied at start.
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate {
+        /// PostgreSQL connection string.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Run the upstream simulator alone (for compose or another receiver).
+    Sandbox(SandboxArgs),
+    /// Exit 0 when the given health URL answers 200 (container health check).
+    Healthcheck {
+        /// URL to probe.
+        #[arg(
+            long,
+            env = "HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
+        url: String,
+    },
+}
+
+/// Runs a parsed command line; the process exit code follows the result.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let log_format = args.log_format;
+            telemetry::init_logging(log_format);
+            let config = Config::from_args(*args)?;
+            let app = Application::build(config).await?;
+            app.run_until_stopped(stop_signal()).await
+        }
+        Command::Migrate { database_url } => {
+            telemetry::init_logging(LogFormat::Json);
+            let pool = store::connect(&database_url, 2)
+                .await
+                .context("cannot connect to DATABASE_URL")?;
+            store::migrate(&pool).await.context("migrations failed")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Sandbox(args) => {
+            telemetry::init_logging(LogFormat::Json);
+            sandbox::run(args, stop_signal()).await
+        }
+        Command::Healthcheck { url } => {
+            let response = reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .build()?
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("{url} did not answer"))?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "{url} answered {}",
+                response.status()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// A token cancelled on ctrl-c or SIGTERM.
+fn stop_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("can listen for SIGTERM");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("stop signal received; shutting down");
+        cancel.cancel();
+    });
+    token
+}

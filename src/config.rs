@@ -1,0 +1,356 @@
+//! Every setting of `serve`, documented with its default and validated at
+//! start. Values come from the environment (the names are part of the product
+//! contract) or from the equivalent command-line flags.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+/// Upstream endpoint used when `UPSTREAM_BASE_URL` is not set.
+pub const DEFAULT_UPSTREAM: &str = "https://api.nyne.ai";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Settings of `interests-receiver serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// PostgreSQL connection string.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Address the HTTP server binds.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Externally reachable base URL of this service; callback URLs are built
+    /// from it. Unset: no callback_url is sent and results arrive by polling
+    /// (in sandbox mode the simulator then calls back over loopback).
+    #[arg(long, env = "PUBLIC_BASE_URL", value_parser = parse_http_url)]
+    pub public_base_url: Option<Url>,
+
+    /// Upstream API base URL (http accepted for simulators and tests).
+    #[arg(long, env = "UPSTREAM_BASE_URL", default_value = DEFAULT_UPSTREAM, value_parser = parse_http_url)]
+    pub upstream_base_url: Url,
+
+    /// Upstream API key. With the secret also unset: sandbox mode.
+    #[arg(long, env = "UPSTREAM_API_KEY", hide_env_values = true)]
+    pub upstream_api_key: Option<String>,
+
+    /// Upstream API secret. With the key also unset: sandbox mode.
+    #[arg(long, env = "UPSTREAM_API_SECRET", hide_env_values = true)]
+    pub upstream_api_secret: Option<String>,
+
+    /// Comma-separated bearer tokens for /v1/*: each the token itself or
+    /// `sha256:<hex>` of it. Required outside sandbox mode.
+    #[arg(long, env = "API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<String>,
+
+    /// Seconds after a submit before the first poll of a job with no callback
+    /// yet [default: 600 with callbacks, 15 without].
+    #[arg(long, env = "POLL_AFTER_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub poll_after_secs: Option<u64>,
+
+    /// Ceiling on upstream requests per minute, shared by all replicas.
+    #[arg(long, env = "UPSTREAM_RATE_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub upstream_rate_per_minute: u32,
+
+    /// Ceiling on upstream requests per hour, shared by all replicas.
+    #[arg(long, env = "UPSTREAM_RATE_PER_HOUR", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub upstream_rate_per_hour: u32,
+
+    /// Age after which a job that never finished is marked `expired`.
+    #[arg(long, env = "JOB_DEADLINE_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub job_deadline_secs: u64,
+
+    /// How long a completed profile answers a repeat lookup of the same person.
+    #[arg(long, env = "PROFILE_CACHE_SECS", default_value_t = 2_592_000)]
+    pub profile_cache_secs: u64,
+
+    /// After a submit whose outcome is unknown (timeout, connection lost),
+    /// seconds to wait for its callback before re-submitting with the same
+    /// callback token. Must exceed the provider's delivery window.
+    #[arg(long, env = "AMBIGUOUS_RESUBMIT_AFTER_SECS", default_value_t = 3_600)]
+    pub ambiguous_resubmit_after_secs: u64,
+
+    /// Daily credit budget; beyond it new lookups answer 429. Unset: no budget.
+    #[arg(long, env = "CREDIT_BUDGET_DAILY")]
+    pub credit_budget_daily: Option<u64>,
+
+    /// Timeout of one upstream request, in seconds.
+    #[arg(long, env = "UPSTREAM_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub upstream_timeout_secs: u64,
+
+    /// Upstream requests one replica keeps in flight at once.
+    #[arg(long, env = "UPSTREAM_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub upstream_concurrency: u32,
+
+    /// Maximum PostgreSQL connections of this process.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
+    pub database_max_connections: u32,
+
+    /// Sandbox mode only: factor applied to every delay of the built-in
+    /// simulator (0.01 makes its seconds last 10 ms).
+    #[arg(long, env = "SANDBOX_TIME_SCALE", default_value_t = 1.0, value_parser = parse_time_scale)]
+    pub sandbox_time_scale: f64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+/// How upstream is reached: a real account, or the built-in simulator.
+#[derive(Clone)]
+pub enum Upstream {
+    Account {
+        base_url: Url,
+        api_key: String,
+        api_secret: String,
+    },
+    Sandbox,
+}
+
+/// Validated settings the service runs with.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub listen_addr: SocketAddr,
+    pub public_base_url: Option<Url>,
+    pub upstream: Upstream,
+    pub api_tokens: ApiTokens,
+    pub poll_after: Duration,
+    pub rate_per_minute: u32,
+    pub rate_per_hour: u32,
+    pub job_deadline: Duration,
+    pub profile_cache: Duration,
+    pub ambiguous_resubmit_after: Duration,
+    pub credit_budget_daily: Option<u64>,
+    pub upstream_timeout: Duration,
+    pub upstream_concurrency: u32,
+    pub database_max_connections: u32,
+    pub sandbox_time_scale: f64,
+    pub log_format: LogFormat,
+    /// Set when sandbox mode generated a token; printed once at start.
+    pub generated_token: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    // Hand-written so that secrets can never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field(
+                "public_base_url",
+                &self.public_base_url.as_ref().map(Url::as_str),
+            )
+            .field("sandbox", &self.is_sandbox())
+            .field("poll_after", &self.poll_after)
+            .field("rate_per_minute", &self.rate_per_minute)
+            .field("rate_per_hour", &self.rate_per_hour)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration error that names the variable and what it expects.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn config_error(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let upstream = match (args.upstream_api_key, args.upstream_api_secret) {
+            (None, None) => Upstream::Sandbox,
+            (Some(key), Some(secret)) if !key.trim().is_empty() && !secret.trim().is_empty() => {
+                Upstream::Account {
+                    base_url: args.upstream_base_url,
+                    api_key: key,
+                    api_secret: secret,
+                }
+            }
+            (None, Some(_)) => {
+                return Err(config_error(
+                    "UPSTREAM_API_KEY",
+                    "is unset while UPSTREAM_API_SECRET is set; set both, or neither for sandbox mode",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(config_error(
+                    "UPSTREAM_API_SECRET",
+                    "is unset while UPSTREAM_API_KEY is set; set both, or neither for sandbox mode",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(config_error(
+                    "UPSTREAM_API_KEY",
+                    "UPSTREAM_API_KEY and UPSTREAM_API_SECRET must not be empty",
+                ));
+            }
+        };
+        let sandbox = matches!(upstream, Upstream::Sandbox);
+
+        let (api_tokens, generated_token) = match args.api_tokens.as_deref() {
+            Some(raw) => (ApiTokens::parse(raw)?, None),
+            None if sandbox => {
+                let token = crate::token::random_token();
+                (ApiTokens::from_plain(&token), Some(token))
+            }
+            None => {
+                return Err(config_error(
+                    "API_TOKENS",
+                    "is required outside sandbox mode: a comma-separated list of tokens or sha256:<hex> digests",
+                ));
+            }
+        };
+
+        if !(args.sandbox_time_scale > 0.0 && args.sandbox_time_scale <= 1000.0) {
+            return Err(config_error(
+                "SANDBOX_TIME_SCALE",
+                "expected a number greater than 0 and at most 1000",
+            ));
+        }
+        if args.upstream_rate_per_hour < args.upstream_rate_per_minute {
+            return Err(config_error(
+                "UPSTREAM_RATE_PER_HOUR",
+                format!(
+                    "expected at least UPSTREAM_RATE_PER_MINUTE ({}), got {}",
+                    args.upstream_rate_per_minute, args.upstream_rate_per_hour
+                ),
+            ));
+        }
+
+        let callbacks_on = args.public_base_url.is_some() || sandbox;
+        let poll_after_secs = args
+            .poll_after_secs
+            .unwrap_or(if callbacks_on { 600 } else { 15 });
+
+        Ok(Config {
+            database_url: args.database_url,
+            listen_addr: args.listen_addr,
+            public_base_url: args.public_base_url,
+            upstream,
+            api_tokens,
+            poll_after: Duration::from_secs(poll_after_secs),
+            rate_per_minute: args.upstream_rate_per_minute,
+            rate_per_hour: args.upstream_rate_per_hour,
+            job_deadline: Duration::from_secs(args.job_deadline_secs),
+            profile_cache: Duration::from_secs(args.profile_cache_secs),
+            ambiguous_resubmit_after: Duration::from_secs(args.ambiguous_resubmit_after_secs),
+            credit_budget_daily: args.credit_budget_daily,
+            upstream_timeout: Duration::from_secs(args.upstream_timeout_secs),
+            upstream_concurrency: args.upstream_concurrency,
+            database_max_connections: args.database_max_connections,
+            sandbox_time_scale: args.sandbox_time_scale,
+            log_format: args.log_format,
+            generated_token,
+        })
+    }
+
+    pub fn is_sandbox(&self) -> bool {
+        matches!(self.upstream, Upstream::Sandbox)
+    }
+}
+
+/// Accepted bearer tokens, kept only as SHA-256 digests.
+#[derive(Clone, Default)]
+pub struct ApiTokens {
+    digests: Vec<[u8; 32]>,
+}
+
+impl ApiTokens {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let mut digests = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if let Some(hex_digest) = item.strip_prefix("sha256:") {
+                let bytes = hex::decode(hex_digest)
+                    .ok()
+                    .filter(|b| b.len() == 32)
+                    .ok_or_else(|| {
+                        config_error(
+                            "API_TOKENS",
+                            "a sha256: entry must be followed by 64 hexadecimal digits",
+                        )
+                    })?;
+                digests.push(bytes.try_into().expect("length checked"));
+            } else {
+                if item.len() < 16 {
+                    return Err(config_error(
+                        "API_TOKENS",
+                        "each token must be at least 16 characters long",
+                    ));
+                }
+                digests.push(Sha256::digest(item.as_bytes()).into());
+            }
+        }
+        if digests.is_empty() {
+            return Err(config_error("API_TOKENS", "expected at least one token"));
+        }
+        Ok(ApiTokens { digests })
+    }
+
+    pub fn from_plain(token: &str) -> Self {
+        ApiTokens {
+            digests: vec![Sha256::digest(token.as_bytes()).into()],
+        }
+    }
+
+    /// Constant-time check of a presented token against every accepted one.
+    pub fn accepts(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.digests
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&digest))
+            .into()
+    }
+}
+
+fn parse_http_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("expected an http or https URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("expected an http or https URL with a host".into());
+    }
+    Ok(url)
+}
+
+fn parse_time_scale(raw: &str) -> Result<f64, String> {
+    raw.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| "expected a number greater than 0, such as 1 or 0.01".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_accept_plain_and_digest_forms() {
+        let digest = hex::encode(Sha256::digest(b"second-token-0123456789"));
+        let tokens = ApiTokens::parse(&format!("first-token-0123456789, sha256:{digest}")).unwrap();
+        assert!(tokens.accepts("first-token-0123456789"));
+        assert!(tokens.accepts("second-token-0123456789"));
+        assert!(!tokens.accepts("third-token-0123456789"));
+    }
+
+    #[test]
+    fn tokens_reject_bad_digest_naming_the_variable() {
+        let err = ApiTokens::parse("sha256:abc").err().unwrap();
+        assert_eq!(err.variable, "API_TOKENS");
+    }
+}

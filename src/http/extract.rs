@@ -1,0 +1,81 @@
+//! Extractors whose rejections use the service's problem+json shape.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde_json::Value;
+use std::collections::HashMap;
+
+use super::error::ApiError;
+
+/// A JSON request body, read as a raw value so that validation can name
+/// every bad field itself. Not JSON: 400. Over the route's limit: 413.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(0)
+            } else {
+                ApiError::BadRequest(format!("could not read the request body: {rejection}"))
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+    }
+}
+
+/// Raw query parameters; handlers validate and name bad ones.
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Params(q))
+            .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
+    }
+}
+
+impl Params {
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `limit`: 1..=max, default `default`.
+    pub fn limit(&self, default: i64, max: i64) -> Result<i64, ApiError> {
+        match self.text("limit") {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::field("limit", format!("expected an integer from 1 to {max}"))
+                }),
+        }
+    }
+
+    pub fn cursor(&self) -> Result<Option<crate::store::Cursor>, ApiError> {
+        self.text("cursor")
+            .map(|raw| {
+                crate::store::Cursor::decode(raw).ok_or_else(|| {
+                    ApiError::field(
+                        "cursor",
+                        "expected a next_cursor value from a previous page",
+                    )
+                })
+            })
+            .transpose()
+    }
+}

@@ -1,0 +1,122 @@
+//! `/v1/lookups`: request a lookup, read one, list them.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{JsonBody, Params};
+use super::views::{LookupView, PageView};
+use crate::lookups::{self, LookupRequest};
+use crate::store;
+
+const STATUSES: [&str; 6] = [
+    "pending",
+    "queued",
+    "processing",
+    "completed",
+    "failed",
+    "expired",
+];
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| (1..=255).contains(&k.len()))
+        .map(|k| Some(k.to_owned()))
+        .ok_or_else(|| {
+            ApiError::field(
+                "Idempotency-Key",
+                "expected 1 to 255 visible ASCII characters",
+            )
+        })
+}
+
+/// Request a lookup of a person.
+#[utoipa::path(post, path = "/v1/lookups", tag = "lookups",
+    request_body(content = inline(serde_json::Value), description = "email, phone, social_media_url, name, company (strings; at least one of the first four), refresh (bool), metadata (object)"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for the same key and body")),
+    responses(
+        (status = 202, description = "new or already in flight", body = LookupView),
+        (status = 200, description = "a cached completed profile", body = LookupView),
+        (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "subject suppressed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "daily credit budget spent", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<LookupView>)> {
+    let key = idempotency_key(&headers)?;
+    let request = LookupRequest::parse(&body).map_err(ApiError::Validation)?;
+    let answer =
+        lookups::request(&state.db, state.policy(), &request, &body, key.as_deref()).await?;
+    if matches!(answer, lookups::Answer::Created(_)) {
+        state.wake.notify_one();
+        metrics::counter!("lookups_created_total").increment(1);
+    }
+    let status = StatusCode::from_u16(answer.status()).unwrap_or(StatusCode::ACCEPTED);
+    let lookup = match answer {
+        lookups::Answer::Created(l)
+        | lookups::Answer::InFlight(l)
+        | lookups::Answer::Cached(l)
+        | lookups::Answer::Replayed(_, l) => l,
+    };
+    Ok((status, Json(lookup.into())))
+}
+
+/// Read one lookup.
+#[utoipa::path(get, path = "/v1/lookups/{id}", tag = "lookups",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = LookupView),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LookupView>> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::NotFound("no lookup has this id"))?;
+    store::lookups::get(&state.db, id)
+        .await?
+        .map(|l| Json(l.into()))
+        .ok_or(ApiError::NotFound("no lookup has this id"))
+}
+
+/// List lookups, newest first.
+#[utoipa::path(get, path = "/v1/lookups", tag = "lookups",
+    params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 500, default 50"),
+        ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = PageView<LookupView>),
+        (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    params: Params,
+) -> ApiResult<Json<PageView<LookupView>>> {
+    let status = params.text("status");
+    if let Some(s) = status
+        && !STATUSES.contains(&s)
+    {
+        return Err(ApiError::field(
+            "status",
+            format!("expected one of {}", STATUSES.join(", ")),
+        ));
+    }
+    let limit = params.limit(50, 500)?;
+    let cursor = params.cursor()?;
+    let page = store::lookups::list(&state.db, status, cursor, limit).await?;
+    Ok(Json(PageView::from_page(page, LookupView::from)))
+}

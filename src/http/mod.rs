@@ -1,0 +1,135 @@
+//! The HTTP layer: routing, middleware and thin handlers that call into the
+//! domain and store modules.
+
+pub mod auth;
+pub mod callbacks;
+pub mod error;
+pub mod extract;
+pub mod lookups;
+pub mod openapi;
+pub mod ops;
+pub mod profiles;
+pub mod subjects;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+
+/// Largest `POST /v1/lookups` body.
+pub const MAX_LOOKUP_BODY: usize = 64 * 1024;
+/// Every request is answered within this, well inside upstream's 30 s
+/// callback window.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub wake: Arc<Notify>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn policy(&self) -> crate::lookups::Policy {
+        crate::lookups::Policy {
+            profile_cache: self.config.profile_cache,
+            credit_budget_daily: self.config.credit_budget_daily,
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route(
+            "/lookups",
+            post(lookups::create)
+                .get(lookups::list)
+                .layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
+        .route("/lookups/{id}", get(lookups::get))
+        .route("/profiles", get(profiles::list))
+        .route("/profiles/{id}", get(profiles::get))
+        .route("/subjects", delete(subjects::erase))
+        .route("/stats", get(ops::stats))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
+
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .nest("/v1", v1)
+        .route(
+            "/callbacks/{lookup_id}/{token}",
+            post(callbacks::receive).layer(DefaultBodyLimit::max(callbacks::MAX_CALLBACK_BODY)),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(make_span))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(middleware::from_fn(record_metrics))
+                .layer(CatchPanicLayer::new())
+                .layer(TimeoutLayer::with_status_code(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    REQUEST_TIMEOUT,
+                )),
+        )
+        .with_state(state)
+}
+
+/// The request span: method, route template (never the raw path, which
+/// may hold a callback token) and request id.
+fn make_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("unmatched");
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %request.method(), route, request_id)
+}
+
+/// Counts requests and their latency by route template and status.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

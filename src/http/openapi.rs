@@ -1,0 +1,32 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{callbacks, lookups, ops, profiles, subjects};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "interests-receiver", description = "Look people up through the Personal Interests API; read stored lookups and profiles."),
+    paths(
+        lookups::create, lookups::get, lookups::list,
+        profiles::get, profiles::list,
+        subjects::erase,
+        callbacks::receive,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::stats,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! `/v1/profiles`: stored profiles by id, and searched.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::Params;
+use super::views::{PageView, ProfileView};
+use crate::store::profiles::{self, ProfileFilter};
+use crate::subject::{normalise_email, normalise_phone, normalise_url};
+
+/// Read one profile.
+#[utoipa::path(get, path = "/v1/profiles/{id}", tag = "profiles",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = ProfileView),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProfileView>> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::NotFound("no profile has this id"))?;
+    profiles::get(&state.db, id)
+        .await?
+        .map(|p| Json(p.into()))
+        .ok_or(ApiError::NotFound("no profile has this id"))
+}
+
+/// Search profiles; filters combine with AND and ignore case.
+#[utoipa::path(get, path = "/v1/profiles", tag = "profiles",
+    params(("email" = Option<String>, Query), ("phone" = Option<String>, Query),
+        ("social_media_url" = Option<String>, Query),
+        ("interest" = Option<String>, Query, description = "label of an interest_graph entry"),
+        ("category" = Option<String>, Query, description = "a key of interest_graph"),
+        ("brand" = Option<String>, Query), ("archetype" = Option<String>, Query),
+        ("industry" = Option<String>, Query),
+        ("limit" = Option<i64>, Query, description = "1 to 500, default 50"), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = PageView<ProfileView>),
+        (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    params: Params,
+) -> ApiResult<Json<PageView<ProfileView>>> {
+    let mut errors = Vec::new();
+    let mut identifier = |field: &str, normalise: fn(&str) -> Result<String, String>| {
+        params
+            .text(field)
+            .and_then(|raw| match normalise(raw.trim()) {
+                Ok(v) => Some(v),
+                Err(message) => {
+                    errors.push(crate::subject::FieldError::new(field, message));
+                    None
+                }
+            })
+    };
+    let filter = ProfileFilter {
+        email: identifier("email", normalise_email),
+        phone: identifier("phone", normalise_phone),
+        social_media_url: identifier("social_media_url", normalise_url),
+        interest: params.text("interest").map(str::to_owned),
+        category: params.text("category").map(str::to_owned),
+        brand: params.text("brand").map(str::to_owned),
+        archetype: params.text("archetype").map(str::to_owned),
+        industry: params.text("industry").map(str::to_owned),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let limit = params.limit(50, 500)?;
+    let cursor = params.cursor()?;
+    let page = profiles::list(&state.db, &filter, cursor, limit).await?;
+    Ok(Json(PageView::from_page(page, ProfileView::from)))
+}

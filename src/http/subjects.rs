@@ -1,0 +1,89 @@
+//! `DELETE /v1/subjects`: erase a person, optionally refusing them later.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::Params;
+use crate::store::erasure::{self, Identifier};
+use crate::subject::{
+    identifier_digest, normalise_email, normalise_phone, normalise_text, normalise_url,
+};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasedCounts {
+    pub lookups: i64,
+    pub profiles: i64,
+    pub deliveries: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureView {
+    pub erased: ErasedCounts,
+    pub suppressed: bool,
+}
+
+const KINDS: [(&str, fn(&str) -> Result<String, String>); 4] = [
+    ("email", normalise_email),
+    ("phone", normalise_phone),
+    ("social_media_url", normalise_url),
+    ("name", normalise_text),
+];
+
+/// Erase every lookup, profile and stored callback body of a person.
+#[utoipa::path(delete, path = "/v1/subjects", tag = "subjects",
+    params(("email" = Option<String>, Query), ("phone" = Option<String>, Query),
+        ("social_media_url" = Option<String>, Query), ("name" = Option<String>, Query),
+        ("suppress" = Option<bool>, Query, description = "refuse later lookups of this person (409 subject_suppressed)")),
+    responses((status = 200, body = ErasureView),
+        (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn erase(State(state): State<AppState>, params: Params) -> ApiResult<Json<ErasureView>> {
+    let given: Vec<_> = KINDS
+        .iter()
+        .filter(|(k, _)| params.text(k).is_some())
+        .collect();
+    let [(kind, normalise)] = given.as_slice() else {
+        return Err(ApiError::field(
+            "email",
+            "give exactly one of email, phone, social_media_url or name",
+        ));
+    };
+    let raw = params.text(kind).unwrap_or_default();
+    let value = normalise(raw.trim()).map_err(|m| ApiError::field(kind, m))?;
+    let suppress = match params.text("suppress") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::field("suppress", "expected true or false")),
+    };
+    let who = match *kind {
+        "email" => Identifier::Email(&value),
+        "phone" => Identifier::Phone(&value),
+        "social_media_url" => Identifier::SocialMediaUrl(&value),
+        _ => Identifier::Name(&value),
+    };
+    let mut tx = state.db.begin().await?;
+    let erased = erasure::erase(&mut tx, who).await?;
+    if suppress {
+        erasure::suppress(&mut *tx, &identifier_digest(kind, &value)).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(
+        lookups = erased.lookups,
+        profiles = erased.profiles,
+        deliveries = erased.deliveries,
+        suppress,
+        "subject erased"
+    );
+    Ok(Json(ErasureView {
+        erased: ErasedCounts {
+            lookups: erased.lookups,
+            profiles: erased.profiles,
+            deliveries: erased.deliveries,
+        },
+        suppressed: suppress,
+    }))
+}

@@ -1,0 +1,116 @@
+//! JSON shapes of the REST API (contract section 5).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::store::lookups::LookupRecord;
+use crate::store::profiles::ProfileRecord;
+use crate::store::{self, Cursor};
+use crate::subject::Subject;
+
+/// A lookup: one request to profile a person, and what became of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LookupView {
+    pub id: Uuid,
+    /// pending | queued | processing | completed | failed | expired
+    pub status: String,
+    /// Upstream's job id; null until upstream accepted the job.
+    pub request_id: Option<String>,
+    pub subject: Subject,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// 5 for a completed result with at least one section, else 0.
+    pub credits_charged: i32,
+    /// Why a lookup failed or expired.
+    pub error: Option<String>,
+    pub profile: Option<LookupProfile>,
+}
+
+/// The profile inside a completed lookup.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LookupProfile {
+    pub id: Uuid,
+    /// Sections exactly as upstream sent them.
+    pub result: Value,
+    pub completed_on: Option<DateTime<Utc>>,
+    /// callback | poll
+    pub received_via: String,
+}
+
+impl From<LookupRecord> for LookupView {
+    fn from(l: LookupRecord) -> Self {
+        let subject = l.subject();
+        let profile = match (l.profile_id, l.profile_result) {
+            (Some(id), Some(result)) => Some(LookupProfile {
+                id,
+                result,
+                completed_on: l.profile_completed_on,
+                received_via: l.profile_received_via.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        LookupView {
+            id: l.id,
+            status: l.status,
+            request_id: l.request_id,
+            subject,
+            metadata: l.metadata,
+            created_at: l.created_at,
+            submitted_at: l.submitted_at,
+            completed_at: l.completed_at,
+            credits_charged: l.credits_charged,
+            error: l.error,
+            profile,
+        }
+    }
+}
+
+/// A stored profile.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProfileView {
+    pub id: Uuid,
+    pub lookup_id: Uuid,
+    pub request_id: String,
+    pub subject: Subject,
+    pub result: Value,
+    pub completed_on: Option<DateTime<Utc>>,
+    pub received_via: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ProfileRecord> for ProfileView {
+    fn from(p: ProfileRecord) -> Self {
+        ProfileView {
+            subject: p.subject(),
+            id: p.id,
+            lookup_id: p.lookup_id,
+            request_id: p.request_id,
+            result: p.result,
+            completed_on: p.completed_on,
+            received_via: p.received_via,
+            created_at: p.created_at,
+        }
+    }
+}
+
+/// One page of a newest-first list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageView<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> PageView<T> {
+    pub fn from_page<R>(page: store::Page<R>, view: impl Fn(R) -> T) -> Self {
+        PageView {
+            items: page.items.into_iter().map(view).collect(),
+            next_cursor: page.next.as_ref().map(Cursor::encode),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! interests-receiver: submits person lookups to the upstream Personal
+//! Interests API, receives their results by callback or by polling, stores
+//! them in PostgreSQL and serves them over a REST API.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crashpoint;
+pub mod facets;
+pub mod http;
+pub mod lookups;
+pub mod sandbox;
+pub mod store;
+pub mod subject;
+pub mod telemetry;
+pub mod token;
+pub mod upstream;
+pub mod workers;

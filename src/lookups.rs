@@ -1,0 +1,268 @@
+//! Requesting a lookup: validation of the request body, then, in one
+//! transaction, the idempotency key, the suppression list, the profile
+//! cache, in-flight dedup, the credit budget, and the new pending row.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::store::lookups::{self, LookupRecord, NewLookup};
+use crate::store::results::CREDITS_PER_RESULT;
+use crate::store::{erasure, idempotency};
+use crate::subject::{FieldError, Subject, identifier_digest};
+use crate::token::{random_token, sha256_hex};
+
+/// A validated `POST /v1/lookups` body.
+#[derive(Debug, Clone)]
+pub struct LookupRequest {
+    pub subject: Subject,
+    pub refresh: bool,
+    pub metadata: Value,
+}
+
+const FIELDS: [&str; 7] = [
+    "email",
+    "phone",
+    "social_media_url",
+    "name",
+    "company",
+    "refresh",
+    "metadata",
+];
+
+impl LookupRequest {
+    /// Reads the body field by field so that every error names its field.
+    pub fn parse(body: &Value) -> Result<LookupRequest, Vec<FieldError>> {
+        let Some(object) = body.as_object() else {
+            return Err(vec![FieldError::new("body", "expected a JSON object")]);
+        };
+        let mut errors: Vec<FieldError> = object
+            .keys()
+            .filter(|k| !FIELDS.contains(&k.as_str()))
+            .map(|k| FieldError::new(k, "unknown field"))
+            .collect();
+        let mut text = |field: &str| match object.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                errors.push(FieldError::new(field, "expected a string"));
+                None
+            }
+        };
+        let raw = Subject {
+            email: text("email"),
+            phone: text("phone"),
+            social_media_url: text("social_media_url"),
+            name: text("name"),
+            company: text("company"),
+        };
+        let refresh = match object.get("refresh") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                errors.push(FieldError::new("refresh", "expected true or false"));
+                false
+            }
+        };
+        let metadata = match object.get("metadata") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(_) => {
+                errors.push(FieldError::new("metadata", "expected a JSON object"));
+                Value::Object(Map::new())
+            }
+        };
+        let subject = if errors.is_empty() {
+            Subject::validate(raw).map_err(|e| errors.extend(e)).ok()
+        } else {
+            None
+        };
+        match subject {
+            Some(subject) if errors.is_empty() => Ok(LookupRequest {
+                subject,
+                refresh,
+                metadata,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Digests of each identifier, as the suppression list keeps them.
+    fn identifier_digests(&self) -> Vec<String> {
+        let s = &self.subject;
+        [
+            ("email", &s.email),
+            ("phone", &s.phone),
+            ("social_media_url", &s.social_media_url),
+            ("name", &s.name),
+        ]
+        .into_iter()
+        .filter_map(|(kind, v)| v.as_deref().map(|v| identifier_digest(kind, v)))
+        .collect()
+    }
+}
+
+/// What the request led to.
+#[derive(Debug)]
+pub enum Answer {
+    /// A new pending lookup (202).
+    Created(LookupRecord),
+    /// The same person's lookup already in flight (202).
+    InFlight(LookupRecord),
+    /// A completed lookup younger than the cache age (200).
+    Cached(LookupRecord),
+    /// A replay of an earlier request with the same Idempotency-Key.
+    Replayed(u16, LookupRecord),
+}
+
+impl Answer {
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::Created(_) | Answer::InFlight(_) => 202,
+            Answer::Cached(_) => 200,
+            Answer::Replayed(status, _) => *status,
+        }
+    }
+
+    pub fn lookup(&self) -> &LookupRecord {
+        match self {
+            Answer::Created(l)
+            | Answer::InFlight(l)
+            | Answer::Cached(l)
+            | Answer::Replayed(_, l) => l,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("this person asked to be erased; lookups of them are refused")]
+    Suppressed,
+    #[error("the daily credit budget ({0} credits) is spent")]
+    BudgetExhausted(u64),
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyConflict,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Policy knobs of lookup creation.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub profile_cache: Duration,
+    pub credit_budget_daily: Option<u64>,
+}
+
+pub async fn request(
+    db: &PgPool,
+    policy: Policy,
+    req: &LookupRequest,
+    body: &Value,
+    idempotency_key: Option<&str>,
+) -> Result<Answer, RequestError> {
+    let mut tx = db.begin().await?;
+    let body_hash = sha256_hex(body.to_string().as_bytes());
+    if let Some(key) = idempotency_key {
+        idempotency::lock(&mut tx, key).await?;
+        if let Some(stored) = idempotency::find(&mut tx, key).await? {
+            if stored.request_sha256 != body_hash {
+                return Err(RequestError::IdempotencyConflict);
+            }
+            let lookup = match stored.lookup_id {
+                Some(id) => lookups::get(&mut *tx, id).await?,
+                None => None,
+            };
+            if let Some(lookup) = lookup {
+                return Ok(Answer::Replayed(stored.response_status as u16, lookup));
+            }
+        }
+    }
+
+    let answer = decide(&mut tx, policy, req).await?;
+    if let Some(key) = idempotency_key {
+        let lookup_id = answer.lookup().id;
+        idempotency::insert(&mut tx, key, &body_hash, lookup_id, answer.status()).await?;
+    }
+    tx.commit().await?;
+    Ok(answer)
+}
+
+async fn decide(
+    tx: &mut sqlx::PgConnection,
+    policy: Policy,
+    req: &LookupRequest,
+) -> Result<Answer, RequestError> {
+    if erasure::any_suppressed(&mut *tx, &req.identifier_digests()).await? {
+        return Err(RequestError::Suppressed);
+    }
+    let key = req.subject.key();
+    if !req.refresh {
+        let since =
+            Utc::now() - chrono::Duration::from_std(policy.profile_cache).unwrap_or_default();
+        if let Some(cached) = lookups::find_cached(tx, &key, since).await? {
+            return Ok(Answer::Cached(cached));
+        }
+    }
+    if let Some(running) = lookups::find_in_flight(tx, &key).await? {
+        return Ok(Answer::InFlight(running));
+    }
+    if let Some(budget) = policy.credit_budget_daily {
+        let committed = lookups::credits_committed_today(tx, i64::from(CREDITS_PER_RESULT)).await?;
+        if committed + i64::from(CREDITS_PER_RESULT) > budget as i64 {
+            return Err(RequestError::BudgetExhausted(budget));
+        }
+    }
+    let id = Uuid::now_v7();
+    let inserted = lookups::insert_pending(
+        tx,
+        NewLookup {
+            id,
+            subject: &req.subject,
+            subject_key: &key,
+            metadata: &req.metadata,
+            callback_token: &random_token(),
+        },
+    )
+    .await?;
+    if inserted {
+        let created = lookups::get(&mut *tx, id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        return Ok(Answer::Created(created));
+    }
+    // Another request for the same person won the race; its row is visible
+    // now that the unique index made us wait for its commit.
+    let running = lookups::find_in_flight(tx, &key)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Answer::InFlight(running))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_and_mistyped_fields_are_each_named() {
+        let errors = LookupRequest::parse(&json!({
+            "email": 5, "refresh": "yes", "colour": "blue"
+        }))
+        .unwrap_err();
+        let mut fields: Vec<_> = errors.iter().map(|e| e.field.clone()).collect();
+        fields.sort();
+        assert_eq!(fields, ["colour", "email", "refresh"]);
+    }
+
+    #[test]
+    fn a_valid_body_is_normalised() {
+        let req =
+            LookupRequest::parse(&json!({"email": "Ann@Example.com", "refresh": true})).unwrap();
+        assert_eq!(req.subject.email.as_deref(), Some("ann@example.com"));
+        assert!(req.refresh);
+        assert_eq!(req.metadata, json!({}));
+    }
+}

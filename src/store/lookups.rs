@@ -1,0 +1,167 @@
+//! Lookup rows: creation, reads and the lists of the REST API.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use super::{Cursor, Page, paginate};
+use crate::subject::Subject;
+
+/// Statuses in which a lookup is still in flight (the partial unique index
+/// `lookups_one_in_flight_per_subject` uses the same list).
+pub const IN_FLIGHT: [&str; 3] = ["pending", "queued", "processing"];
+
+/// A lookup joined with its profile, as the API shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct LookupRecord {
+    pub id: Uuid,
+    pub status: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub social_media_url: Option<String>,
+    pub name: Option<String>,
+    pub company: Option<String>,
+    pub metadata: Value,
+    pub request_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub credits_charged: i32,
+    pub error: Option<String>,
+    pub profile_id: Option<Uuid>,
+    pub profile_result: Option<Value>,
+    pub profile_completed_on: Option<DateTime<Utc>>,
+    pub profile_received_via: Option<String>,
+}
+
+impl LookupRecord {
+    pub fn subject(&self) -> Subject {
+        Subject {
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            social_media_url: self.social_media_url.clone(),
+            name: self.name.clone(),
+            company: self.company.clone(),
+        }
+    }
+
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+const SELECT: &str = "SELECT l.id, l.status, l.email, l.phone, l.social_media_url, l.name, \
+    l.company, l.metadata, l.request_id, l.created_at, l.submitted_at, l.completed_at, \
+    l.credits_charged, l.error, p.id AS profile_id, p.result AS profile_result, \
+    p.completed_on AS profile_completed_on, p.received_via AS profile_received_via \
+    FROM lookups l LEFT JOIN profiles p ON p.lookup_id = l.id";
+
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<LookupRecord>> {
+    sqlx::query_as(&format!("{SELECT} WHERE l.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn list(
+    db: &PgPool,
+    status: Option<&str>,
+    after: Option<Cursor>,
+    limit: i64,
+) -> sqlx::Result<Page<LookupRecord>> {
+    let rows: Vec<LookupRecord> = sqlx::query_as(&format!(
+        "{SELECT} WHERE ($1::text IS NULL OR l.status = $1) \
+         AND ($2::timestamptz IS NULL OR (l.created_at, l.id) < ($2, $3)) \
+         ORDER BY l.created_at DESC, l.id DESC LIMIT $4"
+    ))
+    .bind(status)
+    .bind(after.map(|c| c.created_at))
+    .bind(after.map(|c| c.id))
+    .bind(limit + 1)
+    .fetch_all(db)
+    .await?;
+    Ok(paginate(rows, limit, LookupRecord::cursor))
+}
+
+/// The newest completed lookup of this person finished after `since`.
+pub async fn find_cached(
+    db: &mut PgConnection,
+    subject_key: &str,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Option<LookupRecord>> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE l.subject_key = $1 AND l.status = 'completed' AND l.completed_at > $2 \
+         ORDER BY l.completed_at DESC LIMIT 1"
+    ))
+    .bind(subject_key)
+    .bind(since)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn find_in_flight(
+    db: &mut PgConnection,
+    subject_key: &str,
+) -> sqlx::Result<Option<LookupRecord>> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE l.subject_key = $1 AND l.status IN ('pending', 'queued', 'processing')"
+    ))
+    .bind(subject_key)
+    .fetch_optional(db)
+    .await
+}
+
+pub struct NewLookup<'a> {
+    pub id: Uuid,
+    pub subject: &'a Subject,
+    pub subject_key: &'a str,
+    pub metadata: &'a Value,
+    pub callback_token: &'a str,
+}
+
+/// Inserts a pending lookup unless one for the same person is already in
+/// flight; returns whether a row was inserted.
+pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO lookups (id, email, phone, social_media_url, name, company, subject_key, \
+         metadata, callback_token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (subject_key) WHERE status IN ('pending', 'queued', 'processing') DO NOTHING",
+    )
+    .bind(new.id)
+    .bind(&new.subject.email)
+    .bind(&new.subject.phone)
+    .bind(&new.subject.social_media_url)
+    .bind(&new.subject.name)
+    .bind(&new.subject.company)
+    .bind(new.subject_key)
+    .bind(new.metadata)
+    .bind(new.callback_token)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Credits charged today plus credits that lookups in flight may still cost.
+pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('day', now())), 0)::bigint \
+         + $1 * COUNT(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')) \
+         FROM lookups",
+    )
+    .bind(per_job)
+    .fetch_one(db)
+    .await
+}
+
+/// The secret callback token of a lookup, for the callback receiver.
+pub async fn callback_token(db: &PgPool, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT callback_token FROM lookups WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}

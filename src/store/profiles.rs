@@ -1,0 +1,115 @@
+//! Profile reads: by id and the filtered, paginated list.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{Cursor, Page, paginate};
+use crate::subject::Subject;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ProfileRecord {
+    pub id: Uuid,
+    pub lookup_id: Uuid,
+    pub request_id: String,
+    pub result: Value,
+    pub completed_on: Option<DateTime<Utc>>,
+    pub received_via: String,
+    pub created_at: DateTime<Utc>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub social_media_url: Option<String>,
+    pub name: Option<String>,
+    pub company: Option<String>,
+}
+
+impl ProfileRecord {
+    pub fn subject(&self) -> Subject {
+        Subject {
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            social_media_url: self.social_media_url.clone(),
+            name: self.name.clone(),
+            company: self.company.clone(),
+        }
+    }
+
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+const SELECT: &str = "SELECT p.id, p.lookup_id, p.request_id, p.result, p.completed_on, \
+    p.received_via, p.created_at, l.email, l.phone, l.social_media_url, l.name, l.company \
+    FROM profiles p JOIN lookups l ON l.id = p.lookup_id";
+
+pub async fn get(db: &PgPool, id: Uuid) -> sqlx::Result<Option<ProfileRecord>> {
+    sqlx::query_as(&format!("{SELECT} WHERE p.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Filters of the profile list; identifier values are normalised, facet
+/// values are matched ignoring case.
+#[derive(Debug, Default)]
+pub struct ProfileFilter {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub social_media_url: Option<String>,
+    pub interest: Option<String>,
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    pub archetype: Option<String>,
+    pub industry: Option<String>,
+}
+
+pub async fn list(
+    db: &PgPool,
+    filter: &ProfileFilter,
+    after: Option<Cursor>,
+    limit: i64,
+) -> sqlx::Result<Page<ProfileRecord>> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(SELECT);
+    q.push(" WHERE true");
+    for (column, value) in [
+        ("l.email", &filter.email),
+        ("l.phone", &filter.phone),
+        ("l.social_media_url", &filter.social_media_url),
+    ] {
+        if let Some(v) = value {
+            q.push(format_args!(" AND lower({column}) = lower("))
+                .push_bind(v.clone())
+                .push(")");
+        }
+    }
+    // Facet columns hold lowercased values behind GIN indexes.
+    for (column, value) in [
+        ("p.interest_facets", &filter.interest),
+        ("p.category_facets", &filter.category),
+        ("p.brand_facets", &filter.brand),
+        ("p.archetype_facets", &filter.archetype),
+        ("p.industry_facets", &filter.industry),
+    ] {
+        if let Some(v) = value {
+            q.push(format_args!(" AND {column} @> ARRAY["))
+                .push_bind(v.to_lowercase())
+                .push("]::text[]");
+        }
+    }
+    if let Some(c) = after {
+        q.push(" AND (p.created_at, p.id) < (")
+            .push_bind(c.created_at)
+            .push(", ")
+            .push_bind(c.id)
+            .push(")");
+    }
+    q.push(" ORDER BY p.created_at DESC, p.id DESC LIMIT ")
+        .push_bind(limit + 1);
+    let rows = q.build_query_as().fetch_all(db).await?;
+    Ok(paginate(rows, limit, ProfileRecord::cursor))
+}

@@ -1,0 +1,258 @@
+//! HTTP client of the upstream Personal Interests API. It only classifies
+//! what happened; what to do about it is the workers' business.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::{Response, StatusCode, header::HeaderMap};
+use serde::Serialize;
+use serde_json::Value;
+use url::Url;
+
+use super::payload::{JobUpdate, error_code, error_text, parse_job};
+use crate::subject::Subject;
+
+/// Rate-limit facts read off any upstream answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateInfo {
+    pub remaining: Option<u64>,
+    pub reset_at: Option<DateTime<Utc>>,
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub enum SubmitOutcome {
+    /// 202: the job exists upstream.
+    Accepted { request_id: String },
+    /// The job certainly was not created (the request never left, or
+    /// upstream answered with a refusal); safe to send again later.
+    NotAccepted { reason: String, permanent: bool },
+    /// The request may or may not have created a job (timeout, connection
+    /// lost after sending, unreadable 2xx). Re-sending could charge twice.
+    Ambiguous { reason: String },
+}
+
+#[derive(Debug)]
+pub enum PollOutcome {
+    Job(JobUpdate),
+    /// 404 `request_not_found`: unknown or expired upstream.
+    NotFound,
+    /// Anything else; polls are free and safe to repeat.
+    Retry {
+        reason: String,
+    },
+}
+
+/// The submit body: absent identifiers are left out, not sent as null.
+#[derive(Serialize)]
+struct SubmitBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    social_media_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    company: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback_url: Option<&'a str>,
+}
+
+#[derive(Clone)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    api_key: String,
+    api_secret: String,
+}
+
+impl UpstreamClient {
+    pub fn new(base: &Url, api_key: String, api_secret: String, timeout: Duration) -> Self {
+        let mut endpoint = base.clone();
+        let path = format!("{}/person/interests", base.path().trim_end_matches('/'));
+        endpoint.set_path(&path);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10).min(timeout))
+            .user_agent(concat!("interests-receiver/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("static reqwest configuration is valid");
+        UpstreamClient {
+            http,
+            endpoint,
+            api_key,
+            api_secret,
+        }
+    }
+
+    pub async fn submit(
+        &self,
+        subject: &Subject,
+        callback_url: Option<&str>,
+    ) -> (SubmitOutcome, RateInfo) {
+        let sent = self
+            .http
+            .post(self.endpoint.clone())
+            .header("X-API-Key", &self.api_key)
+            .header("X-API-Secret", &self.api_secret)
+            .json(&SubmitBody {
+                email: subject.email.as_deref(),
+                phone: subject.phone.as_deref(),
+                social_media_url: subject.social_media_url.as_deref(),
+                name: subject.name.as_deref(),
+                company: subject.company.as_deref(),
+                callback_url,
+            })
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() || e.is_builder() => {
+                return (
+                    SubmitOutcome::NotAccepted {
+                        reason: format!("request not sent: {}", short(&e)),
+                        permanent: false,
+                    },
+                    RateInfo::default(),
+                );
+            }
+            Err(e) => {
+                return (
+                    SubmitOutcome::Ambiguous {
+                        reason: format!("no answer: {}", short(&e)),
+                    },
+                    RateInfo::default(),
+                );
+            }
+        };
+        let status = response.status();
+        let rate = rate_info(response.headers());
+        let body = read_json(response).await;
+        let outcome = match (status, body) {
+            (s, Ok(body)) if s.is_success() => match parse_job(&body) {
+                Ok(job) => SubmitOutcome::Accepted {
+                    request_id: job.request_id,
+                },
+                Err(e) => SubmitOutcome::Ambiguous {
+                    reason: format!("{s} answer without a usable request_id: {e}"),
+                },
+            },
+            (s, Err(e)) if s.is_success() => SubmitOutcome::Ambiguous {
+                reason: format!("{s} answer unreadable: {e}"),
+            },
+            (s, body) => SubmitOutcome::NotAccepted {
+                reason: describe_error(s, body.ok().as_ref()),
+                permanent: s == StatusCode::BAD_REQUEST || s == StatusCode::UNPROCESSABLE_ENTITY,
+            },
+        };
+        (outcome, rate)
+    }
+
+    pub async fn poll(&self, request_id: &str) -> (PollOutcome, RateInfo) {
+        let mut url = self.endpoint.clone();
+        url.query_pairs_mut().append_pair("request_id", request_id);
+        let sent = self
+            .http
+            .get(url)
+            .header("X-API-Key", &self.api_key)
+            .header("X-API-Secret", &self.api_secret)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    PollOutcome::Retry { reason: short(&e) },
+                    RateInfo::default(),
+                );
+            }
+        };
+        let status = response.status();
+        let rate = rate_info(response.headers());
+        let body = read_json(response).await;
+        let outcome = match (status, body) {
+            (s, Ok(body)) if s.is_success() => match parse_job(&body) {
+                Ok(job) => PollOutcome::Job(job),
+                Err(e) => PollOutcome::Retry {
+                    reason: format!("unreadable poll answer: {e}"),
+                },
+            },
+            (StatusCode::NOT_FOUND, Ok(body))
+                if error_code(&body).as_deref() == Some("request_not_found") =>
+            {
+                PollOutcome::NotFound
+            }
+            (s, body) => PollOutcome::Retry {
+                reason: describe_error(s, body.ok().as_ref()),
+            },
+        };
+        (outcome, rate)
+    }
+}
+
+async fn read_json(response: Response) -> Result<Value, String> {
+    let bytes = response.bytes().await.map_err(|e| short(&e))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))
+}
+
+fn describe_error(status: StatusCode, body: Option<&Value>) -> String {
+    match body.and_then(|b| error_text(b.get("error"))) {
+        Some(text) => format!("upstream answered {status}: {text}"),
+        None => format!("upstream answered {status}"),
+    }
+}
+
+/// A reqwest error without the URL (it may carry a callback token).
+fn short(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "body error"
+    } else {
+        "request error"
+    };
+    let source = std::error::Error::source(e)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    format!("{kind}{source}")
+}
+
+pub fn rate_info(headers: &HeaderMap) -> RateInfo {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    RateInfo {
+        remaining: number("x-ratelimit-remaining").or_else(|| number("ratelimit-remaining")),
+        reset_at: number("x-ratelimit-reset")
+            .and_then(|t| DateTime::from_timestamp(t as i64, 0))
+            .or_else(|| {
+                number("ratelimit-reset")
+                    .map(|s| Utc::now() + chrono::Duration::seconds(s.min(86_400) as i64))
+            }),
+        retry_after: number("retry-after").map(Duration::from_secs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_headers_are_read() {
+        let mut h = HeaderMap::new();
+        h.insert("X-RateLimit-Remaining", "0".parse().unwrap());
+        h.insert("X-RateLimit-Reset", "1767000000".parse().unwrap());
+        h.insert("Retry-After", "7".parse().unwrap());
+        let info = rate_info(&h);
+        assert_eq!(info.remaining, Some(0));
+        assert_eq!(info.reset_at.unwrap().timestamp(), 1_767_000_000);
+        assert_eq!(info.retry_after, Some(Duration::from_secs(7)));
+    }
+}

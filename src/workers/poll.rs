@@ -1,0 +1,79 @@
+//! Polling one claimed job whose result has not arrived by callback.
+
+use chrono::Utc;
+use tracing::Instrument;
+
+use super::{WorkerContext, backoff, next_poll_interval};
+use crate::crashpoint;
+use crate::store::results::{self, Via};
+use crate::store::work::{self, PollClaim};
+use crate::upstream::PollOutcome;
+use crate::upstream::pacer::Slot;
+use crate::upstream::payload::JobState;
+
+pub(super) async fn run(ctx: &WorkerContext, claim: PollClaim, slot: Slot) {
+    let span = tracing::info_span!("poll", lookup_id = %claim.id, request_id = %claim.request_id);
+    poll(ctx, claim, slot).instrument(span).await;
+}
+
+async fn poll(ctx: &WorkerContext, claim: PollClaim, slot: Slot) {
+    let (outcome, rate) = ctx.client.poll(&claim.request_id).await;
+    let label = match &outcome {
+        PollOutcome::Job(_) => "ok",
+        PollOutcome::NotFound => "not_found",
+        PollOutcome::Retry { .. } => "error",
+    };
+    ctx.pacer.record(slot, "poll", label, &rate).await;
+    crashpoint::reach("after_poll_answer").await;
+
+    let recorded = match outcome {
+        PollOutcome::Job(update) => match update.state {
+            JobState::Completed { .. } | JobState::Failed { .. } => {
+                apply(ctx, &claim, &update).await
+            }
+            JobState::Queued | JobState::Processing => {
+                let wait = next_poll_interval(ctx.poll_after, claim.poll_count);
+                let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                work::poll_running(&ctx.db, claim.id, update.status_str(), at).await
+            }
+        },
+        PollOutcome::NotFound => {
+            tracing::warn!("upstream no longer knows the job; expired");
+            work::poll_not_found(
+                &ctx.db,
+                claim.id,
+                "request_not_found: upstream does not know this request_id (unknown or expired)",
+            )
+            .await
+        }
+        PollOutcome::Retry { reason } => {
+            let wait = rate
+                .retry_after
+                .unwrap_or_else(|| backoff((claim.poll_count + 1) as u32));
+            tracing::warn!(%reason, retry_in = ?wait, "poll failed; will retry");
+            let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            work::poll_retry(&ctx.db, claim.id, at).await
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "could not record the poll outcome; the lease will run out");
+    }
+}
+
+async fn apply(
+    ctx: &WorkerContext,
+    claim: &PollClaim,
+    update: &crate::upstream::payload::JobUpdate,
+) -> sqlx::Result<()> {
+    let mut tx = ctx.db.begin().await?;
+    let outcome = results::apply(&mut tx, claim.id, update, Via::Poll).await?;
+    work::poll_retry(&mut *tx, claim.id, Utc::now()).await?;
+    tx.commit().await?;
+    metrics::counter!("results_total", "via" => "poll", "outcome" => outcome.as_str()).increment(1);
+    tracing::info!(
+        outcome = outcome.as_str(),
+        status = update.status_str(),
+        "poll result"
+    );
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! Test harness: runs the real service on a random port against the fresh
+//! database `#[sqlx::test]` made for the test, with either the built-in
+//! sandbox or a wiremock server as upstream.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use interests_receiver::app::{Application, Options};
+use interests_receiver::config::{ApiTokens, Config, LogFormat, Upstream};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use uuid::Uuid;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// How a test app reaches upstream.
+pub enum UpstreamKind {
+    /// The built-in simulator with this time scale.
+    Sandbox { time_scale: f64 },
+    /// An HTTP mock (wiremock) or an external simulator.
+    Url(Url),
+}
+
+pub struct Settings {
+    pub upstream: UpstreamKind,
+    /// Callback base; `None` with a URL upstream means poll-only.
+    pub callbacks: bool,
+    pub poll_after: Duration,
+    pub job_deadline: Duration,
+    pub profile_cache: Duration,
+    pub ambiguous_wait: Duration,
+    pub credit_budget_daily: Option<u64>,
+    pub upstream_timeout: Duration,
+    pub rate_per_minute: u32,
+    pub rate_per_hour: u32,
+    pub options: Options,
+}
+
+impl Settings {
+    pub fn sandbox() -> Self {
+        Settings {
+            upstream: UpstreamKind::Sandbox { time_scale: 0.01 },
+            ..Settings::with_upstream_url("http://127.0.0.1:9".parse().unwrap())
+        }
+    }
+
+    pub fn with_upstream_url(url: Url) -> Self {
+        Settings {
+            upstream: UpstreamKind::Url(url),
+            callbacks: true,
+            poll_after: Duration::from_secs(600),
+            job_deadline: Duration::from_secs(86_400),
+            profile_cache: Duration::from_secs(2_592_000),
+            ambiguous_wait: Duration::from_secs(3600),
+            credit_budget_daily: None,
+            upstream_timeout: Duration::from_secs(5),
+            rate_per_minute: 6000,
+            rate_per_hour: 100_000,
+            options: Options::default(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    /// The built-in simulator's address, in sandbox mode.
+    pub sandbox: Option<SocketAddr>,
+    pub db: PgPool,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
+    let upstream = match &settings.upstream {
+        UpstreamKind::Sandbox { .. } => Upstream::Sandbox,
+        UpstreamKind::Url(base_url) => Upstream::Account {
+            base_url: base_url.clone(),
+            api_key: "test-key".into(),
+            api_secret: "test-secret".into(),
+        },
+    };
+    let sandbox_time_scale = match settings.upstream {
+        UpstreamKind::Sandbox { time_scale } => time_scale,
+        UpstreamKind::Url(_) => 1.0,
+    };
+    // The callback base must name the port, which is only known once bound:
+    // bind first on port 0, then rebuild the URL from the real address.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let is_sandbox = matches!(upstream, Upstream::Sandbox);
+    let config = Config {
+        database_url: String::new(),
+        listen_addr: addr,
+        public_base_url: (settings.callbacks && !is_sandbox)
+            .then(|| format!("http://{addr}").parse().unwrap()),
+        upstream,
+        api_tokens: ApiTokens::from_plain(TOKEN),
+        poll_after: settings.poll_after,
+        rate_per_minute: settings.rate_per_minute,
+        rate_per_hour: settings.rate_per_hour,
+        job_deadline: settings.job_deadline,
+        profile_cache: settings.profile_cache,
+        ambiguous_resubmit_after: settings.ambiguous_wait,
+        credit_budget_daily: settings.credit_budget_daily,
+        upstream_timeout: settings.upstream_timeout,
+        upstream_concurrency: 4,
+        database_max_connections: 10,
+        sandbox_time_scale,
+        log_format: LogFormat::Pretty,
+        generated_token: None,
+    };
+    if std::env::var("TEST_LOG").is_ok() {
+        interests_receiver::telemetry::init_logging(LogFormat::Pretty);
+    }
+    let app = Application::build_with_pool(config, db.clone(), settings.options)
+        .await
+        .expect("app builds");
+    let sandbox = app.sandbox_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        addr,
+        sandbox,
+        db,
+        http: reqwest::Client::new(),
+        shutdown,
+        task,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POST /v1/lookups with the test token.
+    pub async fn post_lookup(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/lookups"))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    pub async fn lookup(&self, id: &str) -> Value {
+        self.get_json(&format!("/v1/lookups/{id}")).await
+    }
+
+    /// Polls the lookup until `done` holds or `timeout` passes.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let lookup = self.lookup(id).await;
+            if done(&lookup) {
+                return lookup;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "lookup {id} did not reach the expected state in {timeout:?}: {lookup}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_for_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        self.wait_for(id, timeout, |l| l["status"] == status).await
+    }
+
+    pub async fn post_callback(&self, callback_url: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(callback_url)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
+    }
+
+    /// `GET /_sandbox/<what>` of the built-in simulator.
+    pub async fn sandbox_json(&self, what: &str) -> Value {
+        let addr = self.sandbox.expect("sandbox mode");
+        self.http
+            .get(format!("http://{addr}/_sandbox/{what}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// A wiremock upstream that accepts every submit with a fresh request_id.
+pub async fn accepting_upstream() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/person/interests"))
+        .respond_with(|_: &Request| {
+            ResponseTemplate::new(202).set_body_json(json!({
+                "success": true,
+                "data": {"request_id": new_request_id(), "status": "queued"},
+                "timestamp": "2026-01-15T10:30:00"
+            }))
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+pub fn new_request_id() -> String {
+    format!(
+        "{}_1717000000_{:04}",
+        Uuid::new_v4().simple(),
+        rand_digits()
+    )
+}
+
+fn rand_digits() -> u32 {
+    (Uuid::new_v4().as_u128() % 10_000) as u32
+}
+
+/// Submit bodies upstream received, in order.
+pub async fn submits(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.method == wiremock::http::Method::POST)
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+/// Waits until upstream received `n` submits and returns them.
+pub async fn wait_for_submits(server: &MockServer, n: usize) -> Vec<Value> {
+    for _ in 0..400 {
+        let got = submits(server).await;
+        if got.len() >= n {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("upstream did not receive {n} submits");
+}
+
+/// A test fixture of the upstream payloads (copied from shared/fixtures).
+pub fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The completed fixture re-addressed to `request_id`.
+pub fn completed_for(request_id: &str) -> Value {
+    let mut body = fixture("completed.json");
+    body["data"]["request_id"] = json!(request_id);
+    body
+}
+
+/// Creates a lookup and waits until it was submitted to the mock; returns
+/// (lookup id, request_id, callback_url).
+pub async fn submitted_lookup(
+    app: &TestApp,
+    server: &MockServer,
+    body: Value,
+) -> (String, String, String) {
+    let before = submits(server).await.len();
+    let response = app.post_lookup(&body).await;
+    assert_eq!(response.status(), 202);
+    let lookup: Value = response.json().await.unwrap();
+    let id = lookup["id"].as_str().unwrap().to_owned();
+    let submit = wait_for_submits(server, before + 1).await.pop().unwrap();
+    let queued = app
+        .wait_for(&id, Duration::from_secs(5), |l| !l["request_id"].is_null())
+        .await;
+    (
+        id,
+        queued["request_id"].as_str().unwrap().to_owned(),
+        submit["callback_url"]
+            .as_str()
+            .expect("callback_url sent")
+            .to_owned(),
+    )
+}
