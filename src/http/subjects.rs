@@ -26,7 +26,10 @@ pub struct ErasureView {
     pub suppressed: bool,
 }
 
-const KINDS: [(&str, fn(&str) -> Result<String, String>); 4] = [
+/// Normalises one identifier of a kind, or says what was expected.
+type Normalise = fn(&str) -> Result<String, String>;
+
+const KINDS: [(&str, Normalise); 4] = [
     ("email", normalise_email),
     ("phone", normalise_phone),
     ("social_media_url", normalise_url),

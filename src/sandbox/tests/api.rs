@@ -94,12 +94,13 @@ async fn an_accepted_submit_answers_202_queued_with_a_provider_shaped_request_id
 
 #[tokio::test]
 async fn a_job_is_queued_then_processing_then_completed_and_charged_5_credits() {
-    let sandbox = sandbox(0.01);
+    // Processing after 50 ms, completed after 150 ms.
+    let sandbox = sandbox(0.05);
     let id = submit_ok(&sandbox, r#"{"email":"ann@example.com"}"#).await;
     let first = poll(&sandbox, &id).await;
     assert_eq!(first.body["data"]["status"], "queued");
     assert_eq!(first.body["data"]["completed"], false);
-    tokio::time::sleep(Duration::from_millis(15)).await;
+    tokio::time::sleep(Duration::from_millis(80)).await;
     assert_eq!(
         poll(&sandbox, &id).await.body["data"]["status"],
         "processing"
@@ -188,9 +189,10 @@ async fn expire_forgets_the_finished_job_so_polls_answer_404() {
 
 #[tokio::test]
 async fn slow_jobs_take_ten_times_longer() {
-    let sandbox = sandbox(0.005);
+    // A normal job would be done after 30 ms; a slow one after 300 ms.
+    let sandbox = sandbox(0.01);
     let id = submit_ok(&sandbox, r#"{"email":"ann+sandbox-slow@example.com"}"#).await;
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    tokio::time::sleep(Duration::from_millis(80)).await;
     assert_eq!(
         poll(&sandbox, &id).await.body["data"]["status"],
         "processing"
