@@ -144,7 +144,7 @@ impl Application {
             poll_after: config.poll_after,
             ambiguous_wait: config.ambiguous_resubmit_after,
             job_deadline: config.job_deadline,
-            lease: config.upstream_timeout + Duration::from_secs(30),
+            lease: config.worker_lease,
             concurrency: config.upstream_concurrency as usize,
             wake: wake.clone(),
         });

@@ -87,6 +87,12 @@ pub struct ServeArgs {
     #[arg(long, env = "UPSTREAM_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub upstream_timeout_secs: u64,
 
+    /// Seconds a worker owns a claimed job; a replica that dies holding one
+    /// loses it after this. Must exceed UPSTREAM_TIMEOUT_SECS [default:
+    /// UPSTREAM_TIMEOUT_SECS + 15].
+    #[arg(long, env = "WORKER_LEASE_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub worker_lease_secs: Option<u64>,
+
     /// Upstream requests one replica keeps in flight at once.
     #[arg(long, env = "UPSTREAM_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub upstream_concurrency: u32,
@@ -132,6 +138,7 @@ pub struct Config {
     pub ambiguous_resubmit_after: Duration,
     pub credit_budget_daily: Option<u64>,
     pub upstream_timeout: Duration,
+    pub worker_lease: Duration,
     pub upstream_concurrency: u32,
     pub database_max_connections: u32,
     pub sandbox_time_scale: f64,
@@ -234,6 +241,19 @@ impl Config {
             ));
         }
 
+        let worker_lease_secs = args
+            .worker_lease_secs
+            .unwrap_or(args.upstream_timeout_secs + 15);
+        if worker_lease_secs <= args.upstream_timeout_secs {
+            return Err(config_error(
+                "WORKER_LEASE_SECS",
+                format!(
+                    "expected more than UPSTREAM_TIMEOUT_SECS ({}), got {worker_lease_secs}",
+                    args.upstream_timeout_secs
+                ),
+            ));
+        }
+
         let callbacks_on = args.public_base_url.is_some() || sandbox;
         let poll_after_secs = args
             .poll_after_secs
@@ -253,6 +273,7 @@ impl Config {
             ambiguous_resubmit_after: Duration::from_secs(args.ambiguous_resubmit_after_secs),
             credit_budget_daily: args.credit_budget_daily,
             upstream_timeout: Duration::from_secs(args.upstream_timeout_secs),
+            worker_lease: Duration::from_secs(worker_lease_secs),
             upstream_concurrency: args.upstream_concurrency,
             database_max_connections: args.database_max_connections,
             sandbox_time_scale: args.sandbox_time_scale,

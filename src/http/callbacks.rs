@@ -136,7 +136,9 @@ pub async fn receive(
         },
     )
     .await?;
+    crate::crashpoint::reach("callback_before_commit").await;
     tx.commit().await?;
+    crate::crashpoint::reach("callback_after_commit").await;
 
     metrics::counter!("callback_deliveries_total", "outcome" => outcome.as_str()).increment(1);
     tracing::info!(

@@ -96,14 +96,19 @@ pub async fn cancel(db: &PgPool, id: i64) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Names what a slot was used for and how it went.
+/// Names what a slot was used for and how it went. The call's time moves to
+/// now, after upstream's answer: upstream counted the request somewhere
+/// between reservation and answer, so dating it at the answer keeps our
+/// window from ever closing earlier than upstream's.
 pub async fn record(db: &PgPool, id: i64, kind: &str, outcome: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE upstream_calls SET kind = $2, outcome = $3 WHERE id = $1")
-        .bind(id)
-        .bind(kind)
-        .bind(outcome)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "UPDATE upstream_calls SET kind = $2, outcome = $3, at = clock_timestamp() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(kind)
+    .bind(outcome)
+    .execute(db)
+    .await?;
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 //! sandbox or a wiremock server as upstream.
 #![allow(dead_code)]
 
+pub mod child;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -110,6 +112,7 @@ pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
         ambiguous_resubmit_after: settings.ambiguous_wait,
         credit_budget_daily: settings.credit_budget_daily,
         upstream_timeout: settings.upstream_timeout,
+        worker_lease: settings.upstream_timeout + Duration::from_secs(2),
         upstream_concurrency: 4,
         database_max_connections: 10,
         sandbox_time_scale,
@@ -321,4 +324,68 @@ pub async fn submitted_lookup(
             .expect("callback_url sent")
             .to_owned(),
     )
+}
+
+/// Asserts that `response` is an RFC 9457 problem document (content type
+/// `application/problem+json`, fields type, title, status, detail) with
+/// `status`, and returns its body.
+pub async fn problem(response: reqwest::Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = response.text().await.unwrap();
+    assert_eq!(got, status, "expected {status}, got {got}: {text}");
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type {content_type:?} of a {status}: {text}"
+    );
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("problem body is not JSON ({e}): {text}"));
+    for field in ["type", "title", "detail"] {
+        assert!(
+            body[field].as_str().is_some_and(|s| !s.is_empty()),
+            "problem lacks a {field}: {body}"
+        );
+    }
+    assert_eq!(body["status"], status, "problem status field: {body}");
+    body
+}
+
+/// The `field` of every entry of a validation problem's `errors`.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["field"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// An upstream envelope of a completed job with this `result`.
+pub fn completed_with(request_id: &str, result: Value) -> Value {
+    let mut body = completed_for(request_id);
+    body["data"]["result"] = result;
+    body
+}
+
+/// Delivers `body` to `callback_url`, asserts it was taken (2xx) and waits
+/// until lookup `id` is completed; returns the lookup.
+pub async fn complete_by_callback(
+    app: &TestApp,
+    id: &str,
+    callback_url: &str,
+    body: &Value,
+) -> Value {
+    let response = app.post_callback(callback_url, body).await;
+    assert!(
+        response.status().is_success(),
+        "callback refused: {}",
+        response.status()
+    );
+    app.wait_for_status(id, "completed", Duration::from_secs(5))
+        .await
 }

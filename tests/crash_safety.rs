@@ -1,0 +1,209 @@
+//! `kill -9` at every dangerous moment loses no lookup and pays for none
+//! twice. The real binary runs as a child process; an environment variable
+//! makes it stop at a named point (see src/crashpoint.rs), the test kills it
+//! there with SIGKILL and starts it again on the same database and port.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TOKEN;
+use common::child::{Child, TestSandbox, database_url, free_port, serve_env};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const RECOVERY: Duration = Duration::from_secs(45);
+
+struct Scenario {
+    point: &'static str,
+    email: &'static str,
+    time_scale: f64,
+    extra: &'static [(&'static str, &'static str)],
+}
+
+/// Starts the service armed at `point`, asks for one lookup, kills the
+/// process when it stops at the point, restarts it, and returns the final
+/// lookup once it is finished, with the simulator for counting.
+async fn crash_and_recover(db: PgPool, s: Scenario) -> (Value, TestSandbox, PgPool) {
+    let sandbox = TestSandbox::start(s.time_scale).await;
+    let port = free_port();
+    let mut env = serve_env(&database_url(&db), &sandbox, port, port);
+    env.extend(s.extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut armed = env.clone();
+    armed.push(("INTERESTS_RECEIVER_CRASHPOINT".into(), s.point.into()));
+
+    let first = Child::serve(&armed).await;
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/v1/lookups", first.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"email": s.email}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    first
+        .wait_for_line(&format!("CRASHPOINT {}", s.point), Duration::from_secs(20))
+        .await;
+    first.kill9().await;
+
+    let second = Child::serve(&env).await;
+    let deadline = tokio::time::Instant::now() + RECOVERY;
+    let lookup = loop {
+        let lookup: Value = http
+            .get(format!("{}/v1/lookups/{id}", second.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ["completed", "failed", "expired"].contains(&lookup["status"].as_str().unwrap()) {
+            break lookup;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lookup lost after a crash at {}: {lookup}",
+            s.point
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    second.kill9().await;
+    (lookup, sandbox, db)
+}
+
+async fn count(db: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
+}
+
+#[sqlx::test]
+async fn a_crash_after_claiming_but_before_sending_loses_nothing_and_sends_once(db: PgPool) {
+    let (lookup, sandbox, db) = crash_and_recover(
+        db,
+        Scenario {
+            point: "before_submit",
+            email: "ann@example.com",
+            time_scale: 0.05,
+            // The interrupted submit is ambiguous to the restarted process:
+            // it waits this long for a callback, then re-submits.
+            extra: &[("AMBIGUOUS_RESUBMIT_AFTER_SECS", "2")],
+        },
+    )
+    .await;
+
+    assert_eq!(lookup["status"], "completed");
+    assert_eq!(sandbox.jobs_for("ann@example.com"), 1, "paid twice");
+    assert_eq!(count(&db, "SELECT count(*) FROM profiles").await, 1);
+}
+
+#[sqlx::test]
+async fn a_crash_after_upstream_accepted_but_before_recording_it_pays_once(db: PgPool) {
+    let (lookup, sandbox, db) = crash_and_recover(
+        db,
+        Scenario {
+            point: "after_submit_accepted",
+            // A slow job finishes after the dead process's lease ran out,
+            // so the restarted one must choose between waiting and
+            // re-sending.
+            email: "bo+sandbox-slow@example.com",
+            time_scale: 0.2,
+            // Long enough that only the callback (which carries the token)
+            // can complete the lookup: a re-submit would be a double charge.
+            extra: &[("AMBIGUOUS_RESUBMIT_AFTER_SECS", "600")],
+        },
+    )
+    .await;
+
+    assert_eq!(lookup["status"], "completed");
+    assert_eq!(lookup["profile"]["received_via"], "callback");
+    assert_eq!(
+        sandbox.jobs_for("bo+sandbox-slow@example.com"),
+        1,
+        "paid twice"
+    );
+    assert_eq!(
+        lookup["request_id"],
+        sandbox.sandbox.jobs()[0].request_id.as_str(),
+        "the request_id was learnt from the callback"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM profiles").await, 1);
+}
+
+#[sqlx::test]
+async fn a_crash_in_a_delivery_before_commit_is_healed_by_upstream_retry(db: PgPool) {
+    let (lookup, sandbox, db) = crash_and_recover(
+        db,
+        Scenario {
+            point: "callback_before_commit",
+            email: "cy@example.com",
+            time_scale: 0.05,
+            extra: &[],
+        },
+    )
+    .await;
+
+    assert_eq!(lookup["status"], "completed");
+    assert_eq!(sandbox.jobs_for("cy@example.com"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM profiles").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM deliveries WHERE outcome = 'applied'"
+        )
+        .await,
+        1
+    );
+}
+
+#[sqlx::test]
+async fn a_crash_in_a_delivery_after_commit_answers_the_retry_as_duplicate(db: PgPool) {
+    let (lookup, sandbox, db) = crash_and_recover(
+        db,
+        Scenario {
+            point: "callback_after_commit",
+            email: "di@example.com",
+            time_scale: 0.05,
+            extra: &[],
+        },
+    )
+    .await;
+
+    assert_eq!(lookup["status"], "completed");
+    assert_eq!(sandbox.jobs_for("di@example.com"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM profiles").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM deliveries WHERE outcome = 'applied'"
+        )
+        .await,
+        1
+    );
+    // Upstream saw the first attempt fail, retried, and got a 2xx.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let job = &sandbox.sandbox.jobs()[0];
+    assert!(job.callbacks_acknowledged >= 1, "{job:?}");
+}
+
+#[sqlx::test]
+async fn a_crash_in_the_middle_of_a_poll_loses_nothing(db: PgPool) {
+    let (lookup, sandbox, db) = crash_and_recover(
+        db,
+        Scenario {
+            point: "after_poll_answer",
+            email: "ed+sandbox-no-callback@example.com",
+            time_scale: 0.05,
+            extra: &[("POLL_AFTER_SECS", "1")],
+        },
+    )
+    .await;
+
+    assert_eq!(lookup["status"], "completed");
+    assert_eq!(lookup["profile"]["received_via"], "poll");
+    assert_eq!(sandbox.jobs_for("ed+sandbox-no-callback@example.com"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM profiles").await, 1);
+}
