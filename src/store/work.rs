@@ -73,7 +73,7 @@ pub async fn claim_submit(
          FROM (SELECT id FROM lookups WHERE status = 'pending' AND submit_started_at IS NULL \
                  AND next_action_at <= now() AND (lease_until IS NULL OR lease_until < now()) \
                ORDER BY next_action_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED) c \
-         WHERE l.id = c.id \
+         WHERE l.id = c.id AND l.status = 'pending' AND l.submit_started_at IS NULL \
          RETURNING l.id, l.email, l.phone, l.social_media_url, l.name, l.company, \
            l.callback_token, l.submit_attempts",
     )
@@ -94,7 +94,8 @@ pub async fn claim_poll(
                  AND request_id IS NOT NULL AND next_action_at <= now() \
                  AND (lease_until IS NULL OR lease_until < now()) \
                ORDER BY next_action_at LIMIT 1 FOR UPDATE SKIP LOCKED) c \
-         WHERE l.id = c.id RETURNING l.id, l.request_id, l.poll_count",
+         WHERE l.id = c.id AND (l.lease_until IS NULL OR l.lease_until < now()) \
+         RETURNING l.id, l.request_id, l.poll_count",
     )
     .bind(owner)
     .bind(secs(lease))
