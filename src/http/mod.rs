@@ -28,15 +28,15 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::config::Config;
 
 /// Largest `POST /v1/lookups` body.
 pub const MAX_LOOKUP_BODY: usize = 64 * 1024;
-/// Every request is answered within this, well inside upstream's 30 s
-/// callback window.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Every request is answered within this: well inside upstream's 30 s
+/// callback window, and short enough for a graceful stop within 10 s.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -88,7 +88,11 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(make_span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(make_span)
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(record_metrics))
                 .layer(CatchPanicLayer::new())
