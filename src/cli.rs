@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: REST API, callback receiver, submitter and poller.
     /// Migrations are applied at start.
+    #[command(after_help = "Logging: RUST_LOG filters log lines (default: info), \
+        e.g. RUST_LOG=info,interests_receiver=debug.")]
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate {

@@ -7,10 +7,12 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // Before logging is set up (bad configuration) this is the only
-            // place the reason can go.
-            eprintln!("interests-receiver: {e:#}");
-            tracing::error!(error = format!("{e:#}"), "stopped");
+            if interests_receiver::telemetry::logging_ready() {
+                tracing::error!(error = format!("{e:#}"), "stopped");
+            } else {
+                // Before logging is set up this is the only place it can go.
+                eprintln!("interests-receiver: {e:#}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::token::sha256_hex;
 
 /// Identifiers of a person, as stored and as sent upstream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Subject {
     pub email: Option<String>,
     pub phone: Option<String>,

@@ -1,15 +1,24 @@
 //! Logging and the metrics recorder.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+static LOGGING: AtomicBool = AtomicBool::new(false);
+
+/// Whether `init_logging` ran: until then, errors can only go to stderr.
+pub fn logging_ready() -> bool {
+    LOGGING.load(Ordering::Relaxed)
+}
+
 /// Installs the global tracing subscriber (JSON by default). `RUST_LOG`
 /// filters, `info` when unset. Safe to call twice: the second call is a no-op.
 pub fn init_logging(format: LogFormat) {
+    LOGGING.store(true, Ordering::Relaxed);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

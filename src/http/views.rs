@@ -44,7 +44,7 @@ pub struct LookupProfile {
 
 impl From<LookupRecord> for LookupView {
     fn from(l: LookupRecord) -> Self {
-        let subject = l.subject();
+        let subject = l.subject;
         let profile = match (l.profile_id, l.profile_result) {
             (Some(id), Some(result)) => Some(LookupProfile {
                 id,
@@ -86,7 +86,7 @@ pub struct ProfileView {
 impl From<ProfileRecord> for ProfileView {
     fn from(p: ProfileRecord) -> Self {
         ProfileView {
-            subject: p.subject(),
+            subject: p.subject,
             id: p.id,
             lookup_id: p.lookup_id,
             request_id: p.request_id,

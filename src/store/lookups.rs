@@ -17,11 +17,8 @@ pub const IN_FLIGHT: [&str; 3] = ["pending", "queued", "processing"];
 pub struct LookupRecord {
     pub id: Uuid,
     pub status: String,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub social_media_url: Option<String>,
-    pub name: Option<String>,
-    pub company: Option<String>,
+    #[sqlx(flatten)]
+    pub subject: Subject,
     pub metadata: Value,
     pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -36,16 +33,6 @@ pub struct LookupRecord {
 }
 
 impl LookupRecord {
-    pub fn subject(&self) -> Subject {
-        Subject {
-            email: self.email.clone(),
-            phone: self.phone.clone(),
-            social_media_url: self.social_media_url.clone(),
-            name: self.name.clone(),
-            company: self.company.clone(),
-        }
-    }
-
     pub fn cursor(&self) -> Cursor {
         Cursor {
             created_at: self.created_at,

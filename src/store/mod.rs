@@ -25,6 +25,10 @@ use uuid::Uuid;
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    // One plain connection first: a pool would report a refused or
+    // misconfigured server only as "pool timed out".
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url).await?.close().await?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))

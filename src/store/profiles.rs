@@ -17,24 +17,11 @@ pub struct ProfileRecord {
     pub completed_on: Option<DateTime<Utc>>,
     pub received_via: String,
     pub created_at: DateTime<Utc>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub social_media_url: Option<String>,
-    pub name: Option<String>,
-    pub company: Option<String>,
+    #[sqlx(flatten)]
+    pub subject: Subject,
 }
 
 impl ProfileRecord {
-    pub fn subject(&self) -> Subject {
-        Subject {
-            email: self.email.clone(),
-            phone: self.phone.clone(),
-            social_media_url: self.social_media_url.clone(),
-            name: self.name.clone(),
-            company: self.company.clone(),
-        }
-    }
-
     fn cursor(&self) -> Cursor {
         Cursor {
             created_at: self.created_at,

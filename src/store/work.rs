@@ -17,26 +17,13 @@ use crate::subject::Subject;
 #[derive(Debug, FromRow)]
 pub struct SubmitClaim {
     pub id: Uuid,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub social_media_url: Option<String>,
-    pub name: Option<String>,
-    pub company: Option<String>,
+    #[sqlx(flatten)]
+    pub subject: Subject,
     pub callback_token: String,
     pub submit_attempts: i32,
 }
 
-impl SubmitClaim {
-    pub fn subject(&self) -> Subject {
-        Subject {
-            email: self.email.clone(),
-            phone: self.phone.clone(),
-            social_media_url: self.social_media_url.clone(),
-            name: self.name.clone(),
-            company: self.company.clone(),
-        }
-    }
-}
+impl SubmitClaim {}
 
 /// A lookup claimed for a poll.
 #[derive(Debug, FromRow)]

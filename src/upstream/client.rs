@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reqwest::{Response, StatusCode, header::HeaderMap};
+use reqwest::{RequestBuilder, Response, StatusCode, header::HeaderMap};
 use serde::Serialize;
 use serde_json::Value;
 use url::Url;
@@ -87,50 +87,53 @@ impl UpstreamClient {
         }
     }
 
+    /// Sends an authenticated request and reads status, rate headers and
+    /// body. `Err` only when no HTTP answer arrived.
+    async fn send(&self, request: RequestBuilder) -> Result<Answer, reqwest::Error> {
+        let response = request
+            .header("X-API-Key", &self.api_key)
+            .header("X-API-Secret", &self.api_secret)
+            .send()
+            .await?;
+        let status = response.status();
+        let rate = rate_info(response.headers());
+        let body = read_json(response).await;
+        Ok(Answer { status, rate, body })
+    }
+
     pub async fn submit(
         &self,
         subject: &Subject,
         callback_url: Option<&str>,
     ) -> (SubmitOutcome, RateInfo) {
-        let sent = self
-            .http
-            .post(self.endpoint.clone())
-            .header("X-API-Key", &self.api_key)
-            .header("X-API-Secret", &self.api_secret)
-            .json(&SubmitBody {
-                email: subject.email.as_deref(),
-                phone: subject.phone.as_deref(),
-                social_media_url: subject.social_media_url.as_deref(),
-                name: subject.name.as_deref(),
-                company: subject.company.as_deref(),
-                callback_url,
-            })
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
+        let body = SubmitBody {
+            email: subject.email.as_deref(),
+            phone: subject.phone.as_deref(),
+            social_media_url: subject.social_media_url.as_deref(),
+            name: subject.name.as_deref(),
+            company: subject.company.as_deref(),
+            callback_url,
+        };
+        let answer = match self
+            .send(self.http.post(self.endpoint.clone()).json(&body))
+            .await
+        {
+            Ok(answer) => answer,
+            // Refused before the request left: certainly no job upstream.
             Err(e) if e.is_connect() || e.is_builder() => {
-                return (
-                    SubmitOutcome::NotAccepted {
-                        reason: format!("request not sent: {}", short(&e)),
-                        permanent: false,
-                    },
-                    RateInfo::default(),
-                );
+                let reason = format!("request not sent: {}", short(&e));
+                let outcome = SubmitOutcome::NotAccepted {
+                    reason,
+                    permanent: false,
+                };
+                return (outcome, RateInfo::default());
             }
             Err(e) => {
-                return (
-                    SubmitOutcome::Ambiguous {
-                        reason: format!("no answer: {}", short(&e)),
-                    },
-                    RateInfo::default(),
-                );
+                let reason = format!("no answer: {}", short(&e));
+                return (SubmitOutcome::Ambiguous { reason }, RateInfo::default());
             }
         };
-        let status = response.status();
-        let rate = rate_info(response.headers());
-        let body = read_json(response).await;
-        let outcome = match (status, body) {
+        let outcome = match (answer.status, answer.body) {
             (s, Ok(body)) if s.is_success() => match parse_job(&body) {
                 Ok(job) => SubmitOutcome::Accepted {
                     request_id: job.request_id,
@@ -147,32 +150,20 @@ impl UpstreamClient {
                 permanent: s == StatusCode::BAD_REQUEST || s == StatusCode::UNPROCESSABLE_ENTITY,
             },
         };
-        (outcome, rate)
+        (outcome, answer.rate)
     }
 
     pub async fn poll(&self, request_id: &str) -> (PollOutcome, RateInfo) {
         let mut url = self.endpoint.clone();
         url.query_pairs_mut().append_pair("request_id", request_id);
-        let sent = self
-            .http
-            .get(url)
-            .header("X-API-Key", &self.api_key)
-            .header("X-API-Secret", &self.api_secret)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
+        let answer = match self.send(self.http.get(url)).await {
+            Ok(answer) => answer,
             Err(e) => {
-                return (
-                    PollOutcome::Retry { reason: short(&e) },
-                    RateInfo::default(),
-                );
+                let reason = short(&e);
+                return (PollOutcome::Retry { reason }, RateInfo::default());
             }
         };
-        let status = response.status();
-        let rate = rate_info(response.headers());
-        let body = read_json(response).await;
-        let outcome = match (status, body) {
+        let outcome = match (answer.status, answer.body) {
             (s, Ok(body)) if s.is_success() => match parse_job(&body) {
                 Ok(job) => PollOutcome::Job(job),
                 Err(e) => PollOutcome::Retry {
@@ -188,8 +179,15 @@ impl UpstreamClient {
                 reason: describe_error(s, body.ok().as_ref()),
             },
         };
-        (outcome, rate)
+        (outcome, answer.rate)
     }
+}
+
+/// What came back from upstream.
+struct Answer {
+    status: StatusCode,
+    rate: RateInfo,
+    body: Result<Value, String>,
 }
 
 async fn read_json(response: Response) -> Result<Value, String> {

@@ -20,7 +20,7 @@ async fn submit(ctx: &WorkerContext, claim: SubmitClaim, slot: Slot) {
     crashpoint::reach("before_submit").await;
     let (outcome, rate) = ctx
         .client
-        .submit(&claim.subject(), callback_url.as_deref())
+        .submit(&claim.subject, callback_url.as_deref())
         .await;
     let label = match &outcome {
         SubmitOutcome::Accepted { .. } => "accepted",

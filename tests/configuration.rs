@@ -1,0 +1,464 @@
+//! Configuration (contract sections 3 and 4): the binary documents every
+//! variable with its default, refuses bad values with a message naming the
+//! variable (and never echoes a secret), `migrate` applies the schema, and
+//! with no upstream credentials `serve` runs in sandbox mode end to end.
+
+mod common;
+
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::child::{database_url, free_port};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_interests-receiver");
+
+/// Secret values given to every run; none may appear in its output.
+const UPSTREAM_SECRET: &str = "upstream-secret-never-print-5f2c9a";
+const API_TOKEN: &str = "api-token-never-print-0123456789";
+const DB_PASSWORD: &str = "dbpass-never-print-77e1";
+
+/// A configuration that passes validation; its database does not answer
+/// (port 1), so a run that got past validation fails on connecting.
+fn valid_env() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres:{DB_PASSWORD}@127.0.0.1:1/unreachable"),
+        ),
+        ("LISTEN_ADDR", "127.0.0.1:0".into()),
+        ("UPSTREAM_BASE_URL", "http://127.0.0.1:9".into()),
+        ("UPSTREAM_API_KEY", "upstream-key".into()),
+        ("UPSTREAM_API_SECRET", UPSTREAM_SECRET.into()),
+        ("API_TOKENS", API_TOKEN.into()),
+    ]
+}
+
+/// Runs the binary with exactly `env`, killed if it outlives 20 s.
+async fn run(args: &[&str], env: &[(&str, String)]) -> Output {
+    let output = tokio::process::Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(20), output)
+        .await
+        .unwrap_or_else(|_| panic!("`{}` did not exit within 20 s", args.join(" ")))
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn assert_no_secret(output: &str) {
+    for (what, secret) in [
+        ("UPSTREAM_API_SECRET", UPSTREAM_SECRET),
+        ("API_TOKENS", API_TOKEN),
+        ("the database password", DB_PASSWORD),
+    ] {
+        assert!(!output.contains(secret), "{what} was echoed:\n{output}");
+    }
+}
+
+/// `serve` with the valid configuration changed by `changes` (`None`
+/// unsets) must stop non-zero naming `variable`.
+async fn serve_refuses(changes: &[(&'static str, Option<&str>)], variable: &str) {
+    let mut env = valid_env();
+    for (key, value) in changes {
+        env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            env.push((key, (*value).to_owned()));
+        }
+    }
+    let output = run(&["serve"], &env).await;
+    let printed = text(&output);
+    assert!(
+        !output.status.success(),
+        "serve accepted {changes:?}:\n{printed}"
+    );
+    assert!(
+        printed.contains(variable),
+        "the error for {changes:?} does not name {variable}:\n{printed}"
+    );
+    assert_no_secret(&printed);
+}
+
+// ---------------------------------------------------------------------------
+// 1. --help
+
+/// The help paragraph of each `--flag` (from its line to the next flag).
+fn option_blocks(help: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("--") || trimmed.starts_with("-h,") {
+            blocks.push(String::new());
+        }
+        if let Some(block) = blocks.last_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    blocks
+}
+
+#[tokio::test]
+async fn serve_help_names_every_contract_variable_with_its_default() {
+    let output = run(&["serve", "--help"], &[]).await;
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    let blocks = option_blocks(&help);
+    let block_of = |variable: &str| {
+        blocks
+            .iter()
+            .find(|b| b.contains(variable))
+            .unwrap_or_else(|| panic!("serve --help does not mention {variable}:\n{help}"))
+            .clone()
+    };
+    for (variable, defaults) in [
+        ("DATABASE_URL", &[][..]),
+        ("LISTEN_ADDR", &["0.0.0.0:8080"][..]),
+        ("PUBLIC_BASE_URL", &[][..]),
+        ("UPSTREAM_BASE_URL", &["https://api.nyne.ai"][..]),
+        ("UPSTREAM_API_KEY", &[][..]),
+        ("UPSTREAM_API_SECRET", &[][..]),
+        ("API_TOKENS", &[][..]),
+        ("POLL_AFTER_SECS", &["600", "15"][..]),
+        ("UPSTREAM_RATE_PER_MINUTE", &["60"][..]),
+        ("UPSTREAM_RATE_PER_HOUR", &["1000"][..]),
+        ("JOB_DEADLINE_SECS", &["86400"][..]),
+        ("PROFILE_CACHE_SECS", &["2592000"][..]),
+        ("LOG_FORMAT", &["json"][..]),
+    ] {
+        let block = block_of(variable);
+        for default in defaults {
+            assert!(
+                block.contains(default),
+                "the help of {variable} does not give its default {default}:\n{block}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn top_level_help_lists_serve_migrate_sandbox_and_healthcheck() {
+    let output = run(&["--help"], &[]).await;
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for command in ["serve", "migrate", "sandbox", "healthcheck"] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "--help does not list {command}:\n{help}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. Validation
+
+#[tokio::test]
+async fn a_valid_configuration_gets_past_validation_and_fails_only_on_the_database() {
+    // The control for every refusal below: the base configuration is clean,
+    // so a refusal that names a variable is due to that variable.
+    let output = run(&["serve"], &valid_env()).await;
+    let printed = text(&output);
+    assert!(!output.status.success(), "{printed}");
+    assert!(printed.contains("DATABASE_URL"), "{printed}");
+    for other in [
+        "LISTEN_ADDR",
+        "PUBLIC_BASE_URL",
+        "UPSTREAM_BASE_URL",
+        "UPSTREAM_API_KEY",
+        "UPSTREAM_API_SECRET",
+        "API_TOKENS",
+        "POLL_AFTER_SECS",
+        "UPSTREAM_RATE_PER",
+        "JOB_DEADLINE_SECS",
+        "PROFILE_CACHE_SECS",
+        "LOG_FORMAT",
+        "CREDIT_BUDGET_DAILY",
+    ] {
+        assert!(
+            !printed.contains(other),
+            "a valid configuration was refused over {other}:\n{printed}"
+        );
+    }
+    assert_no_secret(&printed);
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_database_url() {
+    serve_refuses(&[("DATABASE_URL", None)], "DATABASE_URL").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_listen_addr_that_is_not_an_address() {
+    serve_refuses(&[("LISTEN_ADDR", Some("nope"))], "LISTEN_ADDR").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_public_base_url_that_is_not_http() {
+    serve_refuses(&[("PUBLIC_BASE_URL", Some("ftp://x"))], "PUBLIC_BASE_URL").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_an_upstream_base_url_that_is_not_a_url() {
+    serve_refuses(
+        &[("UPSTREAM_BASE_URL", Some("not a url"))],
+        "UPSTREAM_BASE_URL",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn serve_refuses_an_upstream_key_without_its_secret() {
+    serve_refuses(&[("UPSTREAM_API_SECRET", None)], "UPSTREAM_API_SECRET").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_an_upstream_secret_without_its_key() {
+    serve_refuses(&[("UPSTREAM_API_KEY", None)], "UPSTREAM_API_KEY").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_upstream_credentials_without_api_tokens() {
+    serve_refuses(&[("API_TOKENS", None)], "API_TOKENS").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_an_api_token_that_is_too_short() {
+    serve_refuses(&[("API_TOKENS", Some("short"))], "API_TOKENS").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_sha256_api_token_that_is_not_a_digest() {
+    serve_refuses(&[("API_TOKENS", Some("sha256:xyz"))], "API_TOKENS").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_zero_poll_after_secs() {
+    serve_refuses(&[("POLL_AFTER_SECS", Some("0"))], "POLL_AFTER_SECS").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_poll_after_secs_that_is_not_a_number() {
+    serve_refuses(&[("POLL_AFTER_SECS", Some("abc"))], "POLL_AFTER_SECS").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_zero_rate_per_minute() {
+    serve_refuses(
+        &[("UPSTREAM_RATE_PER_MINUTE", Some("0"))],
+        "UPSTREAM_RATE_PER_MINUTE",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_rate_per_hour_below_the_rate_per_minute() {
+    serve_refuses(
+        &[
+            ("UPSTREAM_RATE_PER_MINUTE", Some("60")),
+            ("UPSTREAM_RATE_PER_HOUR", Some("30")),
+        ],
+        "UPSTREAM_RATE_PER_HOUR",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_negative_job_deadline() {
+    serve_refuses(&[("JOB_DEADLINE_SECS", Some("-1"))], "JOB_DEADLINE_SECS").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_profile_cache_secs_that_is_not_a_number() {
+    serve_refuses(&[("PROFILE_CACHE_SECS", Some("x"))], "PROFILE_CACHE_SECS").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_an_unknown_log_format() {
+    serve_refuses(&[("LOG_FORMAT", Some("xml"))], "LOG_FORMAT").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_credit_budget_that_is_not_a_number() {
+    serve_refuses(
+        &[("CREDIT_BUDGET_DAILY", Some("lots"))],
+        "CREDIT_BUDGET_DAILY",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// 3. migrate
+
+async fn lookups_table_exists(db: &PgPool) -> bool {
+    sqlx::query_scalar("SELECT to_regclass('public.lookups') IS NOT NULL")
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_applies_the_schema_and_can_run_again(db: PgPool) {
+    assert!(
+        !lookups_table_exists(&db).await,
+        "the database is not fresh"
+    );
+    let env = [("DATABASE_URL", database_url(&db))];
+    for round in ["first", "second"] {
+        let output = run(&["migrate"], &env).await;
+        assert!(
+            output.status.success(),
+            "{round} migrate failed:\n{}",
+            text(&output)
+        );
+        assert!(lookups_table_exists(&db).await, "after the {round} migrate");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. Sandbox mode
+
+/// Lines a child printed on one stream, kept as they arrive.
+fn collect<R>(stream: R) -> Arc<Mutex<Vec<String>>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+#[sqlx::test(migrations = false)]
+async fn with_only_a_database_serve_runs_a_sandbox_whose_printed_token_completes_a_lookup(
+    db: PgPool,
+) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", database_url(&db))
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("SANDBOX_TIME_SCALE", "0.05")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    let http = reqwest::Client::new();
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    while !http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "sandbox serve did not start: {:?}",
+            stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let out = stdout.lock().unwrap().clone();
+    let token_line = out
+        .iter()
+        .find(|l| l.to_lowercase().contains("token"))
+        .unwrap_or_else(|| panic!("no token printed on stdout: {out:?}"))
+        .clone();
+    let token = token_line
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == '`')
+        .to_owned();
+    assert!(token.len() >= 16, "token {token:?} from {token_line:?}");
+    let printed = out.iter().filter(|l| l.contains(&token)).count();
+    assert_eq!(printed, 1, "the token was printed {printed} times: {out:?}");
+
+    let err = stderr.lock().unwrap().clone();
+    assert!(
+        err.iter().any(|l| {
+            let lower = l.to_lowercase();
+            lower.contains("sandbox") && (l.contains("WARN") || l.contains("ERROR"))
+        }),
+        "no sandbox warning on stderr: {err:?}"
+    );
+
+    let refused = http
+        .post(format!("{base}/v1/lookups"))
+        .bearer_auth("not-the-printed-token-0123456789")
+        .json(&json!({"email": "ann@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "any token is accepted");
+    let created = http
+        .post(format!("{base}/v1/lookups"))
+        .bearer_auth(&token)
+        .json(&json!({"email": "ann@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 202);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let asked = Instant::now();
+    let lookup = loop {
+        let lookup: Value = http
+            .get(format!("{base}/v1/lookups/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if lookup["status"] == "completed" {
+            break lookup;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "the sandbox lookup did not complete within 20 s: {lookup}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(lookup["credits_charged"], 5);
+    assert!(lookup["profile"]["result"].is_object(), "{lookup}");
+
+    let err = stderr.lock().unwrap().clone();
+    assert!(
+        err.iter().all(|l| !l.contains(&token)),
+        "the token reached the logs"
+    );
+    child.kill().await.unwrap();
+}
