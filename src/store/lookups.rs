@@ -134,7 +134,12 @@ pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::
 }
 
 /// Credits charged today plus credits that lookups in flight may still cost.
+/// Takes a transaction-scoped lock first, so that concurrent budget checks
+/// (on any replica) run one at a time and cannot all see the same room.
 pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('credit_budget', 0))")
+        .execute(&mut *db)
+        .await?;
     sqlx::query_scalar(
         "SELECT COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('day', now())), 0)::bigint \
          + $1 * COUNT(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')) \

@@ -1,0 +1,267 @@
+//! `DELETE /v1/subjects` over HTTP (contract section 5): a person's lookups,
+//! profiles and stored callback bodies are erased and counted, no table keeps
+//! the identifier in clear text, and `suppress=true` refuses them later.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Settings, TOKEN, TestApp, accepting_upstream, complete_by_callback, completed_for,
+    completed_with, error_fields, problem, spawn, submits, submitted_lookup, wait_for_submits,
+};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use wiremock::MockServer;
+
+const ANN: &str = "ann@example.com";
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn app_with_mock(db: PgPool) -> (TestApp, MockServer) {
+    let server = accepting_upstream().await;
+    let app = spawn(
+        db,
+        Settings::with_upstream_url(server.uri().parse().unwrap()),
+    )
+    .await;
+    (app, server)
+}
+
+async fn erase(app: &TestApp, query: &str) -> reqwest::Response {
+    app.http
+        .delete(app.url(&format!("/v1/subjects?{query}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A lookup of `body` completed by callback; returns the lookup.
+async fn completed_lookup(app: &TestApp, server: &MockServer, body: Value) -> Value {
+    let (id, request_id, callback_url) = submitted_lookup(app, server, body).await;
+    complete_by_callback(app, &id, &callback_url, &completed_for(&request_id)).await
+}
+
+/// Rows of every table of the schema whose text form contains `needle`,
+/// by table; also asserts the tables named in the contract are among them.
+async fn tables_holding(app: &TestApp, needle: &str) -> Vec<(String, i64)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    for expected in [
+        "lookups",
+        "profiles",
+        "deliveries",
+        "idempotency_keys",
+        "suppressions",
+    ] {
+        assert!(tables.iter().any(|t| t == expected), "no table {expected}");
+    }
+    let mut holding = Vec::new();
+    for table in tables {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM \"{table}\" t WHERE t::text ILIKE $1"
+        ))
+        .bind(format!("%{needle}%"))
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        if n > 0 {
+            holding.push((table, n));
+        }
+    }
+    holding
+}
+
+#[sqlx::test]
+async fn erasing_a_person_removes_their_lookups_profiles_and_deliveries_and_counts_them(
+    db: PgPool,
+) {
+    let (app, server) = app_with_mock(db).await;
+    // ann: a completed lookup whose result echoes her email, delivered twice,
+    // plus a refused delivery whose body was kept; then a refresh in flight,
+    // requested with an Idempotency-Key that contains her email.
+    let (ann_done, request_id, callback_url) = submitted_lookup(
+        &app,
+        &server,
+        json!({"email": "Ann@Example.com", "name": "Ann Lee"}),
+    )
+    .await;
+    let mut result = completed_for(&request_id)["data"]["result"].clone();
+    result["future_section"] = json!({"seen_as": ANN});
+    let delivery = completed_with(&request_id, result);
+    let ann_done = complete_by_callback(&app, &ann_done, &callback_url, &delivery).await;
+    assert!(
+        app.post_callback(&callback_url, &delivery)
+            .await
+            .status()
+            .is_success()
+    );
+    let unusable = json!({"request_id": request_id, "note": ANN});
+    assert_eq!(
+        app.post_callback(&callback_url, &unusable).await.status(),
+        400
+    );
+    let refresh = app
+        .http
+        .post(app.url("/v1/lookups"))
+        .bearer_auth(TOKEN)
+        .header("Idempotency-Key", format!("crm-{ANN}"))
+        .json(&json!({"email": ANN, "name": "Ann Lee", "refresh": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refresh.status(), 202);
+    let ann_refresh: Value = refresh.json().await.unwrap();
+    let ann_refresh_id = ann_refresh["id"].as_str().unwrap();
+    app.wait_for(ann_refresh_id, WAIT, |l| !l["request_id"].is_null())
+        .await;
+    // bob: another person, completed.
+    let bob = completed_lookup(&app, &server, json!({"email": "bob@example.com"})).await;
+    let bob_deliveries = app
+        .count(
+            "SELECT count(*) FROM deliveries d JOIN lookups l ON l.id = d.lookup_id \
+             WHERE l.email = 'bob@example.com'",
+        )
+        .await;
+    assert_eq!(bob_deliveries, 1);
+    assert!(
+        !tables_holding(&app, ANN).await.is_empty(),
+        "setup stored ann"
+    );
+
+    let response = erase(&app, "email=ANN@example.com").await;
+
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["erased"],
+        json!({"lookups": 2, "profiles": 1, "deliveries": 3}),
+        "{body}"
+    );
+    for id in [ann_done["id"].as_str().unwrap(), ann_refresh_id] {
+        problem(app.get(&format!("/v1/lookups/{id}")).await, 404).await;
+    }
+    let ann_profile = ann_done["profile"]["id"].as_str().unwrap();
+    problem(app.get(&format!("/v1/profiles/{ann_profile}")).await, 404).await;
+    assert_eq!(tables_holding(&app, ANN).await, []);
+    assert_eq!(tables_holding(&app, "Ann Lee").await, []);
+    assert_eq!(app.count("SELECT count(*) FROM idempotency_keys").await, 0);
+    // bob is untouched.
+    let bob_after = app.lookup(bob["id"].as_str().unwrap()).await;
+    assert_eq!(bob_after["status"], "completed");
+    assert_eq!(bob_after["profile"], bob["profile"]);
+    let bob_profiles = app.get_json("/v1/profiles?email=bob@example.com").await;
+    assert_eq!(bob_profiles["items"].as_array().unwrap().len(), 1);
+    assert_eq!(app.count("SELECT count(*) FROM lookups").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM deliveries").await, 1);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn erasing_a_person_with_nothing_stored_erases_nothing_else(db: PgPool) {
+    let (app, server) = app_with_mock(db).await;
+    let bob = completed_lookup(&app, &server, json!({"email": "bob@example.com"})).await;
+
+    let response = erase(&app, &format!("email={ANN}")).await;
+
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["erased"],
+        json!({"lookups": 0, "profiles": 0, "deliveries": 0})
+    );
+    assert_eq!(
+        app.lookup(bob["id"].as_str().unwrap()).await["status"],
+        "completed"
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn after_erasure_with_suppress_a_lookup_of_that_person_is_409_and_nothing_goes_upstream(
+    db: PgPool,
+) {
+    let (app, server) = app_with_mock(db).await;
+    completed_lookup(&app, &server, json!({"email": ANN})).await;
+    let response = erase(&app, &format!("email={ANN}&suppress=true")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(submits(&server).await.len(), 1);
+
+    let attempts = [
+        json!({"email": ANN}),
+        json!({"email": " Ann@EXAMPLE.com "}),
+        json!({"email": ANN, "refresh": true}),
+        json!({"email": ANN, "name": "Ann Lee", "company": "Acme"}),
+    ];
+    for attempt in &attempts {
+        let body = problem(app.post_lookup(attempt).await, 409).await;
+        assert_eq!(body["type"], "subject_suppressed", "{attempt}");
+    }
+
+    assert_eq!(app.count("SELECT count(*) FROM lookups").await, 0);
+    // A different person still works, and is the only new submit.
+    let (bob, _, _) = submitted_lookup(&app, &server, json!({"email": "bob@example.com"})).await;
+    assert_eq!(
+        app.lookup(&bob).await["subject"]["email"],
+        "bob@example.com"
+    );
+    let sent = submits(&server).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1]["email"], "bob@example.com");
+    // The suppression list keeps no clear text.
+    assert_eq!(tables_holding(&app, ANN).await, []);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn after_erasure_without_suppress_the_person_can_be_looked_up_again(db: PgPool) {
+    let (app, server) = app_with_mock(db).await;
+    completed_lookup(&app, &server, json!({"email": ANN})).await;
+    assert_eq!(erase(&app, &format!("email={ANN}")).await.status(), 200);
+
+    let response = app.post_lookup(&json!({"email": ANN})).await;
+
+    assert_eq!(response.status(), 202);
+    wait_for_submits(&server, 2).await;
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn erasure_needs_exactly_one_valid_identifier_and_a_boolean_suppress(db: PgPool) {
+    let (app, server) = app_with_mock(db).await;
+    let ann = completed_lookup(
+        &app,
+        &server,
+        json!({"email": ANN, "phone": "+14155550100"}),
+    )
+    .await;
+
+    for (query, field) in [
+        ("", None),
+        ("suppress=true", None),
+        (&*format!("email={ANN}&phone=%2B14155550100"), None),
+        (&*format!("email={ANN}&name=Ann"), None),
+        (&*format!("email={ANN}&suppress=maybe"), Some("suppress")),
+        ("email=not-an-email", Some("email")),
+        ("phone=12ab", Some("phone")),
+    ] {
+        let body = problem(erase(&app, query).await, 422).await;
+        let fields = error_fields(&body);
+        assert!(!fields.is_empty(), "{query}: {body}");
+        if let Some(field) = field {
+            assert_eq!(fields, [field], "{query}");
+        }
+    }
+
+    // Nothing was erased or suppressed.
+    let after = app.lookup(ann["id"].as_str().unwrap()).await;
+    assert_eq!(after["status"], "completed");
+    assert_eq!(app.count("SELECT count(*) FROM profiles").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM suppressions").await, 0);
+    app.stop().await;
+}
