@@ -61,17 +61,25 @@ pub async fn list(
     after: Option<Cursor>,
     limit: i64,
 ) -> sqlx::Result<Page<ProfileRecord>> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(SELECT);
-    q.push(" WHERE true");
+    // The page is chosen on `profiles` alone (GIN facets, then the keyset
+    // order) and only its rows are joined to `lookups` by primary key, so
+    // the cost follows the page size, not the size of `lookups`.
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT p.id, p.lookup_id, p.request_id, p.result, p.completed_on, \
+         p.received_via, p.created_at, l.email, l.phone, l.social_media_url, l.name, \
+         l.company FROM (SELECT * FROM profiles p WHERE true",
+    );
     for (column, value) in [
-        ("l.email", &filter.email),
-        ("l.phone", &filter.phone),
-        ("l.social_media_url", &filter.social_media_url),
+        ("email", &filter.email),
+        ("phone", &filter.phone),
+        ("social_media_url", &filter.social_media_url),
     ] {
         if let Some(v) = value {
-            q.push(format_args!(" AND lower({column}) = lower("))
-                .push_bind(v.clone())
-                .push(")");
+            q.push(format_args!(
+                " AND p.lookup_id IN (SELECT id FROM lookups WHERE lower({column}) = lower("
+            ))
+            .push_bind(v.clone())
+            .push("))");
         }
     }
     // Facet columns hold lowercased values behind GIN indexes.
@@ -96,7 +104,8 @@ pub async fn list(
             .push(")");
     }
     q.push(" ORDER BY p.created_at DESC, p.id DESC LIMIT ")
-        .push_bind(limit + 1);
+        .push_bind(limit + 1)
+        .push(") p JOIN lookups l ON l.id = p.lookup_id ORDER BY p.created_at DESC, p.id DESC");
     let rows = q.build_query_as().fetch_all(db).await?;
     Ok(paginate(rows, limit, ProfileRecord::cursor))
 }

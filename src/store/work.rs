@@ -49,6 +49,9 @@ pub async fn work_is_due(db: &PgPool) -> sqlx::Result<bool> {
     .await
 }
 
+/// Claims the most urgent due submit. The candidate is a *scalar*
+/// subquery so PostgreSQL runs it exactly once: as a joined subquery the
+/// planner may re-run it per outer row and lease a second row unseen.
 pub async fn claim_submit(
     db: &PgPool,
     owner: Uuid,
@@ -57,10 +60,10 @@ pub async fn claim_submit(
     sqlx::query_as(
         "UPDATE lookups l SET lease_owner = $1, lease_until = now() + make_interval(secs => $2), \
            submit_started_at = now(), submit_attempts = l.submit_attempts + 1 \
-         FROM (SELECT id FROM lookups WHERE status = 'pending' AND submit_started_at IS NULL \
+         WHERE l.id = (SELECT id FROM lookups WHERE status = 'pending' AND submit_started_at IS NULL \
                  AND next_action_at <= now() AND (lease_until IS NULL OR lease_until < now()) \
-               ORDER BY next_action_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED) c \
-         WHERE l.id = c.id AND l.status = 'pending' AND l.submit_started_at IS NULL \
+               ORDER BY next_action_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+           AND l.status = 'pending' AND l.submit_started_at IS NULL \
          RETURNING l.id, l.email, l.phone, l.social_media_url, l.name, l.company, \
            l.callback_token, l.submit_attempts",
     )
@@ -77,11 +80,11 @@ pub async fn claim_poll(
 ) -> sqlx::Result<Option<PollClaim>> {
     sqlx::query_as(
         "UPDATE lookups l SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
-         FROM (SELECT id FROM lookups WHERE status IN ('queued', 'processing') \
+         WHERE l.id = (SELECT id FROM lookups WHERE status IN ('queued', 'processing') \
                  AND request_id IS NOT NULL AND next_action_at <= now() \
                  AND (lease_until IS NULL OR lease_until < now()) \
-               ORDER BY next_action_at LIMIT 1 FOR UPDATE SKIP LOCKED) c \
-         WHERE l.id = c.id AND (l.lease_until IS NULL OR l.lease_until < now()) \
+               ORDER BY next_action_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+           AND (l.lease_until IS NULL OR l.lease_until < now()) \
          RETURNING l.id, l.request_id, l.poll_count",
     )
     .bind(owner)

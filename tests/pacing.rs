@@ -1,0 +1,288 @@
+//! Pacing of upstream calls against the built-in simulator, whose rate
+//! limit is the app's own over the same (scaled) windows: the app must
+//! stay under it on its own, put submits before polls, and honour a 429.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use std::sync::{Arc, Mutex};
+
+use common::{Settings, TestApp, spawn};
+use futures::future::join_all;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+/// The simulator's minute at time scale 0.01; the app's pacing minute is
+/// set to the same length.
+const MINUTE: Duration = Duration::from_millis(600);
+
+fn paced(rate_per_minute: u32) -> Settings {
+    let mut settings = Settings::sandbox();
+    settings.rate_per_minute = rate_per_minute;
+    settings.rate_per_hour = 100_000;
+    settings.options.pacing_minute = MINUTE;
+    settings
+}
+
+/// Creates one lookup per body, `batch` requests at a time; returns ids.
+async fn create_all(app: &TestApp, bodies: Vec<Value>, batch: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for chunk in bodies.chunks(batch) {
+        let responses = join_all(chunk.iter().map(|b| app.post_lookup(b))).await;
+        for response in responses {
+            assert_eq!(response.status(), 202);
+            let created: Value = response.json().await.unwrap();
+            ids.push(created["id"].as_str().unwrap().to_owned());
+        }
+    }
+    ids
+}
+
+/// Waits until `n` lookups are completed.
+async fn wait_for_completed(app: &TestApp, n: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let done = app
+            .count("SELECT count(*) FROM lookups WHERE status = 'completed'")
+            .await;
+        if done >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {n} lookups completed in {timeout:?}: {}",
+            queue_summary(app).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// (status, lookups, ambiguous submits, submit attempts) per status, for
+/// failure messages.
+async fn queue_summary(app: &TestApp) -> String {
+    let states: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT status, count(*), sum(ambiguous_submits), sum(submit_attempts) \
+         FROM lookups GROUP BY status ORDER BY status",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    format!("(status, lookups, ambiguous submits, submit attempts): {states:?}")
+}
+
+/// The most upstream calls the ledger holds within any window of `window`.
+async fn busiest_window(app: &TestApp, window: Duration) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COALESCE(max(n), 0) FROM ( \
+           SELECT (SELECT count(*) FROM upstream_calls b \
+                   WHERE b.at >= a.at AND b.at < a.at + make_interval(secs => $1)) AS n \
+           FROM upstream_calls a) w",
+    )
+    .bind(window.as_secs_f64())
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+/// The most of `times` (sorted) within any window of `window`.
+fn busiest(times: &[Instant], window: Duration) -> usize {
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| t.duration_since(times[i]) < window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[sqlx::test]
+async fn the_own_rate_ceiling_holds_when_upstream_sends_no_rate_hints(db: PgPool) {
+    // An upstream that accepts everything and never says to slow down:
+    // only the service's own pacer keeps it under UPSTREAM_RATE_PER_MINUTE.
+    let upstream = MockServer::start().await;
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    Mock::given(method("POST"))
+        .and(path("/person/interests"))
+        .respond_with(move |_: &Request| {
+            seen.lock().unwrap().push(Instant::now());
+            ResponseTemplate::new(202).set_body_json(json!({
+                "success": true,
+                "data": {"request_id": common::new_request_id(), "status": "queued"},
+                "timestamp": "2026-01-15T10:30:00"
+            }))
+        })
+        .mount(&upstream)
+        .await;
+    let mut settings = Settings::with_upstream_url(upstream.uri().parse().unwrap());
+    settings.rate_per_minute = 20;
+    settings.options.pacing_minute = MINUTE;
+    let app = spawn(db, settings).await;
+    let bodies = (0..100)
+        .map(|i| json!({"email": format!("quick{i}@example.com")}))
+        .collect();
+
+    create_all(&app, bodies, 100).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app
+        .count("SELECT count(*) FROM lookups WHERE status = 'queued'")
+        .await
+        < 100
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not all lookups were submitted: {}",
+            queue_summary(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let times = arrivals.lock().unwrap().clone();
+    assert_eq!(times.len(), 100);
+    let most = busiest(&times, MINUTE);
+    assert!(most <= 20, "{most} submits arrived within one minute");
+    assert!(busiest_window(&app, MINUTE).await <= 20);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_burst_of_300_lookups_stays_under_the_rate_limit_and_each_person_is_paid_once(
+    db: PgPool,
+) {
+    let app = spawn(db, paced(30)).await;
+    let bodies = (0..300)
+        .map(|i| json!({"email": format!("person{i}@example.com")}))
+        .collect();
+
+    create_all(&app, bodies, 50).await;
+    wait_for_completed(&app, 300, Duration::from_secs(30)).await;
+
+    let stats = app.sandbox_json("stats").await;
+    assert_eq!(stats["rate_limited"], 0, "{stats}");
+    assert_eq!(stats["submits_accepted"], 300, "{stats}");
+    assert_eq!(stats["submits_refused"], 0, "{stats}");
+    assert_eq!(stats["credits_charged"], 1500, "{stats}");
+    let jobs = app.sandbox_json("jobs").await;
+    let jobs = jobs.as_array().unwrap();
+    let subjects: HashSet<String> = jobs
+        .iter()
+        .map(|j| j["subject"]["email"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(jobs.len(), 300);
+    assert_eq!(subjects.len(), 300);
+    assert_eq!(
+        app.count("SELECT COALESCE(sum(credits_charged), 0) FROM lookups")
+            .await,
+        1500
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM lookups WHERE credits_charged = 5")
+            .await,
+        300
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM upstream_calls WHERE kind = 'submit'")
+            .await,
+        300
+    );
+    let busiest = busiest_window(&app, MINUTE).await;
+    assert!(busiest <= 30, "{busiest} upstream calls within one minute");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn due_submits_go_upstream_before_due_polls(db: PgPool) {
+    const N: usize = 20;
+    let mut settings = paced(5);
+    settings.poll_after = Duration::from_secs(1);
+    let app = spawn(db, settings).await;
+    // No callbacks: every job is finished by one poll, due 1 s after its
+    // submit, while the backlog of submits takes several seconds.
+    let bodies = (0..N)
+        .map(|i| json!({"email": format!("p{i}+sandbox-no-callback@example.com")}))
+        .collect();
+
+    create_all(&app, bodies, N).await;
+    wait_for_completed(&app, N as i64, Duration::from_secs(20)).await;
+
+    let kinds: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT kind FROM upstream_calls ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    let submits_first = kinds
+        .iter()
+        .take_while(|k| k.as_deref() == Some("submit"))
+        .count();
+    assert_eq!(submits_first, N, "calls in order: {kinds:?}");
+    // Polls were due while submits were still going out.
+    let overlapped: bool = sqlx::query_scalar(
+        "SELECT (SELECT min(submitted_at) FROM lookups) + interval '1 second' \
+              < (SELECT max(at) FROM upstream_calls WHERE kind = 'submit')",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(overlapped, "no poll was due before the last submit");
+    assert!(kinds.iter().skip(N).all(|k| k.as_deref() == Some("poll")));
+    assert_eq!(
+        app.count("SELECT count(*) FROM profiles WHERE received_via = 'poll'")
+            .await,
+        N as i64
+    );
+    let stats = app.sandbox_json("stats").await;
+    assert_eq!(stats["rate_limited"], 0, "{stats}");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_429_from_upstream_pauses_and_the_lookup_is_then_accepted_once(db: PgPool) {
+    let app = spawn(db, paced(6000)).await;
+    let email = "rae+sandbox-rate-limit@example.com";
+
+    let created: Value = app
+        .post_lookup(&json!({"email": email}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let done = app
+        .wait_for_status(id, "completed", Duration::from_secs(10))
+        .await;
+
+    assert_eq!(done["credits_charged"], 5);
+    let stats = app.sandbox_json("stats").await;
+    assert_eq!(stats["rate_limited"], 1, "{stats}");
+    assert_eq!(stats["submits_refused"], 1, "{stats}");
+    assert_eq!(stats["submits_accepted"], 1, "{stats}");
+    let jobs = app.sandbox_json("jobs").await;
+    let for_rae: Vec<&Value> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["subject"]["email"] == email)
+        .collect();
+    assert_eq!(for_rae.len(), 1, "{jobs}");
+    assert_eq!(done["request_id"], for_rae[0]["request_id"]);
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT submit_attempts FROM lookups WHERE id = $1::uuid")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 2);
+    // The Retry-After became an account-wide pause.
+    assert!(
+        app.count("SELECT count(*) FROM upstream_pause WHERE until > '2000-01-01'::timestamptz")
+            .await
+            == 1
+    );
+    app.stop().await;
+}

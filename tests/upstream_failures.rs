@@ -1,0 +1,759 @@
+//! How the service copes with an upstream that refuses, fails, stalls or
+//! throttles (contract sections 2 and 7), against a wiremock upstream whose
+//! every answer is scripted and every request recorded.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{
+    Settings, TestApp, accepting_upstream, completed_for, fixture, spawn, submits,
+    submitted_lookup, wait_for_submits,
+};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One request upstream received, with when it arrived and the request_id
+/// it was given (accepted submits only).
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    wall: SystemTime,
+    method: String,
+    body: Value,
+    request_id: Option<String>,
+}
+
+/// Requests in arrival order, shared by every responder of a mock server.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<Seen>>>);
+
+impl Log {
+    fn push(&self, request: &Request, request_id: Option<String>) {
+        self.0.lock().unwrap().push(Seen {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+            method: request.method.to_string(),
+            body: serde_json::from_slice(&request.body).unwrap_or(Value::Null),
+            request_id,
+        });
+    }
+
+    fn all(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn submits(&self) -> Vec<Seen> {
+        self.all()
+            .into_iter()
+            .filter(|s| s.method == "POST")
+            .collect()
+    }
+
+    /// The accepted submit for `email`, if any.
+    fn accepted_for(&self, email: &str) -> Vec<Seen> {
+        self.submits()
+            .into_iter()
+            .filter(|s| s.body["email"] == email && s.request_id.is_some())
+            .collect()
+    }
+}
+
+fn accepted_body(request_id: &str) -> Value {
+    json!({
+        "success": true,
+        "data": {"request_id": request_id, "status": "queued"},
+        "timestamp": "2026-01-15T10:30:00"
+    })
+}
+
+/// A responder that records the request and answers `template`.
+fn recorded(
+    log: &Log,
+    template: ResponseTemplate,
+) -> impl Fn(&Request) -> ResponseTemplate + Send + Sync + 'static {
+    let log = log.clone();
+    move |request: &Request| {
+        log.push(request, None);
+        template.clone()
+    }
+}
+
+/// A responder that records the request and accepts it with a fresh
+/// request_id, adding `headers(now)` to the answer.
+fn recorded_accept(
+    log: &Log,
+    headers: impl Fn(SystemTime) -> Vec<(&'static str, String)> + Send + Sync + 'static,
+) -> impl Fn(&Request) -> ResponseTemplate + Send + Sync + 'static {
+    let log = log.clone();
+    move |request: &Request| {
+        let request_id = common::new_request_id();
+        log.push(request, Some(request_id.clone()));
+        let mut template = ResponseTemplate::new(202).set_body_json(accepted_body(&request_id));
+        for (name, value) in headers(SystemTime::now()) {
+            template = template.insert_header(name, value.as_str());
+        }
+        template
+    }
+}
+
+fn submit_mock() -> wiremock::MockBuilder {
+    Mock::given(method("POST")).and(path("/person/interests"))
+}
+
+fn poll_mock(request_id: &str) -> wiremock::MockBuilder {
+    Mock::given(method("GET"))
+        .and(path("/person/interests"))
+        .and(query_param("request_id", request_id))
+}
+
+fn error_body(code: &str, message: &str) -> Value {
+    json!({"success": false, "error": {"code": code, "message": message}})
+}
+
+async fn create(app: &TestApp, body: Value) -> String {
+    let response = app.post_lookup(&body).await;
+    assert_eq!(response.status(), 202);
+    let created: Value = response.json().await.unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
+async fn column_i32(app: &TestApp, id: &str, column: &str) -> i32 {
+    sqlx::query_scalar(&format!("SELECT {column} FROM lookups WHERE id = $1::uuid"))
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+/// Waits until the boolean `sql` holds.
+async fn wait_until(app: &TestApp, sql: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let done: bool = sqlx::query_scalar(sql).fetch_one(&app.db).await.unwrap();
+        if done {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never true: {sql}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `log` holds `n` submits.
+async fn wait_for_logged_submits(log: &Log, n: usize, timeout: Duration) -> Vec<Seen> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = log.submits();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "upstream received {} submits, expected {n}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn url(server: &MockServer) -> url::Url {
+    server.uri().parse().unwrap()
+}
+
+#[sqlx::test]
+async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is_accepted(
+    db: PgPool,
+) {
+    let upstream = MockServer::start().await;
+    let log = Log::default();
+    submit_mock()
+        .respond_with(recorded(
+            &log,
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "1")
+                .set_body_json(fixture("rate-limited-429.json")),
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    submit_mock()
+        .respond_with(recorded_accept(&log, |_| vec![]))
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+    let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+
+    let first = create(&app, json!({"email": "ann@example.com"})).await;
+    wait_for_logged_submits(&log, 1, WAIT).await;
+    wait_until(&app, &format!(
+        "SELECT submit_attempts = 1 AND submit_started_at IS NULL FROM lookups WHERE id = '{first}'"
+    ))
+    .await;
+    // A second lookup arrives once the 429 was taken in, during the pause.
+    let second = create(&app, json!({"email": "bo@example.com"})).await;
+    let first_done = app
+        .wait_for(&first, WAIT, |l| !l["request_id"].is_null())
+        .await;
+    let second_done = app
+        .wait_for(&second, WAIT, |l| !l["request_id"].is_null())
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let seen = log.all();
+    assert_eq!(
+        seen.len(),
+        3,
+        "one refused and two accepted submits: {seen:?}"
+    );
+    let ann = log.accepted_for("ann@example.com");
+    assert_eq!(
+        log.submits()
+            .iter()
+            .filter(|s| s.body["email"] == "ann@example.com")
+            .count(),
+        2
+    );
+    assert_eq!(first_done["status"], "queued");
+    assert_eq!(
+        first_done["request_id"].as_str(),
+        ann[0].request_id.as_deref()
+    );
+    assert_eq!(second_done["status"], "queued");
+    for later in &seen[1..] {
+        let gap = later.at.duration_since(seen[0].at);
+        assert!(
+            gap >= Duration::from_secs(1),
+            "an upstream request went out {gap:?} after the 429 asking for 1 s"
+        );
+    }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_500_then_a_503_are_retried_until_the_submit_is_accepted_once(db: PgPool) {
+    let upstream = MockServer::start().await;
+    let log = Log::default();
+    submit_mock()
+        .respond_with(recorded(
+            &log,
+            ResponseTemplate::new(500).set_body_json(error_body("internal_error", "boom")),
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    submit_mock()
+        .respond_with(recorded(
+            &log,
+            ResponseTemplate::new(503)
+                .set_body_json(error_body("service_unavailable", "try later")),
+        ))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+    submit_mock()
+        .respond_with(recorded_accept(&log, |_| vec![]))
+        .with_priority(3)
+        .mount(&upstream)
+        .await;
+    let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+
+    let id = create(&app, json!({"email": "cy@example.com"})).await;
+    let done = app
+        .wait_for(&id, WAIT, |l| !l["request_id"].is_null())
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let seen = log.submits();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let accepted: Vec<_> = seen.iter().filter(|s| s.request_id.is_some()).collect();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(done["status"], "queued");
+    assert_eq!(
+        done["request_id"].as_str(),
+        accepted[0].request_id.as_deref()
+    );
+    assert!(done["error"].is_null());
+    assert_eq!(column_i32(&app, &id, "submit_attempts").await, 3);
+    assert_eq!(column_i32(&app, &id, "ambiguous_submits").await, 0);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_400_fails_the_lookup_with_upstreams_reason_for_free_and_it_is_never_resent(db: PgPool) {
+    let upstream = MockServer::start().await;
+    submit_mock()
+        .respond_with(ResponseTemplate::new(400).set_body_json(error_body(
+            "invalid_parameters",
+            "phone is not a valid number",
+        )))
+        .mount(&upstream)
+        .await;
+    let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+
+    let id = create(&app, json!({"phone": "+15550000000"})).await;
+    let failed = app.wait_for_status(&id, "failed", WAIT).await;
+    // Longer than the first backoff (at most 2 s): a retry would show.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("phone is not a valid number")),
+        "{failed}"
+    );
+    assert_eq!(failed["credits_charged"], 0);
+    assert!(failed["request_id"].is_null());
+    assert_eq!(submits(&upstream).await.len(), 1);
+    assert_eq!(app.lookup(&id).await["status"], "failed");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_timed_out_submit_is_not_resent_and_its_callback_still_completes_the_lookup(db: PgPool) {
+    let upstream = MockServer::start().await;
+    let upstream_request_id = common::new_request_id();
+    submit_mock()
+        .respond_with(
+            ResponseTemplate::new(202)
+                .set_body_json(accepted_body(&upstream_request_id))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&upstream)
+        .await;
+    let mut settings = Settings::with_upstream_url(url(&upstream));
+    settings.upstream_timeout = Duration::from_secs(1);
+    settings.ambiguous_wait = Duration::from_secs(60);
+    let app = spawn(db, settings).await;
+
+    let id = create(&app, json!({"email": "di@example.com"})).await;
+    let first = wait_for_submits(&upstream, 1).await.remove(0);
+    let callback_url = first["callback_url"].as_str().unwrap().to_owned();
+    // The submit times out after 1 s; give a re-send (lease 3 s, backoff
+    // 1-2 s, maintenance every 2 s) ample time to show up.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let waiting = app.lookup(&id).await;
+    let stats_before = app.get_json("/v1/stats").await;
+
+    let done = common::complete_by_callback(
+        &app,
+        &id,
+        &callback_url,
+        &completed_for(&upstream_request_id),
+    )
+    .await;
+
+    assert_eq!(waiting["status"], "pending");
+    assert!(waiting["request_id"].is_null());
+    assert_eq!(stats_before["ambiguous_submits"], 1, "{stats_before}");
+    assert_eq!(submits(&upstream).await.len(), 1);
+    assert_eq!(done["request_id"], upstream_request_id.as_str());
+    assert_eq!(done["credits_charged"], 5);
+    assert_eq!(done["profile"]["received_via"], "callback");
+    let stats = app.get_json("/v1/stats").await;
+    assert_eq!(stats["ambiguous_submits"], 1, "{stats}");
+    assert_eq!(stats["submits"], 1, "{stats}");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_ambiguous_submit_is_resent_once_after_the_wait_with_the_same_callback_url(db: PgPool) {
+    let upstream = MockServer::start().await;
+    let log = Log::default();
+    submit_mock()
+        .respond_with(
+            ResponseTemplate::new(202)
+                .set_body_json(accepted_body(&common::new_request_id()))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    submit_mock()
+        .respond_with(recorded_accept(&log, |_| vec![]))
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+    let mut settings = Settings::with_upstream_url(url(&upstream));
+    settings.upstream_timeout = Duration::from_secs(1);
+    settings.ambiguous_wait = Duration::from_secs(2);
+    let app = spawn(db, settings).await;
+
+    let id = create(&app, json!({"email": "ed@example.com"})).await;
+    let done = app
+        .wait_for(&id, WAIT, |l| !l["request_id"].is_null())
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let sent = submits(&upstream).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0]["callback_url"].is_string());
+    assert_eq!(sent[1]["callback_url"], sent[0]["callback_url"]);
+    assert_eq!(sent[1]["email"], "ed@example.com");
+    assert_eq!(done["status"], "queued");
+    assert_eq!(
+        done["request_id"].as_str(),
+        log.submits()[0].request_id.as_deref()
+    );
+    assert_eq!(column_i32(&app, &id, "ambiguous_submits").await, 1);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_refused_connection_keeps_the_lookup_pending_and_retrying(db: PgPool) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let app = spawn(
+        db,
+        Settings::with_upstream_url(format!("http://127.0.0.1:{port}").parse().unwrap()),
+    )
+    .await;
+
+    let id = create(&app, json!({"email": "fay@example.com"})).await;
+    let deadline = Instant::now() + WAIT;
+    while column_i32(&app, &id, "submit_attempts").await < 3 {
+        assert!(Instant::now() < deadline, "submit not retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let lookup = app.lookup(&id).await;
+    assert_eq!(lookup["status"], "pending");
+    assert!(lookup["error"].is_null(), "{lookup}");
+    // Nothing reached upstream: no charge risk, so no ambiguity either.
+    assert_eq!(column_i32(&app, &id, "ambiguous_submits").await, 0);
+    app.stop().await;
+}
+
+/// A poll-only app (no PUBLIC_BASE_URL) whose upstream accepts every
+/// submit with `request_id`.
+async fn poll_only(db: PgPool, request_id: &str) -> (TestApp, MockServer) {
+    let upstream = MockServer::start().await;
+    submit_mock()
+        .respond_with(ResponseTemplate::new(202).set_body_json(accepted_body(request_id)))
+        .mount(&upstream)
+        .await;
+    let mut settings = Settings::with_upstream_url(url(&upstream));
+    settings.callbacks = false;
+    settings.poll_after = Duration::from_secs(1);
+    (spawn(db, settings).await, upstream)
+}
+
+fn processing_for(request_id: &str) -> Value {
+    let mut body = fixture("poll-processing.json");
+    body["data"]["request_id"] = json!(request_id);
+    body
+}
+
+async fn polls(upstream: &MockServer) -> usize {
+    upstream
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method == wiremock::http::Method::GET)
+        .count()
+}
+
+#[sqlx::test]
+async fn without_callbacks_polling_moves_the_lookup_to_processing_then_completed(db: PgPool) {
+    let request_id = common::new_request_id();
+    let (app, upstream) = poll_only(db, &request_id).await;
+    poll_mock(&request_id)
+        .respond_with(ResponseTemplate::new(200).set_body_json(processing_for(&request_id)))
+        .with_priority(5)
+        .mount(&upstream)
+        .await;
+
+    let id = create(&app, json!({"email": "gus@example.com"})).await;
+    let running = app.wait_for_status(&id, "processing", WAIT).await;
+    poll_mock(&request_id)
+        .respond_with(ResponseTemplate::new(200).set_body_json(completed_for(&request_id)))
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    let done = app.wait_for_status(&id, "completed", WAIT).await;
+
+    let sent = submits(&upstream).await;
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].get("callback_url").is_none(), "{}", sent[0]);
+    assert_eq!(running["request_id"], request_id.as_str());
+    assert_eq!(done["profile"]["received_via"], "poll");
+    assert_eq!(done["credits_charged"], 5);
+    assert_eq!(
+        done["profile"]["result"],
+        fixture("completed.json")["data"]["result"]
+    );
+    assert!(polls(&upstream).await >= 2);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_poll_answering_500_twice_is_retried_and_the_result_still_arrives(db: PgPool) {
+    let request_id = common::new_request_id();
+    let (app, upstream) = poll_only(db, &request_id).await;
+    poll_mock(&request_id)
+        .respond_with(
+            ResponseTemplate::new(500).set_body_json(error_body("internal_error", "boom")),
+        )
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    poll_mock(&request_id)
+        .respond_with(ResponseTemplate::new(200).set_body_json(completed_for(&request_id)))
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+
+    let id = create(&app, json!({"email": "hal@example.com"})).await;
+    let done = app
+        .wait_for_status(&id, "completed", Duration::from_secs(14))
+        .await;
+
+    assert_eq!(done["profile"]["received_via"], "poll");
+    assert_eq!(done["credits_charged"], 5);
+    assert_eq!(polls(&upstream).await, 3);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_poll_answering_404_request_not_found_expires_the_lookup_with_that_reason(db: PgPool) {
+    let request_id = common::new_request_id();
+    let (app, upstream) = poll_only(db, &request_id).await;
+    poll_mock(&request_id)
+        .respond_with(ResponseTemplate::new(404).set_body_json(fixture("not-found-404.json")))
+        .mount(&upstream)
+        .await;
+
+    let id = create(&app, json!({"email": "ida@example.com"})).await;
+    let expired = app.wait_for_status(&id, "expired", WAIT).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    assert!(
+        expired["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("request_not_found")),
+        "{expired}"
+    );
+    assert_eq!(expired["credits_charged"], 0);
+    // An expired job is not polled again.
+    assert_eq!(polls(&upstream).await, 1);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_job_that_never_finishes_expires_at_the_job_deadline(db: PgPool) {
+    let request_id = common::new_request_id();
+    let upstream = MockServer::start().await;
+    submit_mock()
+        .respond_with(ResponseTemplate::new(202).set_body_json(accepted_body(&request_id)))
+        .mount(&upstream)
+        .await;
+    poll_mock(&request_id)
+        .respond_with(ResponseTemplate::new(200).set_body_json(processing_for(&request_id)))
+        .mount(&upstream)
+        .await;
+    let mut settings = Settings::with_upstream_url(url(&upstream));
+    settings.callbacks = false;
+    settings.poll_after = Duration::from_millis(300);
+    settings.job_deadline = Duration::from_secs(1);
+    let app = spawn(db, settings).await;
+
+    let id = create(&app, json!({"email": "jo@example.com"})).await;
+    let expired = app.wait_for_status(&id, "expired", WAIT).await;
+
+    assert!(
+        expired["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("deadline")),
+        "{expired}"
+    );
+    assert_eq!(expired["request_id"], request_id.as_str());
+    assert!(polls(&upstream).await >= 1, "the job was never polled");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_spent_rate_limit_on_an_accepted_submit_holds_the_next_call_until_its_reset(db: PgPool) {
+    let upstream = MockServer::start().await;
+    let log = Log::default();
+    // The reset is a unix time in whole seconds: at least 1 s ahead.
+    submit_mock()
+        .respond_with(recorded_accept(&log, |now| {
+            let reset = now.duration_since(UNIX_EPOCH).unwrap().as_secs() + 2;
+            vec![
+                ("X-RateLimit-Limit", "60".to_owned()),
+                ("X-RateLimit-Remaining", "0".to_owned()),
+                ("X-RateLimit-Reset", reset.to_string()),
+            ]
+        }))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    submit_mock()
+        .respond_with(recorded_accept(&log, |_| vec![]))
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+    let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+
+    create(&app, json!({"email": "kim@example.com"})).await;
+    let first = wait_for_logged_submits(&log, 1, WAIT).await.remove(0);
+    let reset = first.wall.duration_since(UNIX_EPOCH).unwrap().as_secs() + 2;
+    let second = create(&app, json!({"email": "lu@example.com"})).await;
+    app.wait_for(&second, WAIT, |l| !l["request_id"].is_null())
+        .await;
+
+    let seen = log.submits();
+    assert_eq!(seen.len(), 2);
+    let sent_at = seen[1].wall.duration_since(UNIX_EPOCH).unwrap();
+    assert!(
+        sent_at >= Duration::from_secs(reset),
+        "second submit at {sent_at:?}, before the reset at {reset} s"
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn stats_count_credits_outcomes_deliveries_and_polls(db: PgPool) {
+    let upstream = accepting_upstream().await;
+    let mut settings = Settings::with_upstream_url(url(&upstream));
+    settings.poll_after = Duration::from_secs(1);
+    let app = spawn(db, settings).await;
+    // Polls of any job answer 404: the third lookup expires after one poll.
+    Mock::given(method("GET"))
+        .and(path("/person/interests"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(fixture("not-found-404.json")))
+        .mount(&upstream)
+        .await;
+
+    let (done, done_rid, done_cb) =
+        submitted_lookup(&app, &upstream, json!({"email": "max@example.com"})).await;
+    common::complete_by_callback(&app, &done, &done_cb, &completed_for(&done_rid)).await;
+    let (failed, failed_rid, failed_cb) =
+        submitted_lookup(&app, &upstream, json!({"email": "ned@example.com"})).await;
+    let mut failure = fixture("failed.json");
+    failure["data"]["request_id"] = json!(failed_rid);
+    assert!(
+        app.post_callback(&failed_cb, &failure)
+            .await
+            .status()
+            .is_success()
+    );
+    app.wait_for_status(&failed, "failed", WAIT).await;
+    let (unpolled, _, _) =
+        submitted_lookup(&app, &upstream, json!({"email": "oz@example.com"})).await;
+    app.wait_for_status(&unpolled, "expired", WAIT).await;
+
+    let stats = app.get_json("/v1/stats").await;
+
+    assert_eq!(stats["credits"]["today"], 5, "{stats}");
+    assert_eq!(stats["credits"]["total"], 5, "{stats}");
+    assert_eq!(stats["lookups"]["completed"], 1, "{stats}");
+    assert_eq!(stats["lookups"]["failed"], 1, "{stats}");
+    assert_eq!(stats["lookups"]["expired"], 1, "{stats}");
+    assert_eq!(stats["deliveries"]["applied"], 2, "{stats}");
+    assert_eq!(stats["deliveries"]["duplicate"], 0, "{stats}");
+    assert_eq!(stats["submits"], 3, "{stats}");
+    assert_eq!(stats["ambiguous_submits"], 0, "{stats}");
+    let polled = polls(&upstream).await;
+    assert!(polled >= 1);
+    assert_eq!(stats["polls"], polled as u64, "{stats}");
+    app.stop().await;
+}
+
+/// Two due lookups, `first` created first but sorted after `second`, whose
+/// rows lie in the table in the opposite order of the queue's.
+async fn two_due_lookups(db: PgPool, status: &str) -> (TestApp, String, String) {
+    let mut settings = Settings::with_upstream_url("http://127.0.0.1:9".parse().unwrap());
+    settings.options.run_workers = false;
+    let app = spawn(db, settings).await;
+    let first = create(&app, json!({"email": "pat@example.com"})).await;
+    let second = create(&app, json!({"email": "quinn@example.com"})).await;
+    sqlx::query(
+        "UPDATE lookups SET next_action_at = now() - interval '2 seconds' WHERE id = $1::uuid",
+    )
+    .bind(&second)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // Rewriting the first row moves it behind the second in the heap.
+    sqlx::query(
+        "UPDATE lookups SET next_action_at = now() - interval '1 second' WHERE id = $1::uuid",
+    )
+    .bind(&first)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    if status != "pending" {
+        sqlx::query(
+            "UPDATE lookups SET status = $1, request_id = md5(id::text) || '_1717000000_1', \
+               submitted_at = now()",
+        )
+        .bind(status)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    (app, first, second)
+}
+
+async fn leased(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT id::text FROM lookups WHERE lease_owner IS NOT NULL ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn one_submit_claim_leases_exactly_the_most_urgent_lookup(db: PgPool) {
+    let (app, _first, second) = two_due_lookups(db, "pending").await;
+
+    let claim = interests_receiver::store::work::claim_submit(
+        &app.db,
+        uuid::Uuid::new_v4(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+    .expect("a due lookup is claimed");
+
+    assert_eq!(claim.id.to_string(), second);
+    // A second leased row would never be sent: its claim was dropped, its
+    // lease runs out and it is then taken for an ambiguous submit.
+    assert_eq!(leased(&app).await, vec![second.clone()]);
+    assert_eq!(
+        app.count("SELECT count(*) FROM lookups WHERE submit_attempts > 0")
+            .await,
+        1
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn one_poll_claim_leases_exactly_the_most_urgent_job(db: PgPool) {
+    let (app, _first, second) = two_due_lookups(db, "queued").await;
+
+    let claim = interests_receiver::store::work::claim_poll(
+        &app.db,
+        uuid::Uuid::new_v4(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+    .expect("a due job is claimed");
+
+    assert_eq!(claim.id.to_string(), second);
+    assert_eq!(leased(&app).await, vec![second.clone()]);
+    app.stop().await;
+}
