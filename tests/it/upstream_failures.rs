@@ -2,12 +2,12 @@
 //! throttles (contract sections 2 and 7), against a wiremock upstream whose
 //! every answer is scripted and every request recorded.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{
+use crate::common::{
     Settings, TestApp, accepting_upstream, completed_for, fixture, spawn, submits,
     submitted_lookup, wait_for_submits,
 };

@@ -3,12 +3,10 @@
 //! profile cache and the daily credit budget. Upstream is a wiremock server
 //! that accepts every submit and never calls back on its own.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     Settings, TOKEN, TestApp, accepting_upstream, complete_by_callback, completed_for,
     error_fields, problem, spawn, submits, submitted_lookup, wait_for_submits,
 };

@@ -2,11 +2,9 @@
 //! profiles and stored callback bodies are erased and counted, no table keeps
 //! the identifier in clear text, and `suppress=true` refuses them later.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     Settings, TOKEN, TestApp, accepting_upstream, complete_by_callback, completed_for,
     completed_with, error_fields, problem, spawn, submits, submitted_lookup, wait_for_submits,
 };

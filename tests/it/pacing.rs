@@ -2,14 +2,14 @@
 //! limit is the app's own over the same (scaled) windows: the app must
 //! stay under it on its own, put submits before polls, and honour a 429.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use std::sync::{Arc, Mutex};
 
-use common::{Settings, TestApp, spawn};
+use crate::common::{Settings, TestApp, spawn};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -3,14 +3,12 @@
 //! against real responses, graceful shutdown, JSON logs free of personal
 //! data and secrets, the `healthcheck` subcommand and `/v1/stats`.
 
-mod common;
-
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::child::{Child, SECRET, TestSandbox, database_url, free_port, serve_env};
-use common::{
+use crate::common::child::{Child, SECRET, TestSandbox, database_url, free_port, serve_env};
+use crate::common::{
     Settings, TOKEN, accepting_upstream, complete_by_callback, completed_for, spawn,
     submitted_lookup,
 };

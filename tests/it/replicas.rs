@@ -1,13 +1,11 @@
 //! Two `serve` processes on one database share the work: no double submits,
 //! no duplicate profiles, and a callback may land on either replica.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::TOKEN;
-use common::child::{Child, TestSandbox, database_url, free_port, serve_env};
+use crate::common::TOKEN;
+use crate::common::child::{Child, TestSandbox, database_url, free_port, serve_env};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use sqlx::PgPool;

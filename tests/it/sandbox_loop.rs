@@ -1,11 +1,9 @@
 //! The whole loop against the built-in simulator: submit, callback or poll,
 //! stored profile, and the simulator's hard cases.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Settings, spawn};
+use crate::common::{Settings, spawn};
 use serde_json::json;
 use sqlx::PgPool;
 

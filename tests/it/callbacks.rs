@@ -1,11 +1,13 @@
 //! The callback receiver's guarantees (contract section 6), driven through
 //! its real URL as upstream would call it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{Settings, accepting_upstream, completed_for, fixture, spawn, submitted_lookup};
+use crate::common::{
+    Settings, accepting_upstream, completed_for, fixture, spawn, submitted_lookup,
+};
 use futures::future::join_all;
 use serde_json::json;
 use sqlx::PgPool;

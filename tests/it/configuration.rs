@@ -3,13 +3,11 @@
 //! variable (and never echoes a secret), `migrate` applies the schema, and
 //! with no upstream credentials `serve` runs in sandbox mode end to end.
 
-mod common;
-
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::child::{database_url, free_port};
+use crate::common::child::{database_url, free_port};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -2,13 +2,11 @@
 //! as delivered by callback, read by id, and searched with filters that
 //! combine with AND and ignore case.
 
-mod common;
-
-use chrono::{DateTime, Utc};
-use common::{
+use crate::common::{
     Settings, TestApp, accepting_upstream, complete_by_callback, completed_for, completed_with,
     error_fields, problem, spawn, submitted_lookup,
 };
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -3,12 +3,10 @@
 //! makes it stop at a named point (see src/crashpoint.rs), the test kills it
 //! there with SIGKILL and starts it again on the same database and port.
 
-mod common;
-
 use std::time::Duration;
 
-use common::TOKEN;
-use common::child::{Child, TestSandbox, database_url, free_port, serve_env};
+use crate::common::TOKEN;
+use crate::common::child::{Child, TestSandbox, database_url, free_port, serve_env};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 

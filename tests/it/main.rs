@@ -1,0 +1,19 @@
+//! Integration tests, in one binary so that the suite links once: black-box
+//! tests over HTTP against real PostgreSQL (a fresh database per test), the
+//! built-in simulator or a wiremock upstream, and the real binary as a child
+//! process where crashes and configuration are concerned.
+
+mod common;
+
+mod callbacks;
+mod compose;
+mod configuration;
+mod crash_safety;
+mod erasure_api;
+mod lookups_api;
+mod operations;
+mod pacing;
+mod profiles_api;
+mod replicas;
+mod sandbox_loop;
+mod upstream_failures;
