@@ -97,9 +97,13 @@ impl Facet {
             Facet::Interest => "p.interest_facets",
             Facet::Brand => "p.brand_facets",
         };
+        // Same shape as the store: the page is chosen on profiles, then
+        // joined to lookups by primary key.
         format!(
-            "{SELECT} WHERE {column} @> ARRAY[lower($1)]::text[] \
-             ORDER BY p.created_at DESC, p.id DESC LIMIT $2"
+            "SELECT p.id, p.result, l.email FROM (SELECT * FROM profiles p \
+             WHERE {column} @> ARRAY[lower($1)]::text[] \
+             ORDER BY p.created_at DESC, p.id DESC LIMIT $2) p \
+             JOIN lookups l ON l.id = p.lookup_id ORDER BY p.created_at DESC, p.id DESC"
         )
     }
 
