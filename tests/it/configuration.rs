@@ -430,26 +430,15 @@ async fn with_only_a_database_serve_runs_a_sandbox_whose_printed_token_completes
         .unwrap()
         .to_owned();
 
-    let asked = Instant::now();
-    let lookup = loop {
-        let lookup: Value = http
-            .get(format!("{base}/v1/lookups/{id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if lookup["status"] == "completed" {
-            break lookup;
-        }
-        assert!(
-            asked.elapsed() < Duration::from_secs(20),
-            "the sandbox lookup did not complete within 20 s: {lookup}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let lookup = crate::common::wait_for_lookup_at(
+        &http,
+        &base,
+        &token,
+        &id,
+        Duration::from_secs(20),
+        |l| l["status"] == "completed",
+    )
+    .await;
     assert_eq!(lookup["credits_charged"], 5);
     assert!(lookup["profile"]["result"].is_object(), "{lookup}");
 

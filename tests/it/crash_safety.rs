@@ -50,27 +50,12 @@ async fn crash_and_recover(db: PgPool, s: Scenario) -> (Value, TestSandbox, PgPo
     first.kill9().await;
 
     let second = Child::serve(&env).await;
-    let deadline = tokio::time::Instant::now() + RECOVERY;
-    let lookup = loop {
-        let lookup: Value = http
-            .get(format!("{}/v1/lookups/{id}", second.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ["completed", "failed", "expired"].contains(&lookup["status"].as_str().unwrap()) {
-            break lookup;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "lookup lost after a crash at {}: {lookup}",
-            s.point
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Not finished in time means lost.
+    let finished =
+        |l: &Value| ["completed", "failed", "expired"].contains(&l["status"].as_str().unwrap());
+    let lookup =
+        crate::common::wait_for_lookup_at(&http, &second.base, TOKEN, &id, RECOVERY, finished)
+            .await;
     // The restarted process is returned alive (killed on drop): late
     // deliveries may still reach it.
     (lookup, sandbox, db, second)

@@ -622,26 +622,10 @@ async fn sigterm_with_a_submit_in_flight_exits_zero_releases_the_lease_and_loses
     let mut env = serve_env(&url, &sandbox, port, port);
     set_env(&mut env, "POLL_AFTER_SECS", "1");
     let second = Child::serve(&env).await;
-    let deadline = Instant::now() + WAIT;
-    let lookup = loop {
-        let lookup: Value = http
-            .get(format!("{}/v1/lookups/{id}", second.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if lookup["status"] == "completed" {
-            break lookup;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the second process did not complete the lookup: {lookup}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let lookup = crate::common::wait_for_lookup_at(&http, &second.base, TOKEN, &id, WAIT, |l| {
+        l["status"] == "completed"
+    })
+    .await;
     assert_eq!(lookup["credits_charged"], 5);
     assert_eq!(sandbox.jobs_for(email), 1, "submitted twice");
     second.kill9().await;

@@ -389,3 +389,35 @@ pub async fn complete_by_callback(
     app.wait_for_status(id, "completed", Duration::from_secs(5))
         .await
 }
+
+/// Reads `GET {base}/v1/lookups/{id}` until `done` holds, failing the test
+/// after `timeout`. For services reached only by URL (child processes).
+pub async fn wait_for_lookup_at(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+    timeout: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let lookup: Value = http
+            .get(format!("{base}/v1/lookups/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&lookup) {
+            return lookup;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lookup {id} at {base} did not reach the expected state in {timeout:?}: {lookup}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
