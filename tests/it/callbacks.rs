@@ -6,7 +6,8 @@ use crate::common;
 use std::time::Duration;
 
 use crate::common::{
-    Settings, accepting_upstream, completed_for, fixture, spawn, submitted_lookup,
+    Settings, accepting_upstream, completed_for, fixture, spawn, spawn_with_accepting_upstream,
+    submitted_lookup,
 };
 use futures::future::join_all;
 use serde_json::json;
@@ -30,12 +31,7 @@ async fn deliveries(app: &common::TestApp, outcome: &str) -> i64 {
 
 #[sqlx::test]
 async fn repeated_deliveries_are_applied_once_and_all_acknowledged(db: PgPool) {
-    let upstream = accepting_upstream().await;
-    let app = spawn(
-        db,
-        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
-    )
-    .await;
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (id, request_id, callback) =
         submitted_lookup(&app, &upstream, json!({"email": "ann@example.com"})).await;
 
@@ -57,12 +53,7 @@ async fn repeated_deliveries_are_applied_once_and_all_acknowledged(db: PgPool) {
 
 #[sqlx::test]
 async fn concurrent_duplicate_deliveries_give_one_profile_and_one_status_change(db: PgPool) {
-    let upstream = accepting_upstream().await;
-    let app = spawn(
-        db,
-        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
-    )
-    .await;
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (id, request_id, callback) =
         submitted_lookup(&app, &upstream, json!({"email": "bo@example.com"})).await;
 
@@ -80,12 +71,7 @@ async fn concurrent_duplicate_deliveries_give_one_profile_and_one_status_change(
 
 #[sqlx::test]
 async fn a_wrong_token_gets_404_and_changes_nothing(db: PgPool) {
-    let upstream = accepting_upstream().await;
-    let app = spawn(
-        db,
-        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
-    )
-    .await;
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (id, request_id, callback) =
         submitted_lookup(&app, &upstream, json!({"email": "cy@example.com"})).await;
     let before = app.lookup(&id).await;
@@ -114,12 +100,7 @@ async fn a_wrong_token_gets_404_and_changes_nothing(db: PgPool) {
 
 #[sqlx::test]
 async fn a_request_id_of_another_lookup_is_refused_and_changes_nothing(db: PgPool) {
-    let upstream = accepting_upstream().await;
-    let app = spawn(
-        db,
-        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
-    )
-    .await;
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (first, _, first_callback) =
         submitted_lookup(&app, &upstream, json!({"email": "di@example.com"})).await;
     let (second, second_request_id, _) =
@@ -142,12 +123,7 @@ async fn a_request_id_of_another_lookup_is_refused_and_changes_nothing(db: PgPoo
 
 #[sqlx::test]
 async fn malformed_incomplete_and_oversized_bodies_are_refused_without_change(db: PgPool) {
-    let upstream = accepting_upstream().await;
-    let app = spawn(
-        db,
-        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
-    )
-    .await;
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (id, request_id, callback) =
         submitted_lookup(&app, &upstream, json!({"email": "fay@example.com"})).await;
     let before = app.lookup(&id).await;
@@ -184,12 +160,7 @@ async fn malformed_incomplete_and_oversized_bodies_are_refused_without_change(db
 
 #[sqlx::test]
 async fn a_stale_processing_delivery_never_moves_a_completed_lookup_back(db: PgPool) {
-    let upstream = accepting_upstream().await;
-    let app = spawn(
-        db,
-        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
-    )
-    .await;
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (id, request_id, callback) =
         submitted_lookup(&app, &upstream, json!({"email": "gil@example.com"})).await;
     app.post_callback(&callback, &completed_for(&request_id))
@@ -207,12 +178,7 @@ async fn a_stale_processing_delivery_never_moves_a_completed_lookup_back(db: PgP
 
 #[sqlx::test]
 async fn a_failed_job_is_final_and_free(db: PgPool) {
-    let upstream = accepting_upstream().await;
-    let app = spawn(
-        db,
-        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
-    )
-    .await;
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (id, request_id, callback) =
         submitted_lookup(&app, &upstream, json!({"email": "hal@example.com"})).await;
     let mut failed = fixture("failed.json");
@@ -237,12 +203,7 @@ async fn a_failed_job_is_final_and_free(db: PgPool) {
 
 #[sqlx::test]
 async fn a_no_match_result_completes_for_zero_credits(db: PgPool) {
-    let upstream = accepting_upstream().await;
-    let app = spawn(
-        db,
-        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
-    )
-    .await;
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (id, request_id, callback) =
         submitted_lookup(&app, &upstream, json!({"email": "ivy@example.com"})).await;
     let mut no_match = fixture("completed-no-match.json");
@@ -258,12 +219,7 @@ async fn a_no_match_result_completes_for_zero_credits(db: PgPool) {
 
 #[sqlx::test]
 async fn a_bare_data_body_with_unknown_sections_is_stored_verbatim(db: PgPool) {
-    let upstream = accepting_upstream().await;
-    let app = spawn(
-        db,
-        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
-    )
-    .await;
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (id, request_id, callback) =
         submitted_lookup(&app, &upstream, json!({"email": "jo@example.com"})).await;
     let mut bare = fixture("completed-bare-data.json");
@@ -316,12 +272,7 @@ async fn an_authentic_late_result_turns_expired_into_completed(db: PgPool) {
 
 #[sqlx::test]
 async fn a_delivery_the_database_cannot_take_gets_a_5xx_so_upstream_retries(db: PgPool) {
-    let upstream = accepting_upstream().await;
-    let app = spawn(
-        db,
-        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
-    )
-    .await;
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (id, request_id, callback) =
         submitted_lookup(&app, &upstream, json!({"email": "lu@example.com"})).await;
     // Make the profiles table refuse writes, as a full or failing disk would.

@@ -421,3 +421,14 @@ pub async fn wait_for_lookup_at(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The service with default settings against `accepting_upstream()`.
+pub async fn spawn_with_accepting_upstream(db: PgPool) -> (MockServer, TestApp) {
+    let upstream = accepting_upstream().await;
+    let app = spawn(
+        db,
+        Settings::with_upstream_url(upstream.uri().parse().unwrap()),
+    )
+    .await;
+    (upstream, app)
+}
