@@ -110,7 +110,8 @@ impl Application {
                 tracing::warn!(
                     upstream = %upstream,
                     "SANDBOX MODE: no upstream credentials are set; a built-in simulator answers \
-                     instead of the real Personal Interests API. Results are synthetic."
+                     instead of the real Personal Interests API. Results are synthetic. Unless \
+                     SERVICE_SECRET is set, a fixed development SERVICE_SECRET is used."
                 );
                 (
                     client,

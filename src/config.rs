@@ -9,6 +9,8 @@ use clap::{Args, ValueEnum};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::secrets::{MIN_SECRET_LEN, ServiceSecret};
+
 /// Upstream endpoint used when `UPSTREAM_BASE_URL` is not set.
 pub const DEFAULT_UPSTREAM: &str = "https://api.nyne.ai";
 
@@ -48,9 +50,25 @@ pub struct ServeArgs {
     pub upstream_api_secret: Option<String>,
 
     /// Comma-separated bearer tokens for /v1/*: each the token itself or
-    /// `sha256:<hex>` of it. Required outside sandbox mode.
+    /// `sha256:<hex>` of it, optionally named (`name=token`). Required
+    /// outside sandbox mode.
     #[arg(long, env = "API_TOKENS", hide_env_values = true)]
     pub api_tokens: Option<String>,
+
+    /// Comma-separated read-only bearer tokens (same format as API_TOKENS):
+    /// they may only GET /v1/*.
+    #[arg(long, env = "API_READ_TOKENS", hide_env_values = true)]
+    pub api_read_tokens: Option<String>,
+
+    /// Key material (at least 32 bytes) from which callback tokens, keyed
+    /// identifier hashes, webhook secret encryption and console sessions are
+    /// derived. Required outside sandbox mode; the same on every replica.
+    #[arg(long, env = "SERVICE_SECRET", hide_env_values = true)]
+    pub service_secret: Option<String>,
+
+    /// The former SERVICE_SECRET during a rotation: still accepted.
+    #[arg(long, env = "SERVICE_SECRET_PREVIOUS", hide_env_values = true)]
+    pub service_secret_previous: Option<String>,
 
     /// Seconds after a submit before the first poll of a job with no callback
     /// yet [default: 600 with callbacks, 15 without].
@@ -130,6 +148,7 @@ pub struct Config {
     pub public_base_url: Option<Url>,
     pub upstream: Upstream,
     pub api_tokens: ApiTokens,
+    pub service_secret: ServiceSecret,
     pub poll_after: Duration,
     pub rate_per_minute: u32,
     pub rate_per_hour: u32,
@@ -211,8 +230,11 @@ impl Config {
         };
         let sandbox = matches!(upstream, Upstream::Sandbox);
 
-        let (api_tokens, generated_token) = match args.api_tokens.as_deref() {
-            Some(raw) => (ApiTokens::parse(raw)?, None),
+        let (mut api_tokens, generated_token) = match args.api_tokens.as_deref() {
+            Some(raw) => (
+                ApiTokens::parse("API_TOKENS", raw, Access::ReadWrite)?,
+                None,
+            ),
             None if sandbox => {
                 let token = crate::token::random_token();
                 (ApiTokens::from_plain(&token), Some(token))
@@ -224,6 +246,12 @@ impl Config {
                 ));
             }
         };
+
+        if let Some(raw) = args.api_read_tokens.as_deref() {
+            api_tokens.extend(ApiTokens::parse("API_READ_TOKENS", raw, Access::Read)?);
+        }
+        let service_secret =
+            service_secret(args.service_secret, args.service_secret_previous, sandbox)?;
 
         if !(args.sandbox_time_scale > 0.0 && args.sandbox_time_scale <= 1000.0) {
             return Err(config_error(
@@ -265,6 +293,7 @@ impl Config {
             public_base_url: args.public_base_url,
             upstream,
             api_tokens,
+            service_secret,
             poll_after: Duration::from_secs(poll_after_secs),
             rate_per_minute: args.upstream_rate_per_minute,
             rate_per_hour: args.upstream_rate_per_hour,
@@ -287,57 +316,169 @@ impl Config {
     }
 }
 
-/// Accepted bearer tokens, kept only as SHA-256 digests.
+fn service_secret(
+    current: Option<String>,
+    previous: Option<String>,
+    sandbox: bool,
+) -> Result<ServiceSecret, ConfigError> {
+    let check = |variable: &'static str, value: &str| {
+        if value.len() < MIN_SECRET_LEN {
+            return Err(config_error(
+                variable,
+                format!(
+                    "expected at least {MIN_SECRET_LEN} bytes of key material (e.g. `openssl rand -base64 48`), got {}",
+                    value.len()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    let previous = match previous.filter(|p| !p.is_empty()) {
+        Some(p) => {
+            check("SERVICE_SECRET_PREVIOUS", &p)?;
+            Some(p.into_bytes())
+        }
+        None => None,
+    };
+    match current.filter(|c| !c.is_empty()) {
+        Some(c) => {
+            check("SERVICE_SECRET", &c)?;
+            Ok(ServiceSecret::new(c.into_bytes(), previous))
+        }
+        None if sandbox => Ok(ServiceSecret::sandbox()),
+        None => Err(config_error(
+            "SERVICE_SECRET",
+            format!(
+                "is required outside sandbox mode: at least {MIN_SECRET_LEN} bytes of key material, the same on every replica"
+            ),
+        )),
+    }
+}
+
+/// What a bearer token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only `GET` on `/v1/*` (`API_READ_TOKENS`).
+    Read,
+    /// Everything (`API_TOKENS`).
+    ReadWrite,
+}
+
+/// An accepted token: its name (for the audit log) and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub access: Access,
+}
+
+/// Accepted bearer tokens, kept only as SHA-256 digests, each with a name
+/// (given as `name=token`, else `token-N` in order of appearance).
 #[derive(Clone, Default)]
 pub struct ApiTokens {
-    digests: Vec<[u8; 32]>,
+    tokens: Vec<([u8; 32], Caller)>,
 }
 
 impl ApiTokens {
-    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
-        let mut digests = Vec::new();
-        for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if let Some(hex_digest) = item.strip_prefix("sha256:") {
+    /// Parses the `API_TOKENS` / `API_READ_TOKENS` format.
+    pub fn parse(variable: &'static str, raw: &str, access: Access) -> Result<Self, ConfigError> {
+        let mut tokens = Vec::new();
+        for (n, item) in raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .enumerate()
+        {
+            let prefix = if access == Access::Read {
+                "read"
+            } else {
+                "token"
+            };
+            let (name, secret) = match item.split_once('=') {
+                Some((name, secret)) if !name.starts_with("sha256:") => {
+                    let name = name.trim();
+                    if name.is_empty()
+                        || name.len() > 64
+                        || !name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                    {
+                        return Err(config_error(
+                            variable,
+                            "a token name (before `=`) must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+                        ));
+                    }
+                    (name.to_owned(), secret.trim())
+                }
+                _ => (format!("{prefix}-{}", n + 1), item),
+            };
+            let digest = if let Some(hex_digest) = secret.strip_prefix("sha256:") {
                 let bytes = hex::decode(hex_digest)
                     .ok()
                     .filter(|b| b.len() == 32)
                     .ok_or_else(|| {
                         config_error(
-                            "API_TOKENS",
+                            variable,
                             "a sha256: entry must be followed by 64 hexadecimal digits",
                         )
                     })?;
-                digests.push(bytes.try_into().expect("length checked"));
+                bytes.try_into().expect("length checked")
             } else {
-                if item.len() < 16 {
+                if secret.len() < 16 {
                     return Err(config_error(
-                        "API_TOKENS",
+                        variable,
                         "each token must be at least 16 characters long",
                     ));
                 }
-                digests.push(Sha256::digest(item.as_bytes()).into());
-            }
+                Sha256::digest(secret.as_bytes()).into()
+            };
+            tokens.push((digest, Caller { name, access }));
         }
-        if digests.is_empty() {
-            return Err(config_error("API_TOKENS", "expected at least one token"));
+        if tokens.is_empty() {
+            return Err(config_error(variable, "expected at least one token"));
         }
-        Ok(ApiTokens { digests })
+        Ok(ApiTokens { tokens })
     }
 
+    /// One read-write token named `sandbox` (generated tokens, tests).
     pub fn from_plain(token: &str) -> Self {
+        Self::named(token, "sandbox", Access::ReadWrite)
+    }
+
+    /// One token with this name and access (tests).
+    pub fn named(token: &str, name: &str, access: Access) -> Self {
         ApiTokens {
-            digests: vec![Sha256::digest(token.as_bytes()).into()],
+            tokens: vec![(
+                Sha256::digest(token.as_bytes()).into(),
+                Caller {
+                    name: name.into(),
+                    access,
+                },
+            )],
         }
     }
 
-    /// Constant-time check of a presented token against every accepted one.
-    pub fn accepts(&self, presented: &str) -> bool {
+    /// Adds the tokens of `other`.
+    pub fn extend(&mut self, other: ApiTokens) {
+        self.tokens.extend(other.tokens);
+    }
+
+    /// Constant-time check of a presented token against every accepted one:
+    /// who is calling, or `None`.
+    pub fn identify(&self, presented: &str) -> Option<&Caller> {
         use subtle::ConstantTimeEq;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.digests
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&digest))
-            .into()
+        let mut found = None;
+        for (d, caller) in &self.tokens {
+            // Every digest is compared, so timing does not tell which matched.
+            if bool::from(d.ct_eq(&digest)) {
+                found = Some(caller);
+            }
+        }
+        found
+    }
+
+    pub fn accepts(&self, presented: &str) -> bool {
+        self.identify(presented).is_some()
     }
 }
 
@@ -363,15 +504,30 @@ mod tests {
     #[test]
     fn tokens_accept_plain_and_digest_forms() {
         let digest = hex::encode(Sha256::digest(b"second-token-0123456789"));
-        let tokens = ApiTokens::parse(&format!("first-token-0123456789, sha256:{digest}")).unwrap();
+        let tokens = ApiTokens::parse(
+            "API_TOKENS",
+            &format!("first-token-0123456789, crm=sha256:{digest}"),
+            Access::ReadWrite,
+        )
+        .unwrap();
         assert!(tokens.accepts("first-token-0123456789"));
+        assert_eq!(
+            tokens.identify("first-token-0123456789").unwrap().name,
+            "token-1"
+        );
+        assert_eq!(
+            tokens.identify("second-token-0123456789").unwrap().name,
+            "crm"
+        );
         assert!(tokens.accepts("second-token-0123456789"));
         assert!(!tokens.accepts("third-token-0123456789"));
     }
 
     #[test]
     fn tokens_reject_bad_digest_naming_the_variable() {
-        let err = ApiTokens::parse("sha256:abc").err().unwrap();
-        assert_eq!(err.variable, "API_TOKENS");
+        let err = ApiTokens::parse("API_READ_TOKENS", "sha256:abc", Access::Read)
+            .err()
+            .unwrap();
+        assert_eq!(err.variable, "API_READ_TOKENS");
     }
 }

@@ -10,6 +10,7 @@ pub mod facets;
 pub mod http;
 pub mod lookups;
 pub mod sandbox;
+pub mod secrets;
 pub mod store;
 pub mod subject;
 pub mod telemetry;

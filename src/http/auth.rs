@@ -1,12 +1,14 @@
 //! Bearer-token check for `/v1/*`.
 
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::config::Access;
 
 pub async fn require_bearer(
     State(state): State<AppState>,
@@ -21,8 +23,14 @@ pub async fn require_bearer(
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    match presented {
-        Some(token) if state.config.api_tokens.accepts(token) => Ok(next.run(request).await),
-        _ => Err(ApiError::Unauthorized),
+    let Some(caller) = presented.and_then(|t| state.config.api_tokens.identify(t)) else {
+        return Err(ApiError::Unauthorized);
+    };
+    if caller.access == Access::Read && !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Err(ApiError::ReadOnlyToken);
     }
+    let caller = caller.clone();
+    let mut request = request;
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
 }

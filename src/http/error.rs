@@ -33,6 +33,8 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    #[error("this token may only read (GET); ask for a read-write token")]
+    ReadOnlyToken,
     #[error("{0}")]
     NotFound(&'static str),
     #[error("this endpoint does not answer that method")]
@@ -63,6 +65,7 @@ impl ApiError {
                 "Invalid request",
             ),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::ReadOnlyToken => (StatusCode::FORBIDDEN, "read_only_token", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

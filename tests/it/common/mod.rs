@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use interests_receiver::app::{Application, Options};
 use interests_receiver::config::{ApiTokens, Config, LogFormat, Upstream};
+use interests_receiver::secrets::ServiceSecret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
+/// SERVICE_SECRET of test apps.
+pub const TEST_SECRET: &str = "test-service-secret-0123456789-abcdefghijkl";
 
 /// How a test app reaches upstream.
 pub enum UpstreamKind {
@@ -104,6 +107,7 @@ pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
             .then(|| format!("http://{addr}").parse().unwrap()),
         upstream,
         api_tokens: ApiTokens::from_plain(TOKEN),
+        service_secret: ServiceSecret::new(TEST_SECRET, None),
         poll_after: settings.poll_after,
         rate_per_minute: settings.rate_per_minute,
         rate_per_hour: settings.rate_per_hour,
