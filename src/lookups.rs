@@ -206,6 +206,9 @@ async fn decide(
             return Ok(Answer::Cached(cached));
         }
     }
+    if policy.credit_budget_daily.is_some() {
+        lookups::lock_credit_budget(tx).await?;
+    }
     if let Some(running) = lookups::find_in_flight(tx, &key).await? {
         return Ok(Answer::InFlight(running));
     }

@@ -133,13 +133,20 @@ pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::
     Ok(inserted == 1)
 }
 
-/// Credits charged today plus credits that lookups in flight may still cost.
-/// Takes a transaction-scoped lock first, so that concurrent budget checks
-/// (on any replica) run one at a time and cannot all see the same room.
-pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
+/// Serialises budget decisions (on any replica) until the transaction ends,
+/// so that concurrent requests cannot all see the same room. Take it before
+/// looking for an in-flight lookup: a request that waited here then sees
+/// the lookup the previous holder created, instead of counting it.
+pub async fn lock_credit_budget(db: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('credit_budget', 0))")
         .execute(&mut *db)
         .await?;
+    Ok(())
+}
+
+/// Credits charged today plus credits that lookups in flight may still cost.
+/// Call under [`lock_credit_budget`].
+pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('day', now())), 0)::bigint \
          + $1 * COUNT(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')) \

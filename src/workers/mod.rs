@@ -135,6 +135,17 @@ async fn nap(ctx: &WorkerContext, shutdown: &CancellationToken) {
     }
 }
 
+/// A write after an upstream call found that another worker took the job
+/// over (this worker's lease ran out: a stalled network, an overloaded
+/// pool). Nothing was written; the new owner's outcome stands.
+fn lease_lost(kind: &'static str) {
+    metrics::counter!("worker_leases_lost_total", "kind" => kind).increment(1);
+    tracing::warn!(
+        kind,
+        "lease lost: another worker took this job over; this outcome was not written"
+    );
+}
+
 /// Capped exponential backoff with jitter for attempt `n` (1-based): about
 /// 2 s, 4 s, 8 s, ... up to 5 minutes, each scaled by a random 50-100 %.
 pub(crate) fn backoff(attempt: u32) -> Duration {

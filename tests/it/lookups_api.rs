@@ -743,6 +743,45 @@ async fn concurrent_lookups_of_different_people_do_not_overspend_the_daily_credi
 }
 
 #[sqlx::test]
+async fn concurrent_lookups_of_the_same_person_near_the_budget_all_get_the_same_lookup(db: PgPool) {
+    // Budget room for exactly one job: every concurrent request for the
+    // same person must collapse onto it (202), none be refused (429).
+    let (app, server) = app_with_mock_and(db, |s| s.credit_budget_daily = Some(5)).await;
+    for round in 0..5 {
+        let mut requests = JoinSet::new();
+        for _ in 0..10 {
+            let (http, url) = (app.http.clone(), app.url("/v1/lookups"));
+            requests.spawn(async move {
+                let response = http
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .json(&json!({"email": format!("same-{round}@example.com")}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap();
+                (status, body["id"].as_str().map(str::to_owned))
+            });
+        }
+        let answers = requests.join_all().await;
+        let statuses: HashSet<u16> = answers.iter().map(|(s, _)| *s).collect();
+        let ids: HashSet<_> = answers.iter().map(|(_, id)| id.clone()).collect();
+        assert_eq!(statuses, HashSet::from([202]), "round {round}: {answers:?}");
+        assert_eq!(ids.len(), 1, "round {round}: one lookup for all");
+        let id = ids.into_iter().next().flatten().unwrap();
+        app.wait_for(&id, WAIT, |l| !l["request_id"].is_null())
+            .await;
+        assert_eq!(submits(&server).await.len(), round + 1, "round {round}");
+        sqlx::query("DELETE FROM lookups")
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+    app.stop().await;
+}
+
+#[sqlx::test]
 async fn a_wrong_method_on_a_v1_route_is_a_problem(db: PgPool) {
     let (app, _server) = app_with_mock(db).await;
 

@@ -236,13 +236,15 @@ async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is
 }
 
 #[sqlx::test]
-async fn a_500_then_a_503_are_retried_until_the_submit_is_accepted_once(db: PgPool) {
+async fn a_401_then_a_503_service_unavailable_are_retried_until_the_submit_is_accepted_once(
+    db: PgPool,
+) {
     let upstream = MockServer::start().await;
     let log = Log::default();
     submit_mock()
         .respond_with(recorded(
             &log,
-            ResponseTemplate::new(500).set_body_json(error_body("internal_error", "boom")),
+            ResponseTemplate::new(401).set_body_json(error_body("invalid_api_key", "bad key")),
         ))
         .up_to_n_times(1)
         .with_priority(1)
@@ -284,6 +286,80 @@ async fn a_500_then_a_503_are_retried_until_the_submit_is_accepted_once(db: PgPo
     assert_eq!(column_i32(&app, &id, "submit_attempts").await, 3);
     assert_eq!(column_i32(&app, &id, "ambiguous_submits").await, 0);
     app.stop().await;
+}
+
+/// Answers that do not prove upstream refused the request: a 500 sent
+/// after the job was made, a proxy's 502/504, a redirect.
+async fn assert_submit_answer_is_ambiguous(db: PgPool, answer: ResponseTemplate) {
+    let upstream = MockServer::start().await;
+    let log = Log::default();
+    submit_mock()
+        .respond_with(recorded(&log, answer))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    submit_mock()
+        .respond_with(recorded_accept(&log, |_| vec![]))
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+    let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+
+    let id = create(&app, json!({"email": "amb@example.com"})).await;
+    wait_until(
+        &app,
+        &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
+    )
+    .await;
+    // Longer than the longest first backoff (2 s): a wrong retry would show.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    assert_eq!(log.submits().len(), 1, "re-sent: {:?}", log.submits());
+    let lookup = app.lookup(&id).await;
+    assert_eq!(lookup["status"], "pending");
+    assert!(lookup["request_id"].is_null());
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_500_on_submit_is_ambiguous_and_not_resent(db: PgPool) {
+    let answer = ResponseTemplate::new(500).set_body_json(error_body("internal_error", "boom"));
+    assert_submit_answer_is_ambiguous(db, answer).await;
+}
+
+#[sqlx::test]
+async fn a_proxys_502_on_submit_is_ambiguous_and_not_resent(db: PgPool) {
+    let answer = ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>");
+    assert_submit_answer_is_ambiguous(db, answer).await;
+}
+
+#[sqlx::test]
+async fn a_gateway_timeout_504_on_submit_is_ambiguous_and_not_resent(db: PgPool) {
+    let answer = ResponseTemplate::new(504).set_body_string("Gateway Timeout");
+    assert_submit_answer_is_ambiguous(db, answer).await;
+}
+
+#[sqlx::test]
+async fn a_503_without_upstreams_error_code_is_ambiguous(db: PgPool) {
+    let answer = ResponseTemplate::new(503).set_body_string("upstream connect error");
+    assert_submit_answer_is_ambiguous(db, answer).await;
+}
+
+#[sqlx::test]
+async fn a_redirect_is_not_followed_and_the_credentials_never_reach_its_target(db: PgPool) {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202).set_body_json(accepted_body("x_1_1")))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let answer = ResponseTemplate::new(307).insert_header(
+        "Location",
+        format!("{}/person/interests", elsewhere.uri()).as_str(),
+    );
+    assert_submit_answer_is_ambiguous(db, answer).await;
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
 }
 
 #[sqlx::test]
