@@ -218,7 +218,7 @@ pub async fn recover_abandoned_submits(db: &PgPool, wait: Duration) -> sqlx::Res
     Ok(sqlx::query(
         "UPDATE lookups SET submit_started_at = NULL, ambiguous_submits = ambiguous_submits + 1, \
            next_action_at = now() + make_interval(secs => $1), \
-           lease_owner = NULL, lease_until = NULL \
+           lease_owner = NULL, lease_until = NULL, claim_id = NULL \
          WHERE status = 'pending' AND submit_started_at IS NOT NULL AND lease_until < now()",
     )
     .bind(secs(wait))

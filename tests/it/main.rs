@@ -6,6 +6,7 @@
 mod common;
 
 mod callbacks;
+mod claims;
 mod compose;
 mod configuration;
 mod crash_safety;

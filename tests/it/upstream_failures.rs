@@ -117,10 +117,7 @@ fn error_body(code: &str, message: &str) -> Value {
 }
 
 async fn create(app: &TestApp, body: Value) -> String {
-    let response = app.post_lookup(&body).await;
-    assert_eq!(response.status(), 202);
-    let created: Value = response.json().await.unwrap();
-    created["id"].as_str().unwrap().to_owned()
+    app.create(&body).await
 }
 
 async fn column_i32(app: &TestApp, id: &str, column: &str) -> i32 {
@@ -745,91 +742,5 @@ async fn stats_count_credits_outcomes_deliveries_and_polls(db: PgPool) {
     let polled = polls(&upstream).await;
     assert!(polled >= 1);
     assert_eq!(stats["polls"], polled as u64, "{stats}");
-    app.stop().await;
-}
-
-/// Two due lookups, `first` created first but sorted after `second`, whose
-/// rows lie in the table in the opposite order of the queue's.
-async fn two_due_lookups(db: PgPool, status: &str) -> (TestApp, String, String) {
-    let mut settings = Settings::with_upstream_url("http://127.0.0.1:9".parse().unwrap());
-    settings.options.run_workers = false;
-    let app = spawn(db, settings).await;
-    let first = create(&app, json!({"email": "pat@example.com"})).await;
-    let second = create(&app, json!({"email": "quinn@example.com"})).await;
-    sqlx::query(
-        "UPDATE lookups SET next_action_at = now() - interval '2 seconds' WHERE id = $1::uuid",
-    )
-    .bind(&second)
-    .execute(&app.db)
-    .await
-    .unwrap();
-    // Rewriting the first row moves it behind the second in the heap.
-    sqlx::query(
-        "UPDATE lookups SET next_action_at = now() - interval '1 second' WHERE id = $1::uuid",
-    )
-    .bind(&first)
-    .execute(&app.db)
-    .await
-    .unwrap();
-    if status != "pending" {
-        sqlx::query(
-            "UPDATE lookups SET status = $1, request_id = md5(id::text) || '_1717000000_1', \
-               submitted_at = now()",
-        )
-        .bind(status)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    }
-    (app, first, second)
-}
-
-async fn leased(app: &TestApp) -> Vec<String> {
-    sqlx::query_scalar("SELECT id::text FROM lookups WHERE lease_owner IS NOT NULL ORDER BY id")
-        .fetch_all(&app.db)
-        .await
-        .unwrap()
-}
-
-#[sqlx::test]
-async fn one_submit_claim_leases_exactly_the_most_urgent_lookup(db: PgPool) {
-    let (app, _first, second) = two_due_lookups(db, "pending").await;
-
-    let claim = interests_receiver::store::work::claim_submit(
-        &app.db,
-        uuid::Uuid::new_v4(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap()
-    .expect("a due lookup is claimed");
-
-    assert_eq!(claim.id.to_string(), second);
-    // A second leased row would never be sent: its claim was dropped, its
-    // lease runs out and it is then taken for an ambiguous submit.
-    assert_eq!(leased(&app).await, vec![second.clone()]);
-    assert_eq!(
-        app.count("SELECT count(*) FROM lookups WHERE submit_attempts > 0")
-            .await,
-        1
-    );
-    app.stop().await;
-}
-
-#[sqlx::test]
-async fn one_poll_claim_leases_exactly_the_most_urgent_job(db: PgPool) {
-    let (app, _first, second) = two_due_lookups(db, "queued").await;
-
-    let claim = interests_receiver::store::work::claim_poll(
-        &app.db,
-        uuid::Uuid::new_v4(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap()
-    .expect("a due job is claimed");
-
-    assert_eq!(claim.id.to_string(), second);
-    assert_eq!(leased(&app).await, vec![second.clone()]);
     app.stop().await;
 }

@@ -158,6 +158,14 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POST /v1/lookups expecting a new lookup (202); its id.
+    pub async fn create(&self, body: &Value) -> String {
+        let response = self.post_lookup(body).await;
+        assert_eq!(response.status(), 202);
+        let created: Value = response.json().await.unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
