@@ -1,6 +1,7 @@
 //! Wiring: database, HTTP server, workers and (in sandbox mode) the built-in
 //! simulator, run as sibling tasks under one shutdown token.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,18 +201,39 @@ impl Application {
 
         let app = http::router(self.state);
         let stop = shutdown.clone();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        // The server only returns once shutdown began (or it failed).
+        let mut server = tokio::spawn(
+            axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .into_future(),
+        );
+        // One grace period, counted from the stop signal, covers both the
+        // requests in flight and the workers: they drain side by side.
+        let served = tokio::select! {
+            served = &mut server => Some(served),
+            _ = shutdown.cancelled() => None,
+        };
         shutdown.cancel();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let served = match served {
+            Some(served) => served,
+            None => match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!("requests still in flight at the end of the grace period");
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            },
+        };
+        if tokio::time::timeout_at(deadline, tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!("workers did not stop in time; their leases will run out");
         }
-        served.context("HTTP server failed")
+        served
+            .context("HTTP server task failed")?
+            .context("HTTP server failed")
     }
 }
 

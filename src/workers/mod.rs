@@ -73,7 +73,10 @@ pub async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
 async fn dispatch(ctx: &WorkerContext, tasks: &TaskTracker, shutdown: &CancellationToken) {
     let permits = Arc::new(Semaphore::new(ctx.concurrency));
     loop {
+        // `biased`: once shutdown began, no new work starts, even when a
+        // permit is free at the same moment.
         let permit = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return,
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
         };
@@ -94,6 +97,10 @@ async fn dispatch(ctx: &WorkerContext, tasks: &TaskTracker, shutdown: &Cancellat
         let Some(slot) = ctx.pacer.acquire(shutdown).await else {
             return;
         };
+        if shutdown.is_cancelled() {
+            ctx.pacer.cancel(slot).await;
+            return;
+        }
         // Submits first: a new paid job matters more than a poll.
         match work::claim_submit(&ctx.db, ctx.owner, ctx.lease).await {
             Ok(Some(claim)) => {
@@ -129,6 +136,7 @@ async fn dispatch(ctx: &WorkerContext, tasks: &TaskTracker, shutdown: &Cancellat
 
 async fn nap(ctx: &WorkerContext, shutdown: &CancellationToken) {
     tokio::select! {
+        biased;
         _ = shutdown.cancelled() => {}
         _ = ctx.wake.notified() => {}
         _ = tokio::time::sleep(IDLE_NAP) => {}

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::common::{
-    Settings, TOKEN, TestApp, accepting_upstream, complete_by_callback, completed_for,
+    READ_TOKEN, Settings, TOKEN, TestApp, accepting_upstream, complete_by_callback, completed_for,
     error_fields, problem, spawn, submits, submitted_lookup, wait_for_submits,
 };
 use reqwest::Method;
@@ -778,6 +778,43 @@ async fn concurrent_lookups_of_the_same_person_near_the_budget_all_get_the_same_
             .await
             .unwrap();
     }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_read_token_reads_everything_and_changes_nothing(db: PgPool) {
+    let (app, server) = app_with_mock(db).await;
+    let id = app.create(&json!({"email": "reader@example.com"})).await;
+
+    for (method, path) in v1_routes() {
+        let response = app
+            .http
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(READ_TOKEN)
+            .json(&json!({"email": "someone-else@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        if method == Method::GET {
+            assert_ne!(response.status(), 401, "{method} {path}");
+            assert_ne!(response.status(), 403, "{method} {path}");
+        } else {
+            let body = problem(response, 403).await;
+            assert_eq!(body["type"], "read_only_token", "{method} {path}");
+        }
+    }
+
+    // Nothing changed: still one lookup, still there, one submit.
+    assert_eq!(lookup_rows(&app).await, 1);
+    let read = app
+        .http
+        .get(app.url(&format!("/v1/lookups/{id}")))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    wait_for_submits(&server, 1).await;
     app.stop().await;
 }
 

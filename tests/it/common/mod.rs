@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use interests_receiver::app::{Application, Options};
-use interests_receiver::config::{ApiTokens, Config, LogFormat, Upstream};
+use interests_receiver::config::{Access, ApiTokens, Config, LogFormat, Upstream};
 use interests_receiver::secrets::ServiceSecret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -20,6 +20,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
+/// A read-only token (`API_READ_TOKENS`) named `reader`.
+pub const READ_TOKEN: &str = "read-token-0123456789abcdef";
 /// SERVICE_SECRET of test apps.
 pub const TEST_SECRET: &str = "test-service-secret-0123456789-abcdefghijkl";
 
@@ -106,7 +108,11 @@ pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
         public_base_url: (settings.callbacks && !is_sandbox)
             .then(|| format!("http://{addr}").parse().unwrap()),
         upstream,
-        api_tokens: ApiTokens::from_plain(TOKEN),
+        api_tokens: {
+            let mut tokens = ApiTokens::from_plain(TOKEN);
+            tokens.extend(ApiTokens::named(READ_TOKEN, "reader", Access::Read));
+            tokens
+        },
         service_secret: ServiceSecret::new(TEST_SECRET, None),
         poll_after: settings.poll_after,
         rate_per_minute: settings.rate_per_minute,
