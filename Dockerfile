@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # Multi-stage build of interests-receiver.
 #   chef     toolchain + cargo-chef
 #   planner  computes the dependency "recipe" from the manifests

@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
+use crate::callback_gate::CallbackGate;
 use crate::config::{Config, Upstream};
 use crate::http::{self, AppState};
+use crate::intake::Intake;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{self, pacing::Limits};
 use crate::telemetry;
@@ -68,6 +70,13 @@ impl Application {
         store::migrate(&db)
             .await
             .context("cannot apply database migrations")?;
+        check_mode_matches_data(&db, config.is_sandbox()).await?;
+        let gate = Arc::new(
+            CallbackGate::new(&db, config.service_secret.clone())
+                .await
+                .context("cannot read the lookups table")?,
+        );
+        let intake = Intake::new(config.redact_sections.clone());
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("cannot bind LISTEN_ADDR {}", config.listen_addr))?;
@@ -149,12 +158,16 @@ impl Application {
             lease: config.worker_lease,
             concurrency: config.upstream_concurrency as usize,
             wake: wake.clone(),
+            gate: gate.clone(),
+            intake: intake.clone(),
         });
         let state = AppState {
             db,
             config,
             wake,
             metrics: telemetry::metrics_handle(),
+            gate,
+            intake,
         };
         Ok(Application {
             listener,
@@ -193,6 +206,14 @@ impl Application {
                     tracing::error!(error = %e, "sandbox stopped");
                 }
             });
+        }
+        {
+            let (gate, db, token) = (
+                self.state.gate.clone(),
+                self.state.db.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move { gate.run(db, token).await });
         }
         if let Some(ctx) = self.workers {
             tasks.spawn(workers::run(ctx, shutdown.clone()));
@@ -234,6 +255,30 @@ impl Application {
         served
             .context("HTTP server task failed")?
             .context("HTTP server failed")
+    }
+}
+
+/// Sandbox results are synthetic: a database must never mix them with
+/// real, paid ones, whichever mode starts first.
+async fn check_mode_matches_data(db: &PgPool, sandbox: bool) -> anyhow::Result<()> {
+    let other_kind = store::lookups::any_of_kind(db, !sandbox)
+        .await
+        .context("cannot read the lookups table")?;
+    if !other_kind {
+        return Ok(());
+    }
+    if sandbox {
+        anyhow::bail!(
+            "refusing to start in sandbox mode: this database holds real lookups. Point \
+             DATABASE_URL at a database of its own for the sandbox, or set \
+             UPSTREAM_API_KEY and UPSTREAM_API_SECRET to run for real"
+        )
+    } else {
+        anyhow::bail!(
+            "refusing to start with upstream credentials: this database holds synthetic \
+             sandbox lookups that would pass for real results. Use a fresh database (or \
+             delete the sandbox rows: DELETE FROM lookups WHERE synthetic)"
+        )
     }
 }
 

@@ -3,11 +3,13 @@
 //! them in PostgreSQL and serves them over a REST API.
 
 pub mod app;
+pub mod callback_gate;
 pub mod cli;
 pub mod config;
 pub mod crashpoint;
 pub mod facets;
 pub mod http;
+pub mod intake;
 pub mod lookups;
 pub mod sandbox;
 pub mod secrets;

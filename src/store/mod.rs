@@ -3,6 +3,7 @@
 
 pub mod deliveries;
 pub mod erasure;
+pub mod forged;
 pub mod idempotency;
 pub mod lookups;
 pub mod pacing;

@@ -28,7 +28,8 @@ pub struct SubmitClaim {
     pub claim_id: Uuid,
     #[sqlx(flatten)]
     pub subject: Subject,
-    pub callback_token: String,
+    /// Stored token of a lookup made before tokens were derived; else NULL.
+    pub callback_token: Option<String>,
     pub submit_attempts: i32,
 }
 

@@ -43,6 +43,10 @@ pub struct WorkerContext {
     pub concurrency: usize,
     /// Woken when a lookup is created, so it is submitted without delay.
     pub wake: Arc<Notify>,
+    /// Callback tokens.
+    pub gate: Arc<crate::callback_gate::CallbackGate>,
+    /// What is written of polled payloads.
+    pub intake: crate::intake::Intake,
 }
 
 impl WorkerContext {

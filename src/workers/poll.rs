@@ -29,6 +29,8 @@ async fn poll(ctx: &WorkerContext, claim: PollClaim, slot: Slot) {
     let recorded = match outcome {
         PollOutcome::Job(update) => match update.state {
             JobState::Completed { .. } | JobState::Failed { .. } => {
+                let mut update = update;
+                ctx.intake.update(&mut update);
                 apply(ctx, &claim, &update).await
             }
             JobState::Queued | JobState::Processing => {
@@ -73,7 +75,7 @@ async fn apply(
     update: &crate::upstream::payload::JobUpdate,
 ) -> sqlx::Result<work::Owned> {
     let mut tx = ctx.db.begin().await?;
-    let outcome = results::apply(&mut tx, claim.id, update, Via::Poll).await?;
+    let outcome = results::apply(&mut *tx, claim.id, update, Via::Poll, None).await?;
     let owned = work::poll_retry(&mut *tx, claim.claim(), Utc::now()).await?;
     tx.commit().await?;
     metrics::counter!("results_total", "via" => "poll", "outcome" => outcome.as_str()).increment(1);

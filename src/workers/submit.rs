@@ -16,7 +16,10 @@ pub(super) async fn run(ctx: &WorkerContext, claim: SubmitClaim, slot: Slot) {
 }
 
 async fn submit(ctx: &WorkerContext, claim: SubmitClaim, slot: Slot) {
-    let callback_url = ctx.callback_url(claim.id, &claim.callback_token);
+    let token = ctx
+        .gate
+        .token_for(claim.id, claim.callback_token.as_deref());
+    let callback_url = ctx.callback_url(claim.id, &token);
     crashpoint::reach("before_submit").await;
     let (outcome, rate) = ctx
         .client

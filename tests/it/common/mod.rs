@@ -46,6 +46,7 @@ pub struct Settings {
     pub rate_per_minute: u32,
     pub rate_per_hour: u32,
     pub options: Options,
+    pub redact_sections: Vec<String>,
 }
 
 impl Settings {
@@ -69,6 +70,7 @@ impl Settings {
             rate_per_minute: 6000,
             rate_per_hour: 100_000,
             options: Options::default(),
+            redact_sections: Vec::new(),
         }
     }
 }
@@ -127,6 +129,9 @@ pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
         database_max_connections: 10,
         sandbox_time_scale,
         log_format: LogFormat::Pretty,
+        retention_delivery: Duration::from_secs(30 * 86_400),
+        retention_profile: None,
+        redact_sections: settings.redact_sections.clone(),
         generated_token: None,
     };
     if std::env::var("TEST_LOG").is_ok() {
