@@ -67,6 +67,20 @@ impl Application {
         db: PgPool,
         options: Options,
     ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("cannot bind LISTEN_ADDR {}", config.listen_addr))?;
+        Self::build_on(config, db, options, listener).await
+    }
+
+    /// Builds the service on a listener bound by the caller (tests bind port
+    /// 0 and must know the port before the configuration is made).
+    pub async fn build_on(
+        config: Config,
+        db: PgPool,
+        options: Options,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         store::migrate(&db)
             .await
             .context("cannot apply database migrations")?;
@@ -77,9 +91,6 @@ impl Application {
                 .context("cannot read the lookups table")?,
         );
         let intake = Intake::new(config.redact_sections.clone());
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .with_context(|| format!("cannot bind LISTEN_ADDR {}", config.listen_addr))?;
         let port = listener.local_addr()?.port();
 
         let (client, callback_base, sandbox) = match &config.upstream {

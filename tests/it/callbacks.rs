@@ -111,7 +111,8 @@ async fn a_request_id_of_another_lookup_is_refused_and_changes_nothing(db: PgPoo
         .post_callback(&first_callback, &completed_for(&second_request_id))
         .await;
 
-    assert!(response.status().is_client_error(), "{}", response.status());
+    let problem = common::problem(response, 409).await;
+    assert_eq!(problem["type"], "request_id_mismatch");
     assert_eq!(
         (app.lookup(&first).await, app.lookup(&second).await),
         before
@@ -163,9 +164,13 @@ async fn a_stale_processing_delivery_never_moves_a_completed_lookup_back(db: PgP
     let (upstream, app) = spawn_with_accepting_upstream(db).await;
     let (id, request_id, callback) =
         submitted_lookup(&app, &upstream, json!({"email": "gil@example.com"})).await;
-    app.post_callback(&callback, &completed_for(&request_id))
+    let completing = app
+        .post_callback(&callback, &completed_for(&request_id))
         .await;
+    assert_eq!(completing.status(), 200);
     let completed = app.lookup(&id).await;
+    assert_eq!(completed["status"], "completed");
+    assert_eq!(completed["profile"]["received_via"], "callback");
 
     let mut stale = fixture("poll-processing.json");
     stale["data"]["request_id"] = json!(request_id);

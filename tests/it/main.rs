@@ -5,6 +5,7 @@
 
 mod common;
 
+mod callback_door;
 mod callbacks;
 mod claims;
 mod compose;

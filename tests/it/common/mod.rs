@@ -85,7 +85,8 @@ pub struct TestApp {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
+/// The configuration of a test app listening on `addr`.
+pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
     let upstream = match &settings.upstream {
         UpstreamKind::Sandbox { .. } => Upstream::Sandbox,
         UpstreamKind::Url(base_url) => Upstream::Account {
@@ -98,13 +99,8 @@ pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
         UpstreamKind::Sandbox { time_scale } => time_scale,
         UpstreamKind::Url(_) => 1.0,
     };
-    // The callback base must name the port, which is only known once bound:
-    // bind first on port 0, then rebuild the URL from the real address.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
     let is_sandbox = matches!(upstream, Upstream::Sandbox);
-    let config = Config {
+    Config {
         database_url: String::new(),
         listen_addr: addr,
         public_base_url: (settings.callbacks && !is_sandbox)
@@ -133,11 +129,19 @@ pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
         retention_profile: None,
         redact_sections: settings.redact_sections.clone(),
         generated_token: None,
-    };
+    }
+}
+
+pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
+    // Bound here on port 0 and handed over: the callback base must name the
+    // port, and a port picked then released could be taken meanwhile.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = config_for(addr, &settings);
     if std::env::var("TEST_LOG").is_ok() {
         interests_receiver::telemetry::init_logging(LogFormat::Pretty);
     }
-    let app = Application::build_with_pool(config, db.clone(), settings.options)
+    let app = Application::build_on(config, db.clone(), settings.options, listener)
         .await
         .expect("app builds");
     let sandbox = app.sandbox_addr();
@@ -251,9 +255,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Stops the app and fails the test if it panicked, returned an error
+    /// or did not stop within 10 s.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        match tokio::time::timeout(Duration::from_secs(10), self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => panic!("the app stopped with an error: {e:#}"),
+            Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => panic!("the app did not stop within 10 s"),
+        }
     }
 }
 
