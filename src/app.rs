@@ -1,7 +1,6 @@
 //! Wiring: database, HTTP server, workers and (in sandbox mode) the built-in
 //! simulator, run as sibling tasks under one shutdown token.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,11 +232,13 @@ impl Application {
 
         let app = http::router(self.state);
         let stop = shutdown.clone();
-        let mut server = tokio::spawn(
-            axum::serve(self.listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .into_future(),
-        );
+        let max_connections = http::server::max_connections();
+        let mut server = tokio::spawn(http::server::serve(
+            self.listener,
+            app,
+            max_connections,
+            stop,
+        ));
         // One grace period, counted from the stop signal, covers both the
         // requests in flight and the workers: they drain side by side.
         let served = tokio::select! {
@@ -253,7 +254,7 @@ impl Application {
                 Err(_) => {
                     tracing::warn!("requests still in flight at the end of the grace period");
                     server.abort();
-                    Ok(Ok(()))
+                    Ok(())
                 }
             },
         };
@@ -263,9 +264,7 @@ impl Application {
         {
             tracing::warn!("workers did not stop in time; their leases will run out");
         }
-        served
-            .context("HTTP server task failed")?
-            .context("HTTP server failed")
+        served.context("HTTP server task failed")
     }
 }
 

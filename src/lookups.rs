@@ -46,6 +46,10 @@ impl LookupRequest {
             .collect();
         let mut text = |field: &str| match object.get(field) {
             None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.contains('\0') => {
+                errors.push(FieldError::new(field, "must not contain a NUL character"));
+                None
+            }
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => {
                 errors.push(FieldError::new(field, "expected a string"));
@@ -69,6 +73,13 @@ impl LookupRequest {
         };
         let metadata = match object.get("metadata") {
             None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(v @ Value::Object(_)) if holds_nul(v) => {
+                errors.push(FieldError::new(
+                    "metadata",
+                    "must not contain a NUL character in any key or string",
+                ));
+                Value::Object(Map::new())
+            }
             Some(v @ Value::Object(_)) => v.clone(),
             Some(_) => {
                 errors.push(FieldError::new("metadata", "expected a JSON object"));
@@ -102,6 +113,17 @@ impl LookupRequest {
         .into_iter()
         .filter_map(|(kind, v)| v.as_deref().map(|v| identifier_digest(kind, v)))
         .collect()
+    }
+}
+
+/// Does any key or string of `value` hold a NUL character (which
+/// PostgreSQL cannot store)?
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 
@@ -260,6 +282,17 @@ mod tests {
         let mut fields: Vec<_> = errors.iter().map(|e| e.field.clone()).collect();
         fields.sort();
         assert_eq!(fields, ["colour", "email", "refresh"]);
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        let errors = LookupRequest::parse(&json!({
+            "email": "a\u{0}@example.com", "metadata": {"x": ["a\u{0}b"]}
+        }))
+        .unwrap_err();
+        let mut fields: Vec<_> = errors.iter().map(|e| e.field.clone()).collect();
+        fields.sort();
+        assert_eq!(fields, ["email", "metadata"]);
     }
 
     #[test]

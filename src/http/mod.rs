@@ -5,10 +5,12 @@ pub mod auth;
 pub mod callbacks;
 pub mod error;
 pub mod extract;
+pub mod guards;
 pub mod lookups;
 pub mod openapi;
 pub mod ops;
 pub mod profiles;
+pub mod server;
 pub mod subjects;
 pub mod views;
 
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
@@ -25,9 +28,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tower::ServiceBuilder;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::config::Config;
@@ -37,6 +41,8 @@ pub const MAX_LOOKUP_BODY: usize = 64 * 1024;
 /// Every request is answered within this: well inside upstream's 30 s
 /// callback window, and short enough for a graceful stop within 10 s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+/// Requests handled at once; more are shed with 503 and `Retry-After`.
+pub const MAX_IN_FLIGHT: usize = 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -94,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(guards::plain_request_id))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -102,11 +109,18 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(record_metrics))
+                .layer(middleware::from_fn(guards::bounded_request))
+                // Beyond MAX_IN_FLIGHT requests, answer 503 at once instead
+                // of queueing without bound.
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    guards::overloaded()
+                }))
+                .layer(LoadShedLayer::new())
+                .layer(ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
                 .layer(CatchPanicLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    REQUEST_TIMEOUT,
-                )),
+                .layer(middleware::from_fn(|request, next| {
+                    guards::deadline(REQUEST_TIMEOUT, request, next)
+                })),
         )
         .with_state(state)
 }
@@ -134,11 +148,11 @@ async fn record_metrics(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().to_string();
+    let method = guards::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());

@@ -71,8 +71,13 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
         let text = String::from_utf8(bytes).ok()?;
         let (micros, id) = text.split_once('|')?;
+        let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        // Only times PostgreSQL can compare (and this service can have made).
+        if !(1970..=9999).contains(&chrono::Datelike::year(&created_at)) {
+            return None;
+        }
         Some(Cursor {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            created_at,
             id: id.parse().ok()?,
         })
     }
@@ -112,5 +117,7 @@ mod tests {
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("not a cursor"), None);
+        let far = URL_SAFE_NO_PAD.encode(format!("{}|{}", i64::MAX / 2, Uuid::now_v7()));
+        assert_eq!(Cursor::decode(&far), None);
     }
 }

@@ -13,6 +13,7 @@ mod configuration;
 mod crash_safety;
 mod erasure_api;
 mod lookups_api;
+mod open_door;
 mod operations;
 mod pacing;
 mod profiles_api;
