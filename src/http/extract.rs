@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use super::error::ApiError;
 use crate::subject::FieldError;
@@ -48,10 +49,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         for (name, value) in pairs {
             if value.contains('\0') || name.contains('\0') {
                 errors.push(FieldError::new(&name, "must not contain a NUL character"));
-            } else if params.contains_key(&name) {
-                errors.push(FieldError::new(&name, "given more than once; give it once"));
             } else {
-                params.insert(name, value);
+                match params.entry(name) {
+                    Entry::Occupied(e) => errors.push(FieldError::new(
+                        e.key(),
+                        "given more than once; give it once",
+                    )),
+                    Entry::Vacant(e) => {
+                        e.insert(value);
+                    }
+                }
             }
         }
         if errors.is_empty() {
