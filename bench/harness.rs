@@ -207,6 +207,10 @@ fn config() -> Config {
             api_secret: "bench-secret".into(),
         },
         api_tokens: ApiTokens::from_plain(TOKEN),
+        service_secret: interests_receiver::secrets::ServiceSecret::new(
+            "bench-service-secret-0123456789abcdef",
+            None,
+        ),
         poll_after: Duration::from_secs(600),
         rate_per_minute: 60,
         rate_per_hour: 1000,
@@ -220,6 +224,9 @@ fn config() -> Config {
         database_max_connections: APP_POOL,
         sandbox_time_scale: 1.0,
         log_format: LogFormat::Json,
+        retention_delivery: Duration::from_secs(30 * 86_400),
+        retention_profile: None,
+        redact_sections: Vec::new(),
         generated_token: None,
     }
 }
