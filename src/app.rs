@@ -45,6 +45,8 @@ pub struct Options {
     pub pacing_minute: Duration,
     /// Factor applied to the webhook retry schedule (tests make it small).
     pub webhook_retry_scale: f64,
+    /// Open `GET /v1/events` streams this process serves at once.
+    pub max_event_streams: usize,
 }
 
 impl Default for Options {
@@ -53,6 +55,7 @@ impl Default for Options {
             run_workers: true,
             pacing_minute: Duration::from_secs(60),
             webhook_retry_scale: 1.0,
+            max_event_streams: crate::events::MAX_STREAMS,
         }
     }
 }
@@ -155,7 +158,7 @@ impl Application {
             concurrency: config.upstream_concurrency as usize,
             wake: wake.clone(),
         });
-        let events = EventHub::default();
+        let events = EventHub::new(options.max_event_streams);
         let webhook_sender = options.run_workers.then(|| {
             webhooks::sender::Sender::new(
                 db.clone(),

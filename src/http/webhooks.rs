@@ -229,7 +229,9 @@ pub async fn create(
     let events = if fields.object.contains_key("events") {
         fields.events()
     } else {
-        Some(EVENT_TYPES.map(str::to_owned).to_vec())
+        let mut all = EVENT_TYPES.map(str::to_owned).to_vec();
+        all.sort_unstable();
+        Some(all)
     };
     let description = fields.string("description", MAX_DESCRIPTION).flatten();
     fields.finish()?;

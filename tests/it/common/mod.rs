@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::time::Duration;
