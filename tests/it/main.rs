@@ -9,6 +9,7 @@ mod callbacks;
 mod compose;
 mod configuration;
 mod crash_safety;
+mod deliveries_api;
 mod erasure_api;
 mod events;
 mod lookups_api;
