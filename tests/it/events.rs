@@ -74,6 +74,19 @@ impl SseClient {
         .expect("an event within the wait")
     }
 
+    /// Waits for a comment line (a keep-alive), failing after `within`.
+    async fn comment(&mut self, within: Duration) {
+        tokio::time::timeout(within, async {
+            while !self.buffer.lines().any(|l| l.starts_with(':')) {
+                let chunk = self.response.chunk().await.unwrap().expect("stream open");
+                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        })
+        .await
+        .expect("a keep-alive comment");
+        self.buffer.clear();
+    }
+
     /// Events until (and including) `event` for `lookup_id`.
     async fn until(&mut self, lookup_id: &Value, event: &str) -> Vec<SseEvent> {
         let mut seen = Vec::new();
@@ -171,10 +184,35 @@ async fn bad_resume_points_are_named_and_streams_are_bounded(db: PgPool) {
     )
     .await;
 
-    let _one = SseClient::connect(&app, "", None).await;
+    let one = SseClient::connect(&app, "", None).await;
     let _two = SseClient::connect(&app, "", None).await;
     let third = app.get("/v1/events").await;
     assert_eq!(third.headers()["retry-after"], "5");
     problem(third, 503).await;
+
+    // A client that goes away frees its slot.
+    drop(one);
+    let started = tokio::time::Instant::now();
+    loop {
+        let response = app.get("/v1/events").await;
+        if response.status() == 200 {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_idle_stream_gets_keep_alive_comments_and_stays_live(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let mut client = SseClient::connect(&app, "", None).await;
+    // The first keep-alive comes after 15 s: longer than any request
+    // timeout, so the stream also outlives those.
+    client.comment(Duration::from_secs(25)).await;
+    let lookup = new_lookup(&app, "idle@example.com").await;
+    let seen = client.until(&lookup["id"], "lookup.completed").await;
+    assert!(!seen.is_empty());
     app.stop().await;
 }
