@@ -216,3 +216,38 @@ async fn an_idle_stream_gets_keep_alive_comments_and_stays_live(db: PgPool) {
     assert!(!seen.is_empty());
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_status_change_is_recorded_only_when_it_commits_and_only_once(db: PgPool) {
+    let app = spawn(db.clone(), Settings::sandbox()).await;
+    let lookup = new_lookup(&app, "commit@example.com").await;
+    let id = lookup["id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&id, "completed", WAIT).await;
+    app.stop().await;
+    let events_of = || {
+        sqlx::query_scalar::<_, String>(
+            "SELECT type FROM events WHERE lookup_id = $1::uuid ORDER BY id",
+        )
+        .bind(&id)
+        .fetch_all(&db)
+    };
+    let before = events_of().await.unwrap();
+    assert_eq!(before.last().unwrap(), "lookup.completed");
+    assert!(before.contains(&"lookup.queued".to_owned()), "{before:?}");
+
+    // A change that rolls back leaves no event; one that sets the same
+    // status again is no change.
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE lookups SET status = 'expired' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    sqlx::query("UPDATE lookups SET status = 'completed' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(events_of().await.unwrap(), before);
+}

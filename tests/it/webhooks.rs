@@ -437,3 +437,42 @@ async fn a_database_dump_does_not_reveal_webhook_secrets(db: PgPool) {
     );
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_endpoint_gets_only_the_event_types_it_subscribed_to(db: PgPool) {
+    let app = spawn(db, sandbox(0.01)).await;
+    let failures = Receiver::start(0).await;
+    let everything = Receiver::start(0).await;
+    let response = register(
+        &app,
+        json!({"url": failures.url(), "events": ["lookup.failed"]}),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    registered(&app, &everything.url()).await;
+
+    let failed = app
+        .post_lookup(&json!({"email": "f+sandbox-fail@example.com"}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    app.wait_for_status(failed["id"].as_str().unwrap(), "failed", WAIT)
+        .await;
+    completed_lookup(&app, "ok@example.com").await;
+
+    let all = everything.wait_for(2, WAIT).await;
+    let mut types: Vec<String> = all
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(types, vec!["lookup.completed", "lookup.failed"]);
+    let only = failures.wait_for(1, WAIT).await;
+    assert_eq!(only[0].json()["type"], "lookup.failed");
+    assert_eq!(only[0].json()["data"]["id"], failed["id"]);
+    assert!(only[0].json()["data"]["error"].as_str().is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(failures.received().len(), 1);
+    app.stop().await;
+}
