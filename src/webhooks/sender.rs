@@ -106,7 +106,12 @@ impl Sender {
             drop(permit);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.changed() => {}
+                changed = self.wake.changed() => {
+                    if changed.is_err() {
+                        // The hub is gone (shutting down): nap instead of spinning.
+                        tokio::time::sleep(IDLE_NAP).await;
+                    }
+                }
                 _ = tokio::time::sleep(IDLE_NAP) => {}
             }
         }
@@ -175,6 +180,9 @@ impl Sender {
                     }
                 };
                 let (status_code, error) = match other {
+                    Ok(status) if (300..400).contains(status) => {
+                        (Some(*status), Some("redirects are not followed"))
+                    }
                     Ok(status) => (Some(*status), None),
                     Err(e) => (None, Some(e.as_str())),
                 };

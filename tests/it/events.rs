@@ -251,3 +251,34 @@ async fn a_status_change_is_recorded_only_when_it_commits_and_only_once(db: PgPo
         .unwrap();
     assert_eq!(events_of().await.unwrap(), before);
 }
+
+#[sqlx::test]
+async fn events_older_than_seven_days_are_purged_and_newer_ones_kept(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let lookup = new_lookup(&app, "old@example.com").await;
+    let id = lookup["id"].as_str().unwrap();
+    app.wait_for_status(id, "completed", WAIT).await;
+    let all = all_event_ids(&app).await;
+    assert!(all.len() >= 2);
+    // The oldest event is backdated past the retention; one just inside it.
+    sqlx::query("UPDATE events SET at = now() - interval '8 days' WHERE id = $1")
+        .bind(all[0])
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET at = now() - interval '6 days' WHERE id = $1")
+        .bind(all[1])
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while all_event_ids(&app).await.contains(&all[0]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "old event not purged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(all_event_ids(&app).await, all[1..].to_vec());
+    app.stop().await;
+}
