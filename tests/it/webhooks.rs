@@ -476,3 +476,37 @@ async fn an_endpoint_gets_only_the_event_types_it_subscribed_to(db: PgPool) {
     assert_eq!(failures.received().len(), 1);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn redirects_are_not_followed(db: PgPool) {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let app = spawn(db, sandbox(1.0)).await;
+    let receiver = Receiver::start(0).await;
+    let redirecting = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(307).insert_header("location", receiver.url()))
+        .expect(1)
+        .mount(&redirecting)
+        .await;
+    let (webhook_id, _) = registered(&app, &format!("{}/hook", redirecting.uri())).await;
+
+    completed_lookup(&app, "redirect@example.com").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let listed = loop {
+        let listed = attempts(&app, &webhook_id).await;
+        if !listed.is_empty() {
+            break listed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(listed[0]["status_code"], 307);
+    assert!(listed[0]["error"].as_str().unwrap().contains("redirect"));
+    assert!(receiver.received().is_empty(), "the redirect was followed");
+    app.stop().await;
+}
