@@ -227,6 +227,7 @@ fn config() -> Config {
         retention_delivery: Duration::from_secs(30 * 86_400),
         retention_profile: None,
         redact_sections: Vec::new(),
+        webhook_allow_private: false,
         generated_token: None,
     }
 }

@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// dropped before anything is written.
     #[arg(long, env = "REDACT_SECTIONS")]
     pub redact_sections: Option<String>,
+    /// `true` allows outgoing webhook endpoints on loopback and private
+    /// addresses (same-host consumers, tests).
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
 }
 
 /// How upstream is reached: a real account, or the built-in simulator.
@@ -181,6 +185,8 @@ pub struct Config {
     pub retention_profile: Option<Duration>,
     /// Result sections never written (REDACT_SECTIONS).
     pub redact_sections: Vec<String>,
+    /// Webhook endpoints may be on loopback and private addresses.
+    pub webhook_allow_private: bool,
     /// Set when sandbox mode generated a token; printed once at start.
     pub generated_token: Option<String>,
 }
@@ -198,6 +204,7 @@ impl std::fmt::Debug for Config {
             .field("poll_after", &self.poll_after)
             .field("rate_per_minute", &self.rate_per_minute)
             .field("rate_per_hour", &self.rate_per_hour)
+            .field("webhook_allow_private", &self.webhook_allow_private)
             .finish_non_exhaustive()
     }
 }
@@ -329,6 +336,7 @@ impl Config {
             retention_delivery: days(args.retention_delivery_days),
             retention_profile: args.retention_profile_days.map(days),
             redact_sections: redact_sections(args.redact_sections.as_deref())?,
+            webhook_allow_private: args.webhook_allow_private,
             generated_token,
         })
     }

@@ -3,7 +3,9 @@
 
 pub mod auth;
 pub mod callbacks;
+pub mod deliveries;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod guards;
 pub mod lookups;
@@ -13,6 +15,7 @@ pub mod profiles;
 pub mod server;
 pub mod subjects;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +57,8 @@ pub struct AppState {
     pub gate: Arc<crate::callback_gate::CallbackGate>,
     /// What is written of upstream payloads (redaction, NUL replacement).
     pub intake: crate::intake::Intake,
+    /// Wake-ups and the bound on open `GET /v1/events` streams.
+    pub events: crate::events::EventHub,
 }
 
 impl AppState {
@@ -79,6 +84,26 @@ pub fn router(state: AppState) -> Router {
         .route("/profiles/{id}", get(profiles::get))
         .route("/subjects", delete(subjects::erase))
         .route("/stats", get(ops::stats))
+        .route("/events", get(events::stream))
+        .route("/deliveries", get(deliveries::list))
+        .route(
+            "/webhooks",
+            post(webhooks::create)
+                .get(webhooks::list)
+                .layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete)
+                .layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
+        .route("/webhooks/{id}/attempts", get(webhooks::attempts))
+        .route(
+            "/webhooks/{id}/replay",
+            post(webhooks::replay).layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,

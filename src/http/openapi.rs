@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{callbacks, lookups, ops, profiles, subjects};
+use super::{callbacks, deliveries, events, lookups, ops, profiles, subjects, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,6 +12,10 @@ use super::{callbacks, lookups, ops, profiles, subjects};
         lookups::create, lookups::get, lookups::list,
         profiles::get, profiles::list,
         subjects::erase,
+        events::stream,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::attempts, webhooks::replay,
+        deliveries::list,
         callbacks::receive,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::stats,
     ),

@@ -4,12 +4,15 @@
 pub mod deliveries;
 pub mod erasure;
 pub mod forged;
+pub mod events;
 pub mod idempotency;
+pub mod keyset;
 pub mod lookups;
 pub mod pacing;
 pub mod profiles;
 pub mod results;
 pub mod stats;
+pub mod webhooks;
 pub mod work;
 
 use std::time::Duration;

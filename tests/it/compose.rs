@@ -245,6 +245,7 @@ const CONTRACT_VARIABLES: &[&str] = &[
     "PROFILE_CACHE_SECS",
     "RUST_LOG",
     "LOG_FORMAT",
+    "WEBHOOK_ALLOW_PRIVATE",
 ];
 
 /// Variables this project adds beyond the contract, each read by the binary

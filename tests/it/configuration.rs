@@ -315,6 +315,15 @@ async fn serve_refuses_an_unknown_log_format() {
 }
 
 #[tokio::test]
+async fn serve_refuses_a_webhook_allow_private_that_is_not_true_or_false() {
+    serve_refuses(
+        &[("WEBHOOK_ALLOW_PRIVATE", Some("yes"))],
+        "WEBHOOK_ALLOW_PRIVATE",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn serve_refuses_a_credit_budget_that_is_not_a_number() {
     serve_refuses(
         &[("CREDIT_BUDGET_DAILY", Some("lots"))],

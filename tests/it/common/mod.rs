@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     pub rate_per_minute: u32,
     pub rate_per_hour: u32,
+    /// WEBHOOK_ALLOW_PRIVATE: on, so that tests can receive on loopback.
+    pub webhook_allow_private: bool,
     pub options: Options,
     pub redact_sections: Vec<String>,
 }
@@ -69,6 +72,7 @@ impl Settings {
             upstream_timeout: Duration::from_secs(5),
             rate_per_minute: 6000,
             rate_per_hour: 100_000,
+            webhook_allow_private: true,
             options: Options::default(),
             redact_sections: Vec::new(),
         }
@@ -128,6 +132,7 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
         retention_delivery: Duration::from_secs(30 * 86_400),
         retention_profile: None,
         redact_sections: settings.redact_sections.clone(),
+        webhook_allow_private: settings.webhook_allow_private,
         generated_token: None,
     }
 }
