@@ -179,6 +179,10 @@ impl Application {
             wake: wake.clone(),
             gate: gate.clone(),
             intake: intake.clone(),
+            retention: workers::Retention {
+                deliveries: config.retention_delivery,
+                lookups: config.retention_profile,
+            },
         });
         let events = EventHub::new(options.max_event_streams);
         let webhook_sender = options.run_workers.then(|| {

@@ -3,14 +3,15 @@
 
 pub mod deliveries;
 pub mod erasure;
-pub mod forged;
 pub mod events;
+pub mod forged;
 pub mod idempotency;
 pub mod keyset;
 pub mod lookups;
 pub mod pacing;
 pub mod profiles;
 pub mod results;
+pub mod retention;
 pub mod stats;
 pub mod webhooks;
 pub mod work;

@@ -263,3 +263,50 @@ async fn erasure_needs_exactly_one_valid_identifier_and_a_boolean_suppress(db: P
     assert_eq!(app.count("SELECT count(*) FROM suppressions").await, 0);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn retention_purges_old_deliveries_and_old_finished_lookups(db: PgPool) {
+    let (upstream, app) = crate::common::spawn_with_accepting_upstream(db.clone()).await;
+    let (old, old_rid, old_cb) =
+        submitted_lookup(&app, &upstream, json!({"email": "old@example.com"})).await;
+    crate::common::complete_by_callback(&app, &old, &old_cb, &completed_for(&old_rid)).await;
+    let (recent, recent_rid, recent_cb) =
+        submitted_lookup(&app, &upstream, json!({"email": "recent@example.com"})).await;
+    crate::common::complete_by_callback(&app, &recent, &recent_cb, &completed_for(&recent_rid))
+        .await;
+    app.stop().await;
+    sqlx::query(
+        "UPDATE lookups SET created_at = now() - interval '41 days', \
+           completed_at = now() - interval '40 days' WHERE id = $1::uuid",
+    )
+    .bind(&old)
+    .execute(&db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE deliveries SET received_at = now() - interval '31 days' WHERE lookup_id = $1::uuid",
+    )
+    .bind(&recent)
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let mut settings = Settings::with_upstream_url(upstream.uri().parse().unwrap());
+    settings.retention_profile = Some(std::time::Duration::from_secs(30 * 86_400));
+    let app = spawn(db, settings).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.count("SELECT count(*) FROM deliveries").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries were not purged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // The old lookup went with its profile; the recent one stays, without
+    // its 31-day-old delivery record.
+    assert_eq!(app.get(&format!("/v1/lookups/{old}")).await.status(), 404);
+    assert_eq!(app.lookup(&recent).await["status"], "completed");
+    assert_eq!(app.count("SELECT count(*) FROM profiles").await, 1);
+    app.stop().await;
+}

@@ -50,6 +50,7 @@ pub struct Settings {
     pub webhook_allow_private: bool,
     pub options: Options,
     pub redact_sections: Vec<String>,
+    pub retention_profile: Option<Duration>,
 }
 
 impl Settings {
@@ -75,6 +76,7 @@ impl Settings {
             webhook_allow_private: true,
             options: Options::default(),
             redact_sections: Vec::new(),
+            retention_profile: None,
         }
     }
 }
@@ -130,7 +132,7 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
         sandbox_time_scale,
         log_format: LogFormat::Pretty,
         retention_delivery: Duration::from_secs(30 * 86_400),
-        retention_profile: None,
+        retention_profile: settings.retention_profile,
         redact_sections: settings.redact_sections.clone(),
         webhook_allow_private: settings.webhook_allow_private,
         generated_token: None,
