@@ -93,6 +93,15 @@ impl Application {
             .await
             .context("cannot apply database migrations")?;
         check_mode_matches_data(&db, config.is_sandbox()).await?;
+        let backfilled = crate::lookups::backfill_identities(&db, &config.service_secret)
+            .await
+            .context("cannot record the identities of earlier lookups")?;
+        if backfilled > 0 {
+            tracing::info!(
+                lookups = backfilled,
+                "recorded identities of earlier lookups"
+            );
+        }
         let gate = Arc::new(
             CallbackGate::new(&db, config.service_secret.clone())
                 .await

@@ -62,8 +62,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn policy(&self) -> crate::lookups::Policy {
+    pub fn policy(&self) -> crate::lookups::Policy<'_> {
         crate::lookups::Policy {
+            secret: &self.config.service_secret,
             synthetic: self.config.is_sandbox(),
             profile_cache: self.config.profile_cache,
             credit_budget_daily: self.config.credit_budget_daily,
