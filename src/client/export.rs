@@ -134,19 +134,15 @@ async fn export(args: &ExportArgs) -> Result<(), Failure> {
     let url = api.url("/v1/profiles");
     let mut cursor: Option<String> = None;
     loop {
-        let mut query: Vec<(&str, String)> = filters
-            .iter()
-            .map(|(k, v)| (*k, (*v).to_owned()))
-            .collect();
+        let mut query: Vec<(&str, String)> =
+            filters.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         query.push(("limit", PAGE.to_string()));
         if let Some(c) = &cursor {
             query.push(("cursor", c.clone()));
         }
         let page_url = url::Url::parse_with_params(&url, &query)
             .map_err(|e| Unusable(format!("bad --server URL {url}: {e}")))?;
-        let response = api
-            .send(|http| http.get(page_url.clone()), |_| {})
-            .await?;
+        let response = api.send(|http| http.get(page_url.clone()), |_| {}).await?;
         if !response.status().is_success() {
             let status = response.status();
             return Err(Unusable(format!(

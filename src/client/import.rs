@@ -203,14 +203,15 @@ async fn import(args: &ImportArgs) -> Result<u8, Unusable> {
 
     let mut batch: Vec<Row> = Vec::new();
     let mut batch_index = 0usize;
+    let mut lines = LineCounter::new(&bytes);
     for record in reader.records() {
         match record {
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
                 report(&progress, &mut tally, line, "row", &e.to_string());
             }
             Ok(record) => {
-                let line = record.position().map_or(0, |p| p.line());
+                let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
                 if record.len() != headers.len() {
                     let message = format!(
                         "expected {} fields as in the header, found {}",
@@ -228,7 +229,14 @@ async fn import(args: &ImportArgs) -> Result<u8, Unusable> {
         }
         if batch.len() >= usize::from(args.batch_size) {
             let key = format!("import-{file_digest}-{}-{batch_index}", args.batch_size);
-            send(&api, &key, &std::mem::take(&mut batch), &mut tally, &progress).await?;
+            send(
+                &api,
+                &key,
+                &std::mem::take(&mut batch),
+                &mut tally,
+                &progress,
+            )
+            .await?;
             batch_index += 1;
         }
         progress.update(tally.sent + tally.bad, &tally, false);
@@ -244,14 +252,54 @@ async fn import(args: &ImportArgs) -> Result<u8, Unusable> {
     }
     progress.finish();
     print_summary(&tally, args.wait);
-    Ok(if tally.bad > 0 { EXIT_BAD_ROWS } else { EXIT_OK })
+    Ok(if tally.bad > 0 {
+        EXIT_BAD_ROWS
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Line numbers of records from their byte offsets. The csv reader's own
+/// line count lags by one after a CRLF record end (the `\n` is consumed
+/// with the next record), so the start of a record is found here instead:
+/// its offset, moved past line ends and blank lines.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LineCounter {
+            bytes,
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    /// The 1-based line of the record starting at byte `offset`; offsets
+    /// must not decrease between calls.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let mut start = (offset as usize).min(self.bytes.len());
+        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start > self.offset {
+            let newlines = self.bytes[self.offset..start]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
+            self.line += newlines as u64;
+            self.offset = start;
+        }
+        self.line
+    }
 }
 
 /// Records in the file, for the progress bar's length.
 fn count_records(bytes: &[u8]) -> u64 {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     let mut record = csv::ByteRecord::new();
     let mut n = 0;
     loop {
@@ -302,11 +350,7 @@ async fn send(
     let url = api.url("/v1/lookups/batch");
     let response = api
         .send(
-            |http| {
-                http.post(&url)
-                    .header("Idempotency-Key", key)
-                    .json(&body)
-            },
+            |http| http.post(&url).header("Idempotency-Key", key).json(&body),
             |wait| progress.println(&format!("server busy (429): waiting {}s", wait.as_secs())),
         )
         .await?;
@@ -430,4 +474,39 @@ fn print_summary(tally: &Tally, waited: bool) {
         );
     }
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The line of each record of `text`, as reported to the operator.
+    fn record_lines(text: &str) -> Vec<u64> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let mut lines = LineCounter::new(text.as_bytes());
+        reader
+            .records()
+            .map(|r| lines.line_at(r.unwrap().position().unwrap().byte()))
+            .collect()
+    }
+
+    #[test]
+    fn lines_count_from_the_header_through_crlf_quoted_newlines_and_blanks() {
+        let crlf = "email,notes\r\na@x.io,one\r\nb@x.io,\"two\r\nlines\"\r\n\r\nc@x.io,three\r\n";
+        assert_eq!(record_lines(crlf), [2, 3, 6]);
+        let lf = "email,notes\na@x.io,\"multi\nline\"\nb@x.io,x\n";
+        assert_eq!(record_lines(lf), [2, 4]);
+    }
+
+    #[test]
+    fn identifier_headers_ignore_case_and_other_columns_are_metadata() {
+        let headers = vec!["EMAIL".to_owned(), "Company".to_owned(), "Tier".to_owned()];
+        let record = csv::StringRecord::from(vec![" ann@x.io ", "", "gold"]);
+        assert_eq!(
+            row_body(&headers, &record),
+            json!({"email": "ann@x.io", "metadata": {"Tier": "gold"}})
+        );
+    }
 }

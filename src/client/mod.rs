@@ -21,7 +21,11 @@ pub const EXIT_UNUSABLE: u8 = 2;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// Base URL of the running service.
-    #[arg(long, env = "INTERESTS_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "INTERESTS_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub server: String,
     /// API token (a read token is enough for export).
     #[arg(long, env = "INTERESTS_TOKEN", hide_env_values = true)]
