@@ -5,6 +5,7 @@
 
 mod common;
 
+mod batch_api;
 mod callbacks;
 mod compose;
 mod configuration;
