@@ -11,6 +11,7 @@ mod compose;
 mod configuration;
 mod crash_safety;
 mod erasure_api;
+mod facets_api;
 mod lookups_api;
 mod operations;
 mod pacing;
