@@ -9,9 +9,6 @@ use serde_json::Value;
 use super::{Api, EXIT_OK, EXIT_UNUSABLE, ServerArgs, Unusable, detail};
 use crate::facets::Facets;
 
-/// Profiles per page.
-const PAGE: u32 = 500;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// A header row, then one row per profile.
@@ -40,6 +37,9 @@ pub struct ExportArgs {
     pub archetype: Option<String>,
     #[arg(long)]
     pub industry: Option<String>,
+    /// Profiles per page of `GET /v1/profiles` (1 to 500).
+    #[arg(long, default_value_t = 500, hide = true, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub page_size: u16,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -136,7 +136,7 @@ async fn export(args: &ExportArgs) -> Result<(), Failure> {
     loop {
         let mut query: Vec<(&str, String)> =
             filters.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        query.push(("limit", PAGE.to_string()));
+        query.push(("limit", args.page_size.to_string()));
         if let Some(c) = &cursor {
             query.push(("cursor", c.clone()));
         }

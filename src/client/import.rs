@@ -59,7 +59,9 @@ struct Row {
 #[derive(Default)]
 struct Tally {
     rows: u64,
-    sent: u64,
+    /// Rows accepted by the server (a lookup answered).
+    accepted: u64,
+    /// Rows refused, by the reader or by the server.
     bad: u64,
     /// Lookup id → (rows that led to it, its status).
     lookups: HashMap<String, (u64, String)>,
@@ -94,7 +96,7 @@ impl Tally {
     fn line(&self) -> String {
         format!(
             "sent {}/{} rows, completed {}, failed {}",
-            self.sent,
+            self.accepted + self.bad,
             self.rows,
             self.completed(),
             self.failed()
@@ -134,7 +136,7 @@ impl Progress {
                 bar.set_position(position);
                 bar.set_message(format!(
                     "sent {} · completed {} · failed {}",
-                    tally.sent,
+                    tally.accepted + tally.bad,
                     tally.completed(),
                     tally.failed()
                 ));
@@ -239,13 +241,13 @@ async fn import(args: &ImportArgs) -> Result<u8, Unusable> {
             .await?;
             batch_index += 1;
         }
-        progress.update(tally.sent + tally.bad, &tally, false);
+        progress.update(tally.accepted + tally.bad, &tally, false);
     }
     if !batch.is_empty() {
         let key = format!("import-{file_digest}-{}-{batch_index}", args.batch_size);
         send(&api, &key, &batch, &mut tally, &progress).await?;
     }
-    progress.update(tally.sent + tally.bad, &tally, true);
+    progress.update(tally.accepted + tally.bad, &tally, true);
 
     if args.wait {
         follow(&api, &mut tally, &mut progress).await?;
@@ -379,7 +381,7 @@ async fn send(
         };
         match item["lookup"]["id"].as_str() {
             Some(id) => {
-                tally.sent += 1;
+                tally.accepted += 1;
                 let status = item["lookup"]["status"].as_str().unwrap_or("pending");
                 let entry = tally
                     .lookups
@@ -414,7 +416,7 @@ async fn send(
 
 /// Reads the unfinished lookups again and again until all have finished.
 async fn follow(api: &Api, tally: &mut Tally, progress: &mut Progress) -> Result<(), Unusable> {
-    progress.waiting(tally.sent + tally.bad);
+    progress.waiting(tally.accepted + tally.bad);
     loop {
         let pending = tally.unfinished();
         progress.update(tally.completed() + tally.failed(), tally, false);
@@ -453,7 +455,7 @@ fn print_summary(tally: &Tally, waited: bool) {
     let _ = writeln!(
         out,
         "rows: {}, accepted: {}, bad: {}",
-        tally.rows, tally.sent, tally.bad
+        tally.rows, tally.accepted, tally.bad
     );
     let count = |status: &str| tally.lookups.values().filter(|(_, s)| s == status).count();
     let people = tally.lookups.len();

@@ -114,7 +114,7 @@ impl Api {
             if failures >= ATTEMPTS {
                 return Err(Unusable(problem));
             }
-            tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(failures))).await;
+            tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(failures))).await;
         }
     }
 }

@@ -12,6 +12,7 @@ mod configuration;
 mod crash_safety;
 mod erasure_api;
 mod facets_api;
+mod import_export;
 mod lookups_api;
 mod operations;
 mod pacing;
