@@ -126,7 +126,7 @@ async fn export(args: &ExportArgs) -> Result<(), Failure> {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(CSV_HEADER)?;
-            Sink::Csv(w)
+            Sink::Csv(Box::new(w))
         }
         Format::Jsonl => Sink::Jsonl(out),
     };
@@ -168,7 +168,7 @@ async fn export(args: &ExportArgs) -> Result<(), Failure> {
 }
 
 enum Sink<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Jsonl(W),
 }
 
