@@ -120,7 +120,7 @@ impl ExportArgs {
 }
 
 async fn export(args: &ExportArgs) -> Result<(), Failure> {
-    let api = Api::new(&args.server)?;
+    let api = Api::new(&args.server, "export")?;
     let out = BufWriter::new(std::io::stdout().lock());
     let mut sink = match args.format {
         Format::Csv => {

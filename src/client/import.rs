@@ -175,7 +175,7 @@ impl Progress {
 async fn import(args: &ImportArgs) -> Result<u8, Unusable> {
     let bytes = std::fs::read(&args.file)
         .map_err(|e| Unusable(format!("cannot read {}: {e}", args.file.display())))?;
-    let api = Api::new(&args.server)?;
+    let api = Api::new(&args.server, "import")?;
     let file_digest = &sha256_hex(&bytes)[..32];
     let total = count_records(&bytes);
     let mut tally = Tally {

@@ -49,9 +49,16 @@ pub struct Api {
 const ATTEMPTS: u32 = 4;
 
 impl Api {
-    pub fn new(args: &ServerArgs) -> Result<Api, Unusable> {
+    /// `command` names the client in its User-Agent
+    /// (`interests-receiver-export/0.1.0`), so that the server's logs and
+    /// audit can tell an export from an ad hoc search.
+    pub fn new(args: &ServerArgs, command: &str) -> Result<Api, Unusable> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            .user_agent(format!(
+                "interests-receiver-{command}/{}",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .map_err(|e| Unusable(format!("cannot make an HTTP client: {e}")))?;
         Ok(Api {

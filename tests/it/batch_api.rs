@@ -229,3 +229,27 @@ async fn a_thousand_items_are_answered_in_one_request(db: PgPool) {
     assert_eq!(lookup_count(&app).await, 1000);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn batch_answers_match_the_openapi_document(db: PgPool) {
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(interests_receiver::http::openapi::ApiDoc::openapi()).unwrap();
+    let (_upstream, app) = spawn_with_accepting_upstream(db).await;
+    let body = json!({"items": [{"email": "ann@example.com"}, {"email": "bad"}]});
+    let answer = crate::operations::conforms(
+        &doc,
+        "post",
+        "/v1/lookups/batch",
+        post_batch(&app, &body, None).await,
+    )
+    .await;
+    assert_eq!(answer["items"][1]["status"], 422);
+    crate::operations::conforms(
+        &doc,
+        "post",
+        "/v1/lookups/batch",
+        post_batch(&app, &json!({"items": []}), None).await,
+    )
+    .await;
+    app.stop().await;
+}

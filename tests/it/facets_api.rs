@@ -270,3 +270,15 @@ async fn paging_a_filtered_search_neither_repeats_nor_skips_while_profiles_arriv
     );
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn facet_answers_match_the_openapi_document(db: PgPool) {
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(interests_receiver::http::openapi::ApiDoc::openapi()).unwrap();
+    let (_server, app) = four_profiles(db).await;
+    for query in ["field=brand", "field=brand&industry=saas", "field=colour"] {
+        let response = app.get(&format!("/v1/facets?{query}")).await;
+        crate::operations::conforms(&doc, "get", "/v1/facets", response).await;
+    }
+    app.stop().await;
+}
