@@ -1,10 +1,15 @@
 //! Facet counts: the most common values of one facet field among profiles.
 //!
-//! Without filters the answer is the top of `facet_totals`, a table that
-//! triggers on `profiles` keep current (see the migration), so its cost
-//! follows `limit`, not the number of profiles. With filters the matching
-//! profiles are found through the same GIN-indexed conditions as the
-//! profile list, and only their lowercased facet arrays are counted. Either
+//! Counts are kept up to date by triggers on `profiles` (see the
+//! migrations), so the common questions cost what `limit` costs, not what
+//! the number of profiles does:
+//! - no filter: the top of `facet_totals`;
+//! - exactly one facet filter (`brand=nike`): the top of `facet_pairs`,
+//!   which counts the profiles carrying each pair of values.
+//!
+//! Any other combination finds the matching profiles through the same
+//! GIN-indexed conditions as the profile list and counts their lowercased
+//! facet arrays: its cost follows the number of matching profiles. Either
 //! way each value is shown in its most common spelling across all stored
 //! profiles (`facet_spellings`).
 
@@ -76,6 +81,19 @@ pub async fn top(
     filter: &ProfileFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<FacetCount>> {
+    if let Some((filter_field, filter_value)) = filter.single_facet() {
+        return sqlx::query_as(&format!(
+            "SELECT {SPELLING} AS value, c.count FROM facet_pairs c \
+             WHERE c.field = $1 AND c.filter_field = $2 AND c.filter_value = $3 AND c.count > 0 \
+             ORDER BY c.count DESC, c.value_lower LIMIT $4"
+        ))
+        .bind(field.as_str())
+        .bind(filter_field)
+        .bind(filter_value.to_lowercase())
+        .bind(limit)
+        .fetch_all(db)
+        .await;
+    }
     if filter.is_empty() {
         return sqlx::query_as(&format!(
             "SELECT {SPELLING} AS value, c.count FROM facet_totals c \

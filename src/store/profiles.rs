@@ -101,6 +101,30 @@ impl ProfileFilter {
     }
 }
 
+impl ProfileFilter {
+    /// `(field, value)` when the only filter is one facet filter, e.g.
+    /// `("brand", "Nike")`.
+    pub fn single_facet(&self) -> Option<(&'static str, &str)> {
+        let identifiers = [&self.email, &self.phone, &self.social_media_url];
+        if identifiers.iter().any(|v| v.is_some()) {
+            return None;
+        }
+        let mut set = [
+            ("interest", &self.interest),
+            ("category", &self.category),
+            ("brand", &self.brand),
+            ("archetype", &self.archetype),
+            ("industry", &self.industry),
+        ]
+        .into_iter()
+        .filter_map(|(field, v)| v.as_deref().map(|v| (field, v)));
+        match (set.next(), set.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+}
+
 /// Appends ` AND <condition>` for every filter set, on `profiles p`. Shared
 /// by the profile list and the facet counts so that both mean the same set.
 pub(crate) fn push_filters(q: &mut QueryBuilder<'_, Postgres>, filter: &ProfileFilter) {

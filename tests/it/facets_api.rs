@@ -143,6 +143,19 @@ async fn facets_count_only_the_profiles_matching_the_filters(db: PgPool) {
         pairs(&[("Nike", 4)])
     );
     assert!(facets(&app, "field=brand&brand=reebok").await.is_empty());
+    // One facet filter is answered from kept counts, several by counting the
+    // matching profiles: both say the same (every profile has this category).
+    for field in ["brand", "interest", "archetype", "industry", "category"] {
+        assert_eq!(
+            facets(&app, &format!("field={field}&brand=Nike")).await,
+            facets(
+                &app,
+                &format!("field={field}&brand=Nike&category=sports_and_fitness")
+            )
+            .await,
+            "{field}"
+        );
+    }
     app.stop().await;
 }
 
@@ -167,6 +180,11 @@ async fn erased_profiles_leave_the_counts(db: PgPool) {
         facets(&app, "field=archetype").await,
         pairs(&[("Runner", 3)])
     );
+    assert_eq!(
+        facets(&app, "field=brand&industry=retail").await,
+        pairs(&[("Nike", 1)])
+    );
+    assert!(facets(&app, "field=industry&brand=puma").await.is_empty());
     app.stop().await;
 }
 
