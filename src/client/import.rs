@@ -415,17 +415,24 @@ async fn send(
 }
 
 /// Reads the unfinished lookups again and again until all have finished.
+/// Lookups read per round: upstream finishes a few jobs a second at most,
+/// so a long import is followed in turns instead of by reading thousands of
+/// lookups every second.
+const FOLLOW_ROUND: usize = 200;
+
+/// Reads the unfinished lookups, a round at a time and in turn, until all
+/// have finished.
 async fn follow(api: &Api, tally: &mut Tally, progress: &mut Progress) -> Result<(), Unusable> {
     progress.waiting(tally.accepted + tally.bad);
-    loop {
-        let pending = tally.unfinished();
-        progress.update(tally.completed() + tally.failed(), tally, false);
-        if pending.is_empty() {
-            progress.update(tally.completed() + tally.failed(), tally, true);
-            return Ok(());
-        }
+    let mut queue: std::collections::VecDeque<String> = {
+        let mut ids = tally.unfinished();
+        ids.sort();
+        ids.into()
+    };
+    while !queue.is_empty() {
+        let round: Vec<String> = queue.drain(..FOLLOW_ROUND.min(queue.len())).collect();
         let results: Vec<Result<(String, Option<String>), Unusable>> =
-            futures_util::stream::iter(pending.into_iter().map(|id| async move {
+            futures_util::stream::iter(round.into_iter().map(|id| async move {
                 let url = api.url(&format!("/v1/lookups/{id}"));
                 let response = api.send(|http| http.get(&url), |_| {}).await?;
                 if response.status() == reqwest::StatusCode::NOT_FOUND {
@@ -440,14 +447,23 @@ async fn follow(api: &Api, tally: &mut Tally, progress: &mut Progress) -> Result
             .await;
         for result in results {
             let (id, status) = result?;
-            if let (Some(status), Some(entry)) = (status, tally.lookups.get_mut(&id)) {
+            let Some(entry) = tally.lookups.get_mut(&id) else {
+                continue;
+            };
+            if let Some(status) = status {
                 entry.1 = status;
             }
+            if !FINAL.contains(&entry.1.as_str()) {
+                queue.push_back(id);
+            }
         }
-        if !tally.unfinished().is_empty() {
+        progress.update(tally.completed() + tally.failed(), tally, false);
+        if !queue.is_empty() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+    progress.update(tally.completed() + tally.failed(), tally, true);
+    Ok(())
 }
 
 fn print_summary(tally: &Tally, waited: bool) {
