@@ -4,7 +4,9 @@
 
 pub mod app;
 pub mod callback_gate;
+pub mod batch;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod crashpoint;
 pub mod events;

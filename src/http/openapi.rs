@@ -3,14 +3,18 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{callbacks, deliveries, events, lookups, ops, profiles, subjects, webhooks};
+use super::{
+    batch, callbacks, deliveries, events, facets, lookups, ops, profiles, subjects, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "interests-receiver", description = "Look people up through the Personal Interests API; read stored lookups and profiles."),
     paths(
         lookups::create, lookups::get, lookups::list,
+        batch::create,
         profiles::get, profiles::list,
+        facets::list,
         subjects::erase,
         events::stream,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,

@@ -1,10 +1,12 @@
 //! All SQL of the service, one module per table family. Nothing outside this
 //! module writes a query.
 
+pub mod batches;
 pub mod deliveries;
 pub mod erasure;
 pub mod events;
 pub mod forged;
+pub mod facets;
 pub mod idempotency;
 pub mod keyset;
 pub mod lookups;

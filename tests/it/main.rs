@@ -6,6 +6,7 @@
 mod common;
 
 mod callback_door;
+mod batch_api;
 mod callbacks;
 mod claims;
 mod compose;
@@ -14,6 +15,8 @@ mod crash_safety;
 mod deliveries_api;
 mod erasure_api;
 mod events;
+mod facets_api;
+mod import_export;
 mod lookups_api;
 mod open_door;
 mod operations;
