@@ -71,7 +71,7 @@ pub struct ServeArgs {
     pub service_secret_previous: Option<String>,
 
     /// Seconds after a submit before the first poll of a job with no callback
-    /// yet [default: 600 with callbacks, 15 without].
+    /// yet [default: 600 with callbacks, 15 without or in sandbox mode].
     #[arg(long, env = "POLL_AFTER_SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_after_secs: Option<u64>,
 
@@ -283,9 +283,9 @@ impl Config {
         }
 
         let callbacks_on = args.public_base_url.is_some() || sandbox;
-        let poll_after_secs = args
-            .poll_after_secs
-            .unwrap_or(if callbacks_on { 600 } else { 15 });
+        let poll_after_secs =
+            args.poll_after_secs
+                .unwrap_or(if callbacks_on && !sandbox { 600 } else { 15 });
 
         Ok(Config {
             database_url: args.database_url,

@@ -10,6 +10,7 @@ mod compose;
 mod configuration;
 mod crash_safety;
 mod erasure_api;
+mod front_door;
 mod lookups_api;
 mod operations;
 mod pacing;
