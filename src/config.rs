@@ -464,6 +464,14 @@ impl ApiTokens {
 
     /// Constant-time check of a presented token against every accepted one:
     /// who is calling, or `None`.
+    /// Is a token of this name and access still configured? (Console
+    /// sessions end when their token is removed.)
+    pub fn has_caller(&self, name: &str, access: Access) -> bool {
+        self.tokens
+            .iter()
+            .any(|(_, c)| c.name == name && c.access == access)
+    }
+
     pub fn identify(&self, presented: &str) -> Option<&Caller> {
         use subtle::ConstantTimeEq;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod crashpoint;
 pub mod facets;
 pub mod http;

@@ -3,12 +3,14 @@
 
 pub mod auth;
 pub mod callbacks;
+pub mod credits;
 pub mod error;
 pub mod extract;
 pub mod lookups;
 pub mod openapi;
 pub mod ops;
 pub mod profiles;
+pub mod session;
 pub mod subjects;
 pub mod views;
 
@@ -68,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/profiles/{id}", get(profiles::get))
         .route("/subjects", delete(subjects::erase))
         .route("/stats", get(ops::stats))
+        .route("/stats/credits", get(credits::per_day))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,
@@ -84,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(crate::console::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{callbacks, lookups, ops, profiles, subjects};
+use super::{callbacks, credits, lookups, ops, profiles, session, subjects};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,7 @@ use super::{callbacks, lookups, ops, profiles, subjects};
         subjects::erase,
         callbacks::receive,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::stats,
+        credits::per_day, session::sign_in, session::current, session::sign_out,
     ),
     modifiers(&BearerAuth),
 )]

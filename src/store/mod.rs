@@ -2,6 +2,7 @@
 //! module writes a query.
 
 pub mod deliveries;
+pub mod credits;
 pub mod erasure;
 pub mod idempotency;
 pub mod lookups;
