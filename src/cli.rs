@@ -1,4 +1,5 @@
-//! Command line: `serve`, `migrate`, `sandbox`, `healthcheck`.
+//! Command line: `serve`, `migrate`, `sandbox`, `healthcheck`, and the
+//! client commands `import` and `export`.
 
 use std::time::Duration;
 
@@ -37,6 +38,12 @@ pub enum Command {
     },
     /// Run the upstream simulator alone (for compose or another receiver).
     Sandbox(SandboxArgs),
+    /// Look up every person of a CSV file through a running server
+    /// (exit 0: all rows accepted, 1: some rows bad, 2: server unusable).
+    Import(crate::client::import::ImportArgs),
+    /// Write every matching profile of a running server to standard output
+    /// as CSV or JSON lines.
+    Export(crate::client::export::ExportArgs),
     /// Exit 0 when the given health URL answers 200 (container health check).
     Healthcheck {
         /// URL to probe [default: http://127.0.0.1:<port of LISTEN_ADDR>/healthz,
@@ -73,6 +80,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init_logging(LogFormat::Json);
             sandbox::run(args, stop_signal()).await
         }
+        Command::Import(args) => exit_with(crate::client::import::run(args).await),
+        Command::Export(args) => exit_with(crate::client::export::run(args).await),
         Command::Healthcheck { url, listen_addr } => {
             let url = url.unwrap_or_else(|| healthz_url(listen_addr));
             let response = reqwest::Client::builder()
@@ -102,6 +111,15 @@ fn healthz_url(listen_addr: std::net::SocketAddr) -> String {
         ip => ip,
     };
     format!("http://{}/healthz", SocketAddr::new(ip, listen_addr.port()))
+}
+
+/// Client commands have exit statuses of their own (0, 1, 2); they have
+/// already reported their problems on standard error.
+fn exit_with(code: u8) -> anyhow::Result<()> {
+    if code != 0 {
+        std::process::exit(i32::from(code));
+    }
+    Ok(())
 }
 
 /// A token cancelled on ctrl-c or SIGTERM.

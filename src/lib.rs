@@ -3,7 +3,9 @@
 //! them in PostgreSQL and serves them over a REST API.
 
 pub mod app;
+pub mod batch;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod console;
 pub mod crashpoint;

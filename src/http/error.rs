@@ -56,7 +56,8 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::new(field, message)])
     }
 
-    fn problem(&self) -> Problem {
+    /// The problem document this error is answered with.
+    pub fn problem(&self) -> Problem {
         let (status, kind, title) = match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "Bad request"),
             ApiError::Validation(_) => (

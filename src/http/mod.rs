@@ -2,10 +2,12 @@
 //! domain and store modules.
 
 pub mod auth;
+pub mod batch;
 pub mod callbacks;
 pub mod credits;
 pub mod error;
 pub mod extract;
+pub mod facets;
 pub mod lookups;
 pub mod openapi;
 pub mod ops;
@@ -65,7 +67,12 @@ pub fn router(state: AppState) -> Router {
                 .get(lookups::list)
                 .layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
         )
+        .route(
+            "/lookups/batch",
+            post(batch::create).layer(DefaultBodyLimit::max(batch::MAX_BATCH_BODY)),
+        )
         .route("/lookups/{id}", get(lookups::get))
+        .route("/facets", get(facets::list))
         .route("/profiles", get(profiles::list))
         .route("/profiles/{id}", get(profiles::get))
         .route("/subjects", delete(subjects::erase))

@@ -3,14 +3,18 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{callbacks, credits, lookups, ops, profiles, session, subjects};
+use super::{
+    batch, callbacks, credits, facets, lookups, ops, profiles, session, subjects,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "interests-receiver", description = "Look people up through the Personal Interests API; read stored lookups and profiles."),
     paths(
         lookups::create, lookups::get, lookups::list,
+        batch::create,
         profiles::get, profiles::list,
+        facets::list,
         subjects::erase,
         callbacks::receive,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::stats,

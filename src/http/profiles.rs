@@ -46,6 +46,16 @@ pub async fn list(
     State(state): State<AppState>,
     params: Params,
 ) -> ApiResult<Json<PageView<ProfileView>>> {
+    let filter = filter(&params)?;
+    let limit = params.limit(50, 500)?;
+    let cursor = params.cursor()?;
+    let page = profiles::list(&state.db, &filter, cursor, limit).await?;
+    Ok(Json(PageView::from_page(page, ProfileView::from)))
+}
+
+/// The profile filters of the query string (shared with `/v1/facets`):
+/// identifiers normalised as lookups store them, a bad one named.
+pub(super) fn filter(params: &Params) -> ApiResult<ProfileFilter> {
     let mut errors = Vec::new();
     let mut identifier = |field: &str, normalise: fn(&str) -> Result<String, String>| {
         params
@@ -71,8 +81,5 @@ pub async fn list(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let limit = params.limit(50, 500)?;
-    let cursor = params.cursor()?;
-    let page = profiles::list(&state.db, &filter, cursor, limit).await?;
-    Ok(Json(PageView::from_page(page, ProfileView::from)))
+    Ok(filter)
 }

@@ -1,9 +1,11 @@
 //! All SQL of the service, one module per table family. Nothing outside this
 //! module writes a query.
 
+pub mod batches;
 pub mod deliveries;
 pub mod credits;
 pub mod erasure;
+pub mod facets;
 pub mod idempotency;
 pub mod lookups;
 pub mod pacing;

@@ -5,12 +5,15 @@
 
 mod common;
 
+mod batch_api;
 mod callbacks;
 mod compose;
 mod configuration;
 mod crash_safety;
 mod erasure_api;
+mod facets_api;
 mod front_door;
+mod import_export;
 mod lookups_api;
 mod operations;
 mod pacing;
