@@ -207,6 +207,7 @@ fn config() -> Config {
             api_secret: "bench-secret".into(),
         },
         api_tokens: ApiTokens::from_plain(TOKEN),
+        service_secret: interests_receiver::secrets::ServiceSecret::sandbox(),
         poll_after: Duration::from_secs(600),
         rate_per_minute: 60,
         rate_per_hour: 1000,
@@ -220,6 +221,7 @@ fn config() -> Config {
         database_max_connections: APP_POOL,
         sandbox_time_scale: 1.0,
         log_format: LogFormat::Json,
+        webhook_allow_private: false,
         generated_token: None,
     }
 }

@@ -14,12 +14,14 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::config::{Config, Upstream};
+use crate::events::EventHub;
 use crate::http::{self, AppState};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{self, pacing::Limits};
 use crate::telemetry;
 use crate::token::random_token;
 use crate::upstream::{Pacer, UpstreamClient};
+use crate::webhooks;
 use crate::workers::{self, WorkerContext};
 
 /// Time allowed for requests and workers to finish after a stop signal.
@@ -30,6 +32,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     workers: Option<WorkerContext>,
+    webhook_sender: Option<webhooks::sender::Sender>,
     sandbox: Option<(Sandbox, TcpListener)>,
 }
 
@@ -40,6 +43,10 @@ pub struct Options {
     pub run_workers: bool,
     /// Length of the pacing windows ("minute", "hour"), scaled in tests.
     pub pacing_minute: Duration,
+    /// Factor applied to the webhook retry schedule (tests make it small).
+    pub webhook_retry_scale: f64,
+    /// Open `GET /v1/events` streams this process serves at once.
+    pub max_event_streams: usize,
 }
 
 impl Default for Options {
@@ -47,6 +54,8 @@ impl Default for Options {
         Options {
             run_workers: true,
             pacing_minute: Duration::from_secs(60),
+            webhook_retry_scale: 1.0,
+            max_event_streams: crate::events::MAX_STREAMS,
         }
     }
 }
@@ -149,16 +158,28 @@ impl Application {
             concurrency: config.upstream_concurrency as usize,
             wake: wake.clone(),
         });
+        let events = EventHub::new(options.max_event_streams);
+        let webhook_sender = options.run_workers.then(|| {
+            webhooks::sender::Sender::new(
+                db.clone(),
+                config.service_secret.clone(),
+                events.subscribe(),
+                config.webhook_allow_private,
+                options.webhook_retry_scale,
+            )
+        });
         let state = AppState {
             db,
             config,
             wake,
             metrics: telemetry::metrics_handle(),
+            events,
         };
         Ok(Application {
             listener,
             state,
             workers,
+            webhook_sender,
             sandbox,
         })
     }
@@ -195,6 +216,15 @@ impl Application {
         }
         if let Some(ctx) = self.workers {
             tasks.spawn(workers::run(ctx, shutdown.clone()));
+        }
+        tasks.spawn(
+            self.state
+                .events
+                .clone()
+                .run(self.state.db.clone(), shutdown.clone()),
+        );
+        if let Some(sender) = self.webhook_sender {
+            tasks.spawn(sender.run(shutdown.clone()));
         }
         tasks.close();
 

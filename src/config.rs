@@ -127,6 +127,11 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
+
+    /// `true` allows outgoing webhook endpoints on loopback and private
+    /// addresses (same-host consumers, tests).
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
 }
 
 /// How upstream is reached: a real account, or the built-in simulator.
@@ -162,6 +167,8 @@ pub struct Config {
     pub database_max_connections: u32,
     pub sandbox_time_scale: f64,
     pub log_format: LogFormat,
+    /// Webhook endpoints may be on loopback and private addresses.
+    pub webhook_allow_private: bool,
     /// Set when sandbox mode generated a token; printed once at start.
     pub generated_token: Option<String>,
 }
@@ -179,6 +186,7 @@ impl std::fmt::Debug for Config {
             .field("poll_after", &self.poll_after)
             .field("rate_per_minute", &self.rate_per_minute)
             .field("rate_per_hour", &self.rate_per_hour)
+            .field("webhook_allow_private", &self.webhook_allow_private)
             .finish_non_exhaustive()
     }
 }
@@ -307,6 +315,7 @@ impl Config {
             database_max_connections: args.database_max_connections,
             sandbox_time_scale: args.sandbox_time_scale,
             log_format: args.log_format,
+            webhook_allow_private: args.webhook_allow_private,
             generated_token,
         })
     }

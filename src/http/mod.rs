@@ -5,7 +5,9 @@ pub mod auth;
 pub mod batch;
 pub mod callbacks;
 pub mod credits;
+pub mod deliveries;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod facets;
 pub mod lookups;
@@ -15,6 +17,7 @@ pub mod profiles;
 pub mod session;
 pub mod subjects;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +51,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub wake: Arc<Notify>,
     pub metrics: PrometheusHandle,
+    /// Wake-ups and the bound on open `GET /v1/events` streams.
+    pub events: crate::events::EventHub,
 }
 
 impl AppState {
@@ -78,6 +83,26 @@ pub fn router(state: AppState) -> Router {
         .route("/subjects", delete(subjects::erase))
         .route("/stats", get(ops::stats))
         .route("/stats/credits", get(credits::per_day))
+        .route("/events", get(events::stream))
+        .route("/deliveries", get(deliveries::list))
+        .route(
+            "/webhooks",
+            post(webhooks::create)
+                .get(webhooks::list)
+                .layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete)
+                .layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
+        .route("/webhooks/{id}/attempts", get(webhooks::attempts))
+        .route(
+            "/webhooks/{id}/replay",
+            post(webhooks::replay).layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,

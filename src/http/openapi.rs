@@ -4,7 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    batch, callbacks, credits, facets, lookups, ops, profiles, session, subjects,
+    batch, callbacks, credits, deliveries, events, facets, lookups, ops, profiles, session,
+    subjects, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -16,6 +17,10 @@ use super::{
         profiles::get, profiles::list,
         facets::list,
         subjects::erase,
+        events::stream,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::attempts, webhooks::replay,
+        deliveries::list,
         callbacks::receive,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::stats,
         credits::per_day, session::sign_in, session::current, session::sign_out,

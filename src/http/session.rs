@@ -82,10 +82,10 @@ fn sign(state: &AppState, claims: &Claims) -> String {
 /// The CSRF token of a session: a MAC of its cookie payload under a
 /// separate label, so it cannot be forged and changes with every session.
 fn csrf_token(state: &AppState, payload: &str) -> String {
-    let tag = state
-        .config
-        .service_secret
-        .mac(Purpose::ConsoleSession, format!("csrf:{payload}").as_bytes());
+    let tag = state.config.service_secret.mac(
+        Purpose::ConsoleSession,
+        format!("csrf:{payload}").as_bytes(),
+    );
     B64.encode(&tag[..16])
 }
 
@@ -237,7 +237,11 @@ fn set_cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: i64) 
 fn view(state: &AppState, claims: &Claims, payload: &str) -> SessionView {
     SessionView {
         name: claims.n.clone(),
-        access: if claims.a == 'w' { "read_write" } else { "read" },
+        access: if claims.a == 'w' {
+            "read_write"
+        } else {
+            "read"
+        },
         csrf_token: csrf_token(state, payload),
         expires_at: chrono::DateTime::from_timestamp(claims.e, 0)
             .unwrap_or_default()

@@ -2,16 +2,19 @@
 //! module writes a query.
 
 pub mod batches;
-pub mod deliveries;
 pub mod credits;
+pub mod deliveries;
 pub mod erasure;
+pub mod events;
 pub mod facets;
 pub mod idempotency;
+pub mod keyset;
 pub mod lookups;
 pub mod pacing;
 pub mod profiles;
 pub mod results;
 pub mod stats;
+pub mod webhooks;
 pub mod work;
 
 use std::time::Duration;

@@ -43,5 +43,6 @@ async fn once(ctx: &WorkerContext) -> sqlx::Result<()> {
         tracing::warn!(expired, "jobs passed their deadline");
     }
     pacing::prune(&ctx.db, LEDGER_KEEP).await?;
+    crate::store::events::purge(&ctx.db, crate::store::events::MIN_KEEP).await?;
     Ok(())
 }

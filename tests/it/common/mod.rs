@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     pub rate_per_minute: u32,
     pub rate_per_hour: u32,
+    /// WEBHOOK_ALLOW_PRIVATE: on, so that tests can receive on loopback.
+    pub webhook_allow_private: bool,
     pub options: Options,
 }
 
@@ -66,6 +69,7 @@ impl Settings {
             upstream_timeout: Duration::from_secs(5),
             rate_per_minute: 6000,
             rate_per_hour: 100_000,
+            webhook_allow_private: true,
             options: Options::default(),
         }
     }
@@ -121,6 +125,7 @@ pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
         database_max_connections: 10,
         sandbox_time_scale,
         log_format: LogFormat::Pretty,
+        webhook_allow_private: settings.webhook_allow_private,
         generated_token: None,
     };
     if std::env::var("TEST_LOG").is_ok() {
