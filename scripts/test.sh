@@ -12,8 +12,9 @@
 #      a temp dir, a free port on 127.0.0.1 only, trust auth, no durability.
 #      It is stopped and deleted when this script exits, however it exits.
 #
-# Then it runs `cargo nextest run --all-targets "$@"` when cargo-nextest is
-# installed, else `cargo test --all-targets "$@"`. There are no doctests, so
+# Then it runs `cargo nextest run --all-targets --features crashpoints "$@"`
+# when cargo-nextest is installed, else the same with `cargo test`.
+# `scripts/test.sh --release` (what CI runs) tests the release build. There are no doctests, so
 # `cargo test --doc` is not run.
 #
 # Environment variables read by this script:
@@ -41,11 +42,23 @@ if [[ "${TEST_PG_CHECK_ONLY:-}" == 1 ]]; then
   exit 0
 fi
 
+# The crash hooks (cargo feature `crashpoints`) are compiled into the test
+# build only. With --release, the binary under test is first built by
+# scripts/build-release.sh (the shipped build plus that feature), so CI
+# tests what ships.
+features=(--features crashpoints)
+for arg in "$@"; do
+  if [[ "$arg" == --release ]]; then
+    log "building the release binary under test: scripts/build-release.sh ${features[*]}"
+    scripts/build-release.sh "${features[@]}"
+  fi
+done
+
 # Not exec'd: the EXIT trap must still run afterwards to remove the cluster.
 if cargo nextest --version >/dev/null 2>&1; then
-  log "running: cargo nextest run --all-targets $*"
-  cargo nextest run --all-targets "$@"
+  log "running: cargo nextest run --all-targets ${features[*]} $*"
+  cargo nextest run --all-targets "${features[@]}" "$@"
 else
-  log "running: cargo test --all-targets $*"
-  cargo test --all-targets "$@"
+  log "running: cargo test --all-targets ${features[*]} $*"
+  cargo test --all-targets "${features[@]}" "$@"
 fi

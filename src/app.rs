@@ -1,6 +1,7 @@
 //! Wiring: database, HTTP server, workers and (in sandbox mode) the built-in
 //! simulator, run as sibling tasks under one shutdown token.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +14,11 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
+use crate::callback_gate::CallbackGate;
 use crate::config::{Config, Upstream};
 use crate::events::EventHub;
 use crate::http::{self, AppState};
+use crate::intake::Intake;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{self, pacing::Limits};
 use crate::telemetry;
@@ -76,6 +79,13 @@ impl Application {
         store::migrate(&db)
             .await
             .context("cannot apply database migrations")?;
+        check_mode_matches_data(&db, config.is_sandbox()).await?;
+        let gate = Arc::new(
+            CallbackGate::new(&db, config.service_secret.clone())
+                .await
+                .context("cannot read the lookups table")?,
+        );
+        let intake = Intake::new(config.redact_sections.clone());
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("cannot bind LISTEN_ADDR {}", config.listen_addr))?;
@@ -157,6 +167,8 @@ impl Application {
             lease: config.worker_lease,
             concurrency: config.upstream_concurrency as usize,
             wake: wake.clone(),
+            gate: gate.clone(),
+            intake: intake.clone(),
         });
         let events = EventHub::new(options.max_event_streams);
         let webhook_sender = options.run_workers.then(|| {
@@ -174,6 +186,8 @@ impl Application {
             wake,
             metrics: telemetry::metrics_handle(),
             events,
+            gate,
+            intake,
         };
         Ok(Application {
             listener,
@@ -214,6 +228,14 @@ impl Application {
                 }
             });
         }
+        {
+            let (gate, db, token) = (
+                self.state.gate.clone(),
+                self.state.db.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move { gate.run(db, token).await });
+        }
         if let Some(ctx) = self.workers {
             tasks.spawn(workers::run(ctx, shutdown.clone()));
         }
@@ -230,18 +252,63 @@ impl Application {
 
         let app = http::router(self.state);
         let stop = shutdown.clone();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        // The server only returns once shutdown began (or it failed).
+        let mut server = tokio::spawn(
+            axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .into_future(),
+        );
+        // One grace period, counted from the stop signal, covers both the
+        // requests in flight and the workers: they drain side by side.
+        let served = tokio::select! {
+            served = &mut server => Some(served),
+            _ = shutdown.cancelled() => None,
+        };
         shutdown.cancel();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let served = match served {
+            Some(served) => served,
+            None => match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!("requests still in flight at the end of the grace period");
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            },
+        };
+        if tokio::time::timeout_at(deadline, tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!("workers did not stop in time; their leases will run out");
         }
-        served.context("HTTP server failed")
+        served
+            .context("HTTP server task failed")?
+            .context("HTTP server failed")
+    }
+}
+
+/// Sandbox results are synthetic: a database must never mix them with
+/// real, paid ones, whichever mode starts first.
+async fn check_mode_matches_data(db: &PgPool, sandbox: bool) -> anyhow::Result<()> {
+    let other_kind = store::lookups::any_of_kind(db, !sandbox)
+        .await
+        .context("cannot read the lookups table")?;
+    if !other_kind {
+        return Ok(());
+    }
+    if sandbox {
+        anyhow::bail!(
+            "refusing to start in sandbox mode: this database holds real lookups. Point \
+             DATABASE_URL at a database of its own for the sandbox, or set \
+             UPSTREAM_API_KEY and UPSTREAM_API_SECRET to run for real"
+        )
+    } else {
+        anyhow::bail!(
+            "refusing to start with upstream credentials: this database holds synthetic \
+             sandbox lookups that would pass for real results. Use a fresh database (or \
+             delete the sandbox rows: DELETE FROM lookups WHERE synthetic)"
+        )
     }
 }
 

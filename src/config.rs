@@ -132,6 +132,21 @@ pub struct ServeArgs {
     /// addresses (same-host consumers, tests).
     #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
+
+    /// Callback delivery records and their stored bodies older than this
+    /// many days are deleted.
+    #[arg(long, env = "RETENTION_DELIVERY_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_delivery_days: u32,
+
+    /// Finished lookups and their profiles older than this many days are
+    /// deleted. Unset: kept.
+    #[arg(long, env = "RETENTION_PROFILE_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_profile_days: Option<u32>,
+
+    /// Comma-separated result sections (e.g. `psychographics,cultural_dna`)
+    /// dropped before anything is written.
+    #[arg(long, env = "REDACT_SECTIONS")]
+    pub redact_sections: Option<String>,
 }
 
 /// How upstream is reached: a real account, or the built-in simulator.
@@ -169,6 +184,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Webhook endpoints may be on loopback and private addresses.
     pub webhook_allow_private: bool,
+    pub retention_delivery: Duration,
+    pub retention_profile: Option<Duration>,
+    /// Result sections never written (REDACT_SECTIONS).
+    pub redact_sections: Vec<String>,
     /// Set when sandbox mode generated a token; printed once at start.
     pub generated_token: Option<String>,
 }
@@ -316,6 +335,9 @@ impl Config {
             sandbox_time_scale: args.sandbox_time_scale,
             log_format: args.log_format,
             webhook_allow_private: args.webhook_allow_private,
+            retention_delivery: days(args.retention_delivery_days),
+            retention_profile: args.retention_profile_days.map(days),
+            redact_sections: redact_sections(args.redact_sections.as_deref())?,
             generated_token,
         })
     }
@@ -497,6 +519,31 @@ impl ApiTokens {
     pub fn accepts(&self, presented: &str) -> bool {
         self.identify(presented).is_some()
     }
+}
+
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 86_400)
+}
+
+fn redact_sections(raw: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let mut sections = Vec::new();
+    for item in raw
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if !item.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(config_error(
+                "REDACT_SECTIONS",
+                format!(
+                    "expected comma-separated section names such as psychographics, got `{item}`"
+                ),
+            ));
+        }
+        sections.push(item.to_owned());
+    }
+    Ok(sections)
 }
 
 fn parse_http_url(raw: &str) -> Result<Url, String> {

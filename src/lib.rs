@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod batch;
+pub mod callback_gate;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod crashpoint;
 pub mod events;
 pub mod facets;
 pub mod http;
+pub mod intake;
 pub mod lookups;
 pub mod sandbox;
 pub mod secrets;

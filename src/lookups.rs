@@ -13,7 +13,7 @@ use crate::store::lookups::{self, LookupRecord, NewLookup};
 use crate::store::results::CREDITS_PER_RESULT;
 use crate::store::{erasure, idempotency};
 use crate::subject::{FieldError, Subject, identifier_digest};
-use crate::token::{random_token, sha256_hex};
+use crate::token::sha256_hex;
 
 /// A validated `POST /v1/lookups` body.
 #[derive(Debug, Clone)]
@@ -152,6 +152,8 @@ pub enum RequestError {
 /// Policy knobs of lookup creation.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
+    /// Lookups are made against the sandbox simulator: mark them synthetic.
+    pub synthetic: bool,
     pub profile_cache: Duration,
     pub credit_budget_daily: Option<u64>,
 }
@@ -206,6 +208,9 @@ async fn decide(
             return Ok(Answer::Cached(cached));
         }
     }
+    if policy.credit_budget_daily.is_some() {
+        lookups::lock_credit_budget(tx).await?;
+    }
     if let Some(running) = lookups::find_in_flight(tx, &key).await? {
         return Ok(Answer::InFlight(running));
     }
@@ -223,7 +228,7 @@ async fn decide(
             subject: &req.subject,
             subject_key: &key,
             metadata: &req.metadata,
-            callback_token: &random_token(),
+            synthetic: policy.synthetic,
         },
     )
     .await?;

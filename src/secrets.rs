@@ -7,6 +7,8 @@
 //! is kept beside it during a rotation: values made under it are still
 //! accepted, new ones are made under the current secret.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -88,11 +90,33 @@ impl ServiceSecret {
     /// Does `tag` match `message` under the current or the previous key?
     /// Constant time per key.
     pub fn verify(&self, purpose: Purpose, message: &[u8], tag: &[u8]) -> bool {
-        self.accepted_keys(purpose).any(|key| {
+        if tag.len() < 16 {
+            return false;
+        }
+        // Both keys are always tried, so timing does not tell which matched.
+        self.accepted_keys(purpose).fold(false, |found, key| {
             let mut m = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
             m.update(message);
-            m.verify_truncated_left(tag).is_ok() && tag.len() >= 16
+            m.verify_truncated_left(tag).is_ok() | found
         })
+    }
+}
+
+impl ServiceSecret {
+    /// The token in a lookup's callback URL: HMAC-SHA256 of the lookup id
+    /// under the callback key, base64url (256 bits). Never stored: it is
+    /// recomputed to check a delivery, with no database query.
+    pub fn callback_token(&self, lookup_id: uuid::Uuid) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(Purpose::CallbackToken, lookup_id.as_bytes()))
+    }
+
+    /// Is `presented` the callback token of `lookup_id` under the current
+    /// or the previous secret? Constant time in the token's content.
+    pub fn verify_callback_token(&self, lookup_id: uuid::Uuid, presented: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(presented) else {
+            return false;
+        };
+        tag.len() == 32 && self.verify(Purpose::CallbackToken, lookup_id.as_bytes(), &tag)
     }
 }
 
@@ -125,6 +149,22 @@ mod tests {
             s.key(Purpose::CallbackToken),
             ServiceSecret::new(vec![7u8; 32], None).key(Purpose::CallbackToken)
         );
+    }
+
+    #[test]
+    fn callback_tokens_are_per_lookup_and_survive_a_rotation() {
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let old = ServiceSecret::new(vec![1u8; 32], None);
+        let token = old.callback_token(a);
+        assert_eq!(token.len(), 43);
+        assert!(old.verify_callback_token(a, &token));
+        assert!(!old.verify_callback_token(b, &token));
+        assert!(!old.verify_callback_token(a, &token[..42]));
+        assert!(!old.verify_callback_token(a, "not base64 !"));
+        let rotated = ServiceSecret::new(vec![2u8; 32], Some(vec![1u8; 32]));
+        assert!(rotated.verify_callback_token(a, &token));
+        assert_ne!(rotated.callback_token(a), token);
+        assert!(!ServiceSecret::new(vec![2u8; 32], None).verify_callback_token(a, &token));
     }
 
     #[test]

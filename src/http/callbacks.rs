@@ -1,13 +1,12 @@
-//! The callback receiver (contract section 6): the token in the path is
-//! checked in constant time, each delivery is applied at most once per
-//! request_id and made durable before the 2xx, and every delivery is
-//! recorded, refused ones included.
+//! The callback receiver (contract section 6). The token in the path is
+//! checked before anything else (see `crate::callback_gate`); an authentic
+//! delivery is applied at most once per request_id and made durable, with
+//! its record, in one statement before the 2xx.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -16,10 +15,9 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use crate::store::deliveries::{self, Delivery};
-use crate::store::lookups;
-use crate::store::results::{self, Outcome, Via};
-use crate::token::{secrets_equal, sha256_hex};
-use crate::upstream::payload::parse_job;
+use crate::store::results::{self, DeliveryRecord, Outcome, Via};
+use crate::token::sha256_hex;
+use crate::upstream::payload::{job_object, parse_job};
 
 /// Largest callback body accepted.
 pub const MAX_CALLBACK_BODY: usize = 1024 * 1024;
@@ -35,7 +33,7 @@ pub struct Acknowledgement {
     params(("lookup_id" = Uuid, Path), ("token" = String, Path, description = "this lookup's secret callback token")),
     request_body(content = inline(serde_json::Value), description = "the upstream job envelope, or its bare data object"),
     responses((status = 200, body = Acknowledgement),
-        (status = 400, description = "not JSON, or no request_id/status", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "not JSON, no request_id/status, or a request_id over 256 characters", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "unknown lookup or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "request_id belongs to another lookup", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
@@ -43,101 +41,56 @@ pub struct Acknowledgement {
 pub async fn receive(
     State(state): State<AppState>,
     Path((lookup_id, token)): Path<(String, String)>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Acknowledgement>)> {
-    let authentic = match lookup_id.parse::<Uuid>() {
-        Ok(id) => match lookups::callback_token(&state.db, id).await? {
-            Some(expected) if secrets_equal(&expected, &token) => Some(id),
-            _ => None,
-        },
-        Err(_) => None,
-    };
-    let refuse =
-        |lookup_id: Option<Uuid>, reason: &'static str, digest: String, body: Option<Value>| {
-            let db = state.db.clone();
-            async move {
-                metrics::counter!("callback_deliveries_total", "outcome" => "refused").increment(1);
-                tracing::warn!(lookup_id = ?lookup_id, reason, "callback refused");
-                deliveries::record(
-                    &db,
-                    Delivery {
-                        lookup_id,
-                        request_id: body
-                            .as_ref()
-                            .and_then(|b| crate::upstream::payload::job_object(b).get("request_id"))
-                            .and_then(Value::as_str),
-                        payload_status: None,
-                        outcome: "refused",
-                        reason: Some(reason),
-                        body_sha256: &digest,
-                        body: body.as_ref(),
-                    },
-                )
-                .await
-            }
-        };
-
-    let Some(lookup_id) = authentic else {
-        let digest = body.as_ref().map(|b| sha256_hex(b)).unwrap_or_default();
-        refuse(None, "unknown lookup or wrong token", digest, None).await?;
+    let Some(lookup_id) = state.gate.check(&state.db, &lookup_id, &token).await? else {
+        state.gate.refuse();
         return Err(ApiError::NotFound("no such callback"));
     };
-    let bytes = match body {
+    let bytes = match read_body(&headers, body).await {
         Ok(bytes) => bytes,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            refuse(Some(lookup_id), "body too large", String::new(), None).await?;
-            return Err(ApiError::PayloadTooLarge(MAX_CALLBACK_BODY));
-        }
-        Err(rejection) => {
-            refuse(Some(lookup_id), "body unreadable", String::new(), None).await?;
-            return Err(ApiError::BadRequest(format!(
-                "could not read the body: {rejection}"
-            )));
+        Err(e) => {
+            let reason = match e {
+                ApiError::PayloadTooLarge(_) => "body too large",
+                _ => "body unreadable",
+            };
+            refuse(&state, lookup_id, reason, "", None).await?;
+            return Err(e);
         }
     };
     let digest = sha256_hex(&bytes);
-    let Ok(json) = serde_json::from_slice::<Value>(&bytes) else {
-        refuse(Some(lookup_id), "body is not JSON", digest, None).await?;
+    let Ok(mut json) = serde_json::from_slice::<Value>(&bytes) else {
+        refuse(&state, lookup_id, "body is not JSON", &digest, None).await?;
         return Err(ApiError::BadRequest(
             "callback body is not valid JSON".into(),
         ));
     };
-    let update = match parse_job(&json) {
+    let mut update = match parse_job(&json) {
         Ok(update) => update,
         Err(e) => {
+            state.intake.body(&mut json);
             refuse(
-                Some(lookup_id),
-                "body lacks request_id or status",
-                digest,
-                Some(json),
+                &state,
+                lookup_id,
+                "body lacks a usable request_id or status",
+                &digest,
+                Some(&json),
             )
             .await?;
             return Err(ApiError::BadRequest(format!("callback body unusable: {e}")));
         }
     };
+    state.intake.update(&mut update);
+    state.intake.body(&mut json);
 
-    // Apply and record in one transaction: durable before the 2xx.
-    let mut tx = state.db.begin().await?;
-    let outcome = results::apply(&mut tx, lookup_id, &update, Via::Callback).await?;
-    let reason = match outcome {
-        Outcome::Refused(reason) => Some(reason),
-        _ => None,
-    };
-    deliveries::record(
-        &mut *tx,
-        Delivery {
-            lookup_id: Some(lookup_id),
-            request_id: Some(&update.request_id),
-            payload_status: Some(update.status_str()),
-            outcome: outcome.as_str(),
-            reason,
-            body_sha256: &digest,
-            body: Some(&json),
-        },
-    )
-    .await?;
     crate::crashpoint::reach("callback_before_commit").await;
-    tx.commit().await?;
+    let delivery = DeliveryRecord {
+        body_sha256: &digest,
+        body: &json,
+    };
+    let outcome =
+        results::apply(&state.db, lookup_id, &update, Via::Callback, Some(delivery)).await?;
     crate::crashpoint::reach("callback_after_commit").await;
 
     metrics::counter!("callback_deliveries_total", "outcome" => outcome.as_str()).increment(1);
@@ -149,7 +102,7 @@ pub async fn receive(
         "callback"
     );
     match outcome {
-        Outcome::Refused(reason) => Err(ApiError::Conflict("request_id_mismatch", reason.into())),
+        Outcome::Refused(reason) => Err(ApiError::Conflict("request_id_mismatch", reason)),
         other => Ok((
             StatusCode::OK,
             Json(Acknowledgement {
@@ -157,4 +110,58 @@ pub async fn receive(
             }),
         )),
     }
+}
+
+/// Reads an authentic delivery's body, at most [`MAX_CALLBACK_BODY`]. A
+/// declared length over the limit is refused without reading.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_CALLBACK_BODY as u64) {
+        return Err(ApiError::PayloadTooLarge(MAX_CALLBACK_BODY));
+    }
+    axum::body::to_bytes(body, MAX_CALLBACK_BODY)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::PayloadTooLarge(MAX_CALLBACK_BODY)
+            } else {
+                ApiError::BadRequest("could not read the body".into())
+            }
+        })
+}
+
+/// Records an authentic delivery that could not be used (upstream sent it,
+/// so the record is worth its row; forged ones never get here).
+async fn refuse(
+    state: &AppState,
+    lookup_id: Uuid,
+    reason: &'static str,
+    digest: &str,
+    body: Option<&Value>,
+) -> ApiResult<()> {
+    metrics::counter!("callback_deliveries_total", "outcome" => "refused").increment(1);
+    tracing::warn!(%lookup_id, reason, "callback refused");
+    deliveries::record(
+        &state.db,
+        Delivery {
+            lookup_id: Some(lookup_id),
+            request_id: body
+                .map(job_object)
+                .and_then(|b| b.get("request_id"))
+                .and_then(Value::as_str)
+                .filter(|r| r.len() <= crate::upstream::payload::MAX_REQUEST_ID),
+            payload_status: None,
+            outcome: "refused",
+            reason: Some(reason),
+            body_sha256: digest,
+            body,
+        },
+    )
+    .await?;
+    Ok(())
 }

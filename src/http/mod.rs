@@ -53,11 +53,16 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Wake-ups and the bound on open `GET /v1/events` streams.
     pub events: crate::events::EventHub,
+    /// Token check and refusal counting of the callback receiver.
+    pub gate: Arc<crate::callback_gate::CallbackGate>,
+    /// What is written of upstream payloads (redaction, NUL replacement).
+    pub intake: crate::intake::Intake,
 }
 
 impl AppState {
     pub fn policy(&self) -> crate::lookups::Policy {
         crate::lookups::Policy {
+            synthetic: self.config.is_sandbox(),
             profile_cache: self.config.profile_cache,
             credit_budget_daily: self.config.credit_budget_daily,
         }
@@ -113,7 +118,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .route(
             "/callbacks/{lookup_id}/{token}",
-            post(callbacks::receive).layer(DefaultBodyLimit::max(callbacks::MAX_CALLBACK_BODY)),
+            // The handler reads the body itself, after the token check.
+            post(callbacks::receive).layer(DefaultBodyLimit::disable()),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -58,7 +58,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         metrics::gauge!("oldest_unfinished_job_age_seconds")
             .set(s.oldest_unfinished_secs.unwrap_or(0.0));
+        metrics::gauge!("synthetic_lookups").set(s.synthetic_lookups as f64);
     }
+    metrics::gauge!("sandbox_mode").set(if state.config.is_sandbox() { 1.0 } else { 0.0 });
     metrics::gauge!("db_pool_connections").set(state.db.size() as f64);
     metrics::gauge!("db_pool_idle_connections").set(state.db.num_idle() as f64);
     (
@@ -87,8 +89,13 @@ pub struct CreditsView {
 pub struct StatsView {
     pub lookups: BTreeMap<String, i64>,
     pub credits: CreditsView,
-    /// Callback deliveries by outcome: applied, duplicate, refused.
+    /// Callback deliveries by outcome: applied, duplicate, refused, and
+    /// forged (wrong token; counted, never recorded one by one).
     pub deliveries: BTreeMap<String, i64>,
+    /// True when this service runs in sandbox mode: results are synthetic.
+    pub sandbox: bool,
+    /// Lookups made against the sandbox simulator (synthetic results).
+    pub synthetic_lookups: i64,
     pub polls: i64,
     pub submits: i64,
     pub ambiguous_submits: i64,
@@ -108,7 +115,16 @@ pub async fn stats(State(state): State<AppState>) -> ApiResult<Json<StatsView>> 
             total: s.credits_total,
             daily_budget: state.config.credit_budget_daily,
         },
-        deliveries: s.deliveries_by_outcome,
+        deliveries: {
+            let mut d = s.deliveries_by_outcome;
+            d.insert(
+                "forged".into(),
+                s.forged_callbacks + state.gate.unflushed() as i64,
+            );
+            d
+        },
+        sandbox: state.config.is_sandbox(),
+        synthetic_lookups: s.synthetic_lookups,
         polls: s.polls_made,
         submits: s.submits_made,
         ambiguous_submits: s.ambiguous_submits,

@@ -28,6 +28,9 @@ pub struct LookupView {
     pub credits_charged: i32,
     /// Why a lookup failed or expired.
     pub error: Option<String>,
+    /// True when made against the sandbox simulator: the profile is
+    /// synthetic, not a real (paid) result.
+    pub synthetic: bool,
     pub profile: Option<LookupProfile>,
 }
 
@@ -65,6 +68,7 @@ impl From<LookupRecord> for LookupView {
             completed_at: l.completed_at,
             credits_charged: l.credits_charged,
             error: l.error,
+            synthetic: l.synthetic,
             profile,
         }
     }
@@ -81,6 +85,8 @@ pub struct ProfileView {
     pub completed_on: Option<DateTime<Utc>>,
     pub received_via: String,
     pub created_at: DateTime<Utc>,
+    /// True when made by the sandbox simulator, not a real (paid) result.
+    pub synthetic: bool,
 }
 
 impl From<ProfileRecord> for ProfileView {
@@ -94,6 +100,7 @@ impl From<ProfileRecord> for ProfileView {
             completed_on: p.completed_on,
             received_via: p.received_via,
             created_at: p.created_at,
+            synthetic: p.synthetic,
         }
     }
 }

@@ -51,6 +51,14 @@ pub const CASES: &[(&str, &str)] = &[
         "poll-error",
         "the first 2 polls of this job answer 500 `internal_error`, later polls answer normally",
     ),
+    (
+        "accepted-then-500",
+        "the first submit for this person creates the job (it runs, calls back and is charged) but answers 500 `internal_error`",
+    ),
+    (
+        "accepted-then-502",
+        "the first submit for this person creates the job (it runs, calls back and is charged) but answers 502 as a proxy in front of upstream would",
+    ),
 ];
 
 /// One hard case; the order matches [`CASES`].
@@ -69,10 +77,12 @@ pub enum Case {
     CallbackFirst,
     SubmitTimeout,
     PollError,
+    AcceptedThen500,
+    AcceptedThen502,
 }
 
 impl Case {
-    pub const ALL: [Case; 13] = [
+    pub const ALL: [Case; 15] = [
         Case::NoMatch,
         Case::Fail,
         Case::Slow,
@@ -86,6 +96,8 @@ impl Case {
         Case::CallbackFirst,
         Case::SubmitTimeout,
         Case::PollError,
+        Case::AcceptedThen500,
+        Case::AcceptedThen502,
     ];
 
     /// The case's name, as in [`CASES`] and in the marker.

@@ -66,6 +66,11 @@ impl ApiError {
         )
     }
 
+    /// What a proxy or load balancer in front of upstream answers.
+    pub fn bad_gateway() -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "bad_gateway", "Bad gateway")
+    }
+
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

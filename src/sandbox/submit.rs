@@ -38,7 +38,8 @@ pub async fn submit(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
 async fn accept(shared: &Arc<Shared>, body: &[u8]) -> Result<Response, ApiError> {
     let request = parse_submit(body)?;
     let cases = Cases::detect(request.subject.identifiers());
-    refuse_first_submit(shared, cases, &request.subject.key())?;
+    let subject_key = request.subject.key();
+    refuse_first_submit(shared, cases, &subject_key)?;
     let callback = request.callback.clone();
     let request_id = lifecycle::accept(shared, request, cases);
     tracing::info!(
@@ -51,6 +52,10 @@ async fn accept(shared: &Arc<Shared>, body: &[u8]) -> Result<Response, ApiError>
         finish_before_answering(shared, &request_id, cases).await;
     } else {
         lifecycle::spawn(shared.clone(), request_id.clone());
+    }
+    if let Some(err) = fail_after_creating(shared, cases, &subject_key) {
+        // The job exists and runs on; only the answer says otherwise.
+        return Err(err);
     }
     if cases.has(Case::SubmitTimeout) {
         // The job runs on; only the answer is late (or never sent).
@@ -75,6 +80,24 @@ fn refuse_first_submit(shared: &Shared, cases: Cases, subject_key: &str) -> Resu
         }
     }
     Ok(())
+}
+
+/// `accepted-then-500` and `accepted-then-502` answer an error for the
+/// first submit of a person even though the job was created.
+fn fail_after_creating(shared: &Shared, cases: Cases, subject_key: &str) -> Option<ApiError> {
+    let failures: [(Case, fn() -> ApiError); 2] = [
+        (Case::AcceptedThen500, ApiError::internal),
+        (Case::AcceptedThen502, ApiError::bad_gateway),
+    ];
+    failures.into_iter().find_map(|(case, error)| {
+        (cases.has(case) && shared.refuse_first(case, subject_key)).then(|| {
+            tracing::info!(
+                case = case.name(),
+                "sandbox answering an error for a created job"
+            );
+            error()
+        })
+    })
 }
 
 /// `callback-first`: the job finishes at once and its first callback

@@ -26,6 +26,7 @@ pub struct LookupRecord {
     pub completed_at: Option<DateTime<Utc>>,
     pub credits_charged: i32,
     pub error: Option<String>,
+    pub synthetic: bool,
     pub profile_id: Option<Uuid>,
     pub profile_result: Option<Value>,
     pub profile_completed_on: Option<DateTime<Utc>>,
@@ -43,7 +44,7 @@ impl LookupRecord {
 
 const SELECT: &str = "SELECT l.id, l.status, l.email, l.phone, l.social_media_url, l.name, \
     l.company, l.metadata, l.request_id, l.created_at, l.submitted_at, l.completed_at, \
-    l.credits_charged, l.error, p.id AS profile_id, p.result AS profile_result, \
+    l.credits_charged, l.error, l.synthetic, p.id AS profile_id, p.result AS profile_result, \
     p.completed_on AS profile_completed_on, p.received_via AS profile_received_via \
     FROM lookups l LEFT JOIN profiles p ON p.lookup_id = l.id";
 
@@ -107,7 +108,8 @@ pub struct NewLookup<'a> {
     pub subject: &'a Subject,
     pub subject_key: &'a str,
     pub metadata: &'a Value,
-    pub callback_token: &'a str,
+    /// Made against the sandbox simulator.
+    pub synthetic: bool,
 }
 
 /// Inserts a pending lookup unless one for the same person is already in
@@ -115,7 +117,7 @@ pub struct NewLookup<'a> {
 pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO lookups (id, email, phone, social_media_url, name, company, subject_key, \
-         metadata, callback_token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         metadata, synthetic) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (subject_key) WHERE status IN ('pending', 'queued', 'processing') DO NOTHING",
     )
     .bind(new.id)
@@ -126,20 +128,27 @@ pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::
     .bind(&new.subject.company)
     .bind(new.subject_key)
     .bind(new.metadata)
-    .bind(new.callback_token)
+    .bind(new.synthetic)
     .execute(db)
     .await?
     .rows_affected();
     Ok(inserted == 1)
 }
 
-/// Credits charged today plus credits that lookups in flight may still cost.
-/// Takes a transaction-scoped lock first, so that concurrent budget checks
-/// (on any replica) run one at a time and cannot all see the same room.
-pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
+/// Serialises budget decisions (on any replica) until the transaction ends,
+/// so that concurrent requests cannot all see the same room. Take it before
+/// looking for an in-flight lookup: a request that waited here then sees
+/// the lookup the previous holder created, instead of counting it.
+pub async fn lock_credit_budget(db: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('credit_budget', 0))")
         .execute(&mut *db)
         .await?;
+    Ok(())
+}
+
+/// Credits charged today plus credits that lookups in flight may still cost.
+/// Call under [`lock_credit_budget`].
+pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('day', now())), 0)::bigint \
          + $1 * COUNT(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')) \
@@ -150,10 +159,32 @@ pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sql
     .await
 }
 
-/// The secret callback token of a lookup, for the callback receiver.
-pub async fn callback_token(db: &PgPool, id: Uuid) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT callback_token FROM lookups WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db)
+/// The stored callback token of a lookup made before tokens were derived
+/// from SERVICE_SECRET (NULL for every newer lookup).
+pub async fn legacy_callback_token(db: &PgPool, id: Uuid) -> sqlx::Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT callback_token FROM lookups WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?
+            .flatten(),
+    )
+}
+
+/// Does the table hold any synthetic (`true`) or real (`false`) lookup?
+pub async fn any_of_kind(db: &PgPool, synthetic: bool) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM lookups WHERE synthetic = $1)")
+        .bind(synthetic)
+        .fetch_one(db)
         .await
+}
+
+/// Does any unfinished lookup still carry a stored callback token?
+pub async fn legacy_callback_tokens_remain(db: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM lookups WHERE callback_token IS NOT NULL \
+           AND status IN ('pending', 'queued', 'processing', 'expired'))",
+    )
+    .fetch_one(db)
+    .await
 }

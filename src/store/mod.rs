@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod erasure;
 pub mod events;
 pub mod facets;
+pub mod forged;
 pub mod idempotency;
 pub mod keyset;
 pub mod lookups;

@@ -16,6 +16,7 @@ pub struct ProfileRecord {
     pub result: Value,
     pub completed_on: Option<DateTime<Utc>>,
     pub received_via: String,
+    pub synthetic: bool,
     pub created_at: DateTime<Utc>,
     #[sqlx(flatten)]
     pub subject: Subject,
@@ -31,8 +32,8 @@ impl ProfileRecord {
 }
 
 const SELECT: &str = "SELECT p.id, p.lookup_id, p.request_id, p.result, p.completed_on, \
-    p.received_via, p.created_at, l.email, l.phone, l.social_media_url, l.name, l.company \
-    FROM profiles p JOIN lookups l ON l.id = p.lookup_id";
+    p.received_via, p.created_at, l.synthetic, l.email, l.phone, l.social_media_url, l.name, \
+    l.company FROM profiles p JOIN lookups l ON l.id = p.lookup_id";
 
 pub async fn get(db: &PgPool, id: Uuid) -> sqlx::Result<Option<ProfileRecord>> {
     sqlx::query_as(&format!("{SELECT} WHERE p.id = $1"))
@@ -66,7 +67,7 @@ pub async fn list(
     // the cost follows the page size, not the size of `lookups`.
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT p.id, p.lookup_id, p.request_id, p.result, p.completed_on, \
-         p.received_via, p.created_at, l.email, l.phone, l.social_media_url, l.name, \
+         p.received_via, p.created_at, l.synthetic, l.email, l.phone, l.social_media_url, l.name, \
          l.company FROM (SELECT * FROM profiles p WHERE true",
     );
     push_filters(&mut q, filter);

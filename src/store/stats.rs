@@ -14,6 +14,10 @@ pub struct Stats {
     pub polls_made: i64,
     pub submits_made: i64,
     pub ambiguous_submits: i64,
+    /// Lookups made against the sandbox simulator.
+    pub synthetic_lookups: i64,
+    /// Callbacks refused for a wrong token (flushed counts).
+    pub forged_callbacks: i64,
     /// Age in seconds of the oldest lookup still in flight.
     pub oldest_unfinished_secs: Option<f64>,
 }
@@ -35,7 +39,7 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
     ] {
         stats.lookups_by_status.entry(status.into()).or_insert(0);
     }
-    let row: (i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
+    let row: (i64, i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
         "SELECT \
            COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('day', now())), 0)::bigint, \
            COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('month', now())), 0)::bigint, \
@@ -43,6 +47,7 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
            COALESCE(SUM(poll_count), 0)::bigint, \
            COALESCE(SUM(submit_attempts), 0)::bigint, \
            COALESCE(SUM(ambiguous_submits), 0)::bigint, \
+           COUNT(*) FILTER (WHERE synthetic), \
            EXTRACT(EPOCH FROM now() - MIN(created_at) FILTER (WHERE status IN ('pending', 'queued', 'processing')))::float8 \
          FROM lookups",
     )
@@ -55,8 +60,10 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
         stats.polls_made,
         stats.submits_made,
         stats.ambiguous_submits,
+        stats.synthetic_lookups,
         stats.oldest_unfinished_secs,
     ) = row;
+    stats.forged_callbacks = super::forged::total(db).await?;
     let by_outcome: Vec<(String, i64)> =
         sqlx::query_as("SELECT outcome, count(*) FROM deliveries GROUP BY outcome")
             .fetch_all(db)

@@ -77,6 +77,9 @@ impl UpstreamClient {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10).min(timeout))
             .user_agent(concat!("interests-receiver/", env!("CARGO_PKG_VERSION")))
+            // A redirect would re-send the submit, credentials attached, to
+            // wherever it points: follow none; a 3xx is an upstream error.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("static reqwest configuration is valid");
         UpstreamClient {
@@ -133,23 +136,7 @@ impl UpstreamClient {
                 return (SubmitOutcome::Ambiguous { reason }, RateInfo::default());
             }
         };
-        let outcome = match (answer.status, answer.body) {
-            (s, Ok(body)) if s.is_success() => match parse_job(&body) {
-                Ok(job) => SubmitOutcome::Accepted {
-                    request_id: job.request_id,
-                },
-                Err(e) => SubmitOutcome::Ambiguous {
-                    reason: format!("{s} answer without a usable request_id: {e}"),
-                },
-            },
-            (s, Err(e)) if s.is_success() => SubmitOutcome::Ambiguous {
-                reason: format!("{s} answer unreadable: {e}"),
-            },
-            (s, body) => SubmitOutcome::NotAccepted {
-                reason: describe_error(s, body.ok().as_ref()),
-                permanent: s == StatusCode::BAD_REQUEST || s == StatusCode::UNPROCESSABLE_ENTITY,
-            },
-        };
+        let outcome = classify_submit(answer.status, answer.body);
         (outcome, answer.rate)
     }
 
@@ -180,6 +167,51 @@ impl UpstreamClient {
             },
         };
         (outcome, answer.rate)
+    }
+}
+
+/// What a submit's HTTP answer proves. Only answers that say the request
+/// was refused before any job was made may be sent again as new; anything
+/// else (a 500 sent after the job was created, a 502/504 from a proxy in
+/// front of upstream, a redirect, an unexpected status) may hide a job that
+/// will be charged, so it is ambiguous.
+fn classify_submit(status: StatusCode, body: Result<Value, String>) -> SubmitOutcome {
+    if status.is_success() {
+        return match body {
+            Ok(body) => match parse_job(&body) {
+                Ok(job) => SubmitOutcome::Accepted {
+                    request_id: job.request_id,
+                },
+                Err(e) => SubmitOutcome::Ambiguous {
+                    reason: format!("{status} answer without a usable request_id: {e}"),
+                },
+            },
+            Err(e) => SubmitOutcome::Ambiguous {
+                reason: format!("{status} answer unreadable: {e}"),
+            },
+        };
+    }
+    let code = body.as_ref().ok().and_then(error_code);
+    let reason = describe_error(status, body.ok().as_ref());
+    let refused = match status {
+        StatusCode::BAD_REQUEST
+        | StatusCode::UNPROCESSABLE_ENTITY
+        | StatusCode::UNAUTHORIZED
+        | StatusCode::FORBIDDEN
+        | StatusCode::TOO_MANY_REQUESTS => true,
+        // Only upstream's own documented 503 proves it refused the request;
+        // a bare 503 may come from a proxy that already forwarded it.
+        StatusCode::SERVICE_UNAVAILABLE => code.as_deref() == Some("service_unavailable"),
+        _ => false,
+    };
+    if refused {
+        SubmitOutcome::NotAccepted {
+            reason,
+            permanent: status == StatusCode::BAD_REQUEST
+                || status == StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    } else {
+        SubmitOutcome::Ambiguous { reason }
     }
 }
 
@@ -241,6 +273,46 @@ pub fn rate_info(headers: &HeaderMap) -> RateInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn submit_answer(status: u16, body: Value) -> SubmitOutcome {
+        classify_submit(StatusCode::from_u16(status).unwrap(), Ok(body))
+    }
+
+    #[test]
+    fn only_answers_that_prove_no_job_was_made_are_retried_as_new() {
+        let err = |code: &str| json!({"success": false, "error": {"code": code, "message": "x"}});
+        for status in [400, 401, 403, 429] {
+            assert!(
+                matches!(
+                    submit_answer(status, err("x")),
+                    SubmitOutcome::NotAccepted { .. }
+                ),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            submit_answer(503, err("service_unavailable")),
+            SubmitOutcome::NotAccepted {
+                permanent: false,
+                ..
+            }
+        ));
+        for status in [500, 502, 504, 307, 308, 301, 404, 409] {
+            assert!(
+                matches!(
+                    submit_answer(status, err("internal_error")),
+                    SubmitOutcome::Ambiguous { .. }
+                ),
+                "{status}"
+            );
+        }
+        // A 503 without upstream's own error code may come from a proxy.
+        assert!(matches!(
+            classify_submit(StatusCode::SERVICE_UNAVAILABLE, Err("not JSON".into())),
+            SubmitOutcome::Ambiguous { .. }
+        ));
+    }
 
     #[test]
     fn rate_headers_are_read() {

@@ -34,6 +34,11 @@ impl Pacer {
     /// Waits for a free slot; `None` when shutdown came first.
     pub async fn acquire(&self, shutdown: &CancellationToken) -> Option<Slot> {
         loop {
+            // Checked before every reservation: a slot taken after shutdown
+            // began would send a request that may not finish in time.
+            if shutdown.is_cancelled() {
+                return None;
+            }
             let nap = match pacing::reserve(&self.db, self.limits).await {
                 Ok(Reservation::Granted(id)) => return Some(Slot(id)),
                 Ok(Reservation::Wait(wait)) => wait.min(MAX_NAP),
@@ -43,6 +48,7 @@ impl Pacer {
                 }
             };
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => return None,
                 _ = tokio::time::sleep(nap) => {}
             }

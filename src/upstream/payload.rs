@@ -46,13 +46,32 @@ pub enum PayloadError {
     MissingStatus,
     #[error("unknown status `{0}`")]
     UnknownStatus(String),
+    #[error("`request_id` is longer than {MAX_REQUEST_ID} characters or holds control characters")]
+    BadRequestId,
+}
+
+/// Longest `request_id` accepted (upstream's are about 50 characters).
+pub const MAX_REQUEST_ID: usize = 256;
+
+fn is_envelope(body: &Value) -> bool {
+    body.get("data").is_some_and(Value::is_object) && body.get("request_id").is_none()
 }
 
 /// The job object: the envelope's `data` when there is one, else the body.
 pub fn job_object(body: &Value) -> &Value {
-    match body.get("data") {
-        Some(data) if data.is_object() && body.get("request_id").is_none() => data,
-        _ => body,
+    if is_envelope(body) {
+        &body["data"]
+    } else {
+        body
+    }
+}
+
+/// [`job_object`], to change it.
+pub fn job_object_mut(body: &mut Value) -> &mut Value {
+    if is_envelope(body) {
+        &mut body["data"]
+    } else {
+        body
     }
 }
 
@@ -64,6 +83,9 @@ pub fn parse_job(body: &Value) -> Result<JobUpdate, PayloadError> {
         .filter(|s| !s.trim().is_empty())
         .ok_or(PayloadError::MissingRequestId)?
         .to_owned();
+    if request_id.chars().count() > MAX_REQUEST_ID || request_id.chars().any(char::is_control) {
+        return Err(PayloadError::BadRequestId);
+    }
     let status = job
         .get("status")
         .and_then(Value::as_str)

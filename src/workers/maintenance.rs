@@ -16,6 +16,7 @@ pub(super) async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }

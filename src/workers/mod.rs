@@ -43,6 +43,10 @@ pub struct WorkerContext {
     pub concurrency: usize,
     /// Woken when a lookup is created, so it is submitted without delay.
     pub wake: Arc<Notify>,
+    /// Callback tokens.
+    pub gate: Arc<crate::callback_gate::CallbackGate>,
+    /// What is written of polled payloads.
+    pub intake: crate::intake::Intake,
 }
 
 impl WorkerContext {
@@ -73,7 +77,10 @@ pub async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
 async fn dispatch(ctx: &WorkerContext, tasks: &TaskTracker, shutdown: &CancellationToken) {
     let permits = Arc::new(Semaphore::new(ctx.concurrency));
     loop {
+        // `biased`: once shutdown began, no new work starts, even when a
+        // permit is free at the same moment.
         let permit = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return,
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
         };
@@ -94,6 +101,10 @@ async fn dispatch(ctx: &WorkerContext, tasks: &TaskTracker, shutdown: &Cancellat
         let Some(slot) = ctx.pacer.acquire(shutdown).await else {
             return;
         };
+        if shutdown.is_cancelled() {
+            ctx.pacer.cancel(slot).await;
+            return;
+        }
         // Submits first: a new paid job matters more than a poll.
         match work::claim_submit(&ctx.db, ctx.owner, ctx.lease).await {
             Ok(Some(claim)) => {
@@ -129,10 +140,22 @@ async fn dispatch(ctx: &WorkerContext, tasks: &TaskTracker, shutdown: &Cancellat
 
 async fn nap(ctx: &WorkerContext, shutdown: &CancellationToken) {
     tokio::select! {
+        biased;
         _ = shutdown.cancelled() => {}
         _ = ctx.wake.notified() => {}
         _ = tokio::time::sleep(IDLE_NAP) => {}
     }
+}
+
+/// A write after an upstream call found that another worker took the job
+/// over (this worker's lease ran out: a stalled network, an overloaded
+/// pool). Nothing was written; the new owner's outcome stands.
+fn lease_lost(kind: &'static str) {
+    metrics::counter!("worker_leases_lost_total", "kind" => kind).increment(1);
+    tracing::warn!(
+        kind,
+        "lease lost: another worker took this job over; this outcome was not written"
+    );
 }
 
 /// Capped exponential backoff with jitter for attempt `n` (1-based): about

@@ -29,19 +29,21 @@ async fn poll(ctx: &WorkerContext, claim: PollClaim, slot: Slot) {
     let recorded = match outcome {
         PollOutcome::Job(update) => match update.state {
             JobState::Completed { .. } | JobState::Failed { .. } => {
+                let mut update = update;
+                ctx.intake.update(&mut update);
                 apply(ctx, &claim, &update).await
             }
             JobState::Queued | JobState::Processing => {
                 let wait = next_poll_interval(ctx.poll_after, claim.poll_count);
                 let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                work::poll_running(&ctx.db, claim.id, update.status_str(), at).await
+                work::poll_running(&ctx.db, claim.claim(), update.status_str(), at).await
             }
         },
         PollOutcome::NotFound => {
             tracing::warn!("upstream no longer knows the job; expired");
             work::poll_not_found(
                 &ctx.db,
-                claim.id,
+                claim.claim(),
                 "request_not_found: upstream does not know this request_id (unknown or expired)",
             )
             .await
@@ -52,22 +54,29 @@ async fn poll(ctx: &WorkerContext, claim: PollClaim, slot: Slot) {
                 .unwrap_or_else(|| backoff((claim.poll_count + 1) as u32));
             tracing::warn!(%reason, retry_in = ?wait, "poll failed; will retry");
             let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-            work::poll_retry(&ctx.db, claim.id, at).await
+            work::poll_retry(&ctx.db, claim.claim(), at).await
         }
     };
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "could not record the poll outcome; the lease will run out");
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => super::lease_lost("poll"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not record the poll outcome; the lease will run out")
+        }
     }
 }
 
+/// Applies a final answer. The result itself is applied whoever holds the
+/// lease (it is authentic and paid for, and applying is idempotent); only
+/// the poll bookkeeping needs the claim.
 async fn apply(
     ctx: &WorkerContext,
     claim: &PollClaim,
     update: &crate::upstream::payload::JobUpdate,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<work::Owned> {
     let mut tx = ctx.db.begin().await?;
-    let outcome = results::apply(&mut tx, claim.id, update, Via::Poll).await?;
-    work::poll_retry(&mut *tx, claim.id, Utc::now()).await?;
+    let outcome = results::apply(&mut *tx, claim.id, update, Via::Poll, None).await?;
+    let owned = work::poll_retry(&mut *tx, claim.claim(), Utc::now()).await?;
     tx.commit().await?;
     metrics::counter!("results_total", "via" => "poll", "outcome" => outcome.as_str()).increment(1);
     tracing::info!(
@@ -75,5 +84,5 @@ async fn apply(
         status = update.status_str(),
         "poll result"
     );
-    Ok(())
+    Ok(owned)
 }

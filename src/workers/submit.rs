@@ -16,7 +16,10 @@ pub(super) async fn run(ctx: &WorkerContext, claim: SubmitClaim, slot: Slot) {
 }
 
 async fn submit(ctx: &WorkerContext, claim: SubmitClaim, slot: Slot) {
-    let callback_url = ctx.callback_url(claim.id, &claim.callback_token);
+    let token = ctx
+        .gate
+        .token_for(claim.id, claim.callback_token.as_deref());
+    let callback_url = ctx.callback_url(claim.id, &token);
     crashpoint::reach("before_submit").await;
     let (outcome, rate) = ctx
         .client
@@ -33,14 +36,14 @@ async fn submit(ctx: &WorkerContext, claim: SubmitClaim, slot: Slot) {
         SubmitOutcome::Accepted { request_id } => {
             crashpoint::reach("after_submit_accepted").await;
             tracing::info!(request_id = %request_id, "submitted");
-            work::submit_accepted(&ctx.db, claim.id, &request_id, ctx.poll_after).await
+            work::submit_accepted(&ctx.db, claim.claim(), &request_id, ctx.poll_after).await
         }
         SubmitOutcome::NotAccepted {
             reason,
             permanent: true,
         } => {
             tracing::warn!(%reason, "upstream refused the lookup; it fails");
-            work::submit_rejected(&ctx.db, claim.id, &reason).await
+            work::submit_rejected(&ctx.db, claim.claim(), &reason).await
         }
         SubmitOutcome::NotAccepted { reason, .. } => {
             let wait = rate
@@ -48,7 +51,7 @@ async fn submit(ctx: &WorkerContext, claim: SubmitClaim, slot: Slot) {
                 .unwrap_or_else(|| backoff(claim.submit_attempts.max(1) as u32));
             tracing::warn!(%reason, retry_in = ?wait, "submit not accepted; will retry");
             let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-            work::submit_not_accepted(&ctx.db, claim.id, retry_at).await
+            work::submit_not_accepted(&ctx.db, claim.claim(), retry_at).await
         }
         SubmitOutcome::Ambiguous { reason } => {
             metrics::counter!("upstream_ambiguous_submits_total").increment(1);
@@ -57,12 +60,14 @@ async fn submit(ctx: &WorkerContext, claim: SubmitClaim, slot: Slot) {
                 wait = ?ctx.ambiguous_wait,
                 "submit outcome unknown; not re-sent until its callback had time to arrive"
             );
-            work::submit_ambiguous(&ctx.db, claim.id, ctx.ambiguous_wait).await
+            work::submit_ambiguous(&ctx.db, claim.claim(), ctx.ambiguous_wait).await
         }
     };
-    if let Err(e) = recorded {
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => super::lease_lost("submit"),
         // The lease runs out and maintenance treats the row as an ambiguous
         // submit: never re-sent blindly, and its callback still lands.
-        tracing::error!(error = %e, "could not record the submit outcome");
+        Err(e) => tracing::error!(error = %e, "could not record the submit outcome"),
     }
 }

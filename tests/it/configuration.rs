@@ -18,6 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_interests-receiver");
 const UPSTREAM_SECRET: &str = "upstream-secret-never-print-5f2c9a";
 const API_TOKEN: &str = "api-token-never-print-0123456789";
 const DB_PASSWORD: &str = "dbpass-never-print-77e1";
+const SERVICE_SECRET: &str = "service-secret-never-print-0123456789abcdef";
 
 /// A configuration that passes validation; its database does not answer
 /// (port 1), so a run that got past validation fails on connecting.
@@ -32,6 +33,7 @@ fn valid_env() -> Vec<(&'static str, String)> {
         ("UPSTREAM_API_KEY", "upstream-key".into()),
         ("UPSTREAM_API_SECRET", UPSTREAM_SECRET.into()),
         ("API_TOKENS", API_TOKEN.into()),
+        ("SERVICE_SECRET", SERVICE_SECRET.into()),
     ]
 }
 
@@ -63,6 +65,7 @@ fn assert_no_secret(output: &str) {
         ("UPSTREAM_API_SECRET", UPSTREAM_SECRET),
         ("API_TOKENS", API_TOKEN),
         ("the database password", DB_PASSWORD),
+        ("SERVICE_SECRET", SERVICE_SECRET),
     ] {
         assert!(!output.contains(secret), "{what} was echoed:\n{output}");
     }
@@ -232,6 +235,27 @@ async fn serve_refuses_an_upstream_secret_without_its_key() {
 #[tokio::test]
 async fn serve_refuses_upstream_credentials_without_api_tokens() {
     serve_refuses(&[("API_TOKENS", None)], "API_TOKENS").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_missing_or_short_service_secret_outside_sandbox_mode() {
+    serve_refuses(&[("SERVICE_SECRET", None)], "SERVICE_SECRET").await;
+    serve_refuses(&[("SERVICE_SECRET", Some("too-short"))], "SERVICE_SECRET").await;
+    serve_refuses(
+        &[("SERVICE_SECRET_PREVIOUS", Some("too-short"))],
+        "SERVICE_SECRET_PREVIOUS",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_badly_named_or_short_read_token() {
+    serve_refuses(&[("API_READ_TOKENS", Some("short"))], "API_READ_TOKENS").await;
+    serve_refuses(
+        &[("API_READ_TOKENS", Some("bad name=read-token-0123456789"))],
+        "API_READ_TOKENS",
+    )
+    .await;
 }
 
 #[tokio::test]

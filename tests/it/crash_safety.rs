@@ -3,6 +3,13 @@
 //! makes it stop at a named point (see src/crashpoint.rs), the test kills it
 //! there with SIGKILL and starts it again on the same database and port.
 
+// Without the hooks these tests would wait for a stop that never comes:
+// refuse to build rather than skip them.
+#[cfg(not(feature = "crashpoints"))]
+compile_error!(
+    "the integration tests need the crash hooks: run scripts/test.sh, or pass --features crashpoints"
+);
+
 use std::time::Duration;
 
 use crate::common::TOKEN;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::common::{
-    Settings, TOKEN, TestApp, accepting_upstream, complete_by_callback, completed_for,
+    READ_TOKEN, Settings, TOKEN, TestApp, accepting_upstream, complete_by_callback, completed_for,
     error_fields, problem, spawn, submits, submitted_lookup, wait_for_submits,
 };
 use reqwest::Method;
@@ -739,6 +739,82 @@ async fn concurrent_lookups_of_different_people_do_not_overspend_the_daily_credi
             .await
             .unwrap();
     }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn concurrent_lookups_of_the_same_person_near_the_budget_all_get_the_same_lookup(db: PgPool) {
+    // Budget room for exactly one job: every concurrent request for the
+    // same person must collapse onto it (202), none be refused (429).
+    let (app, server) = app_with_mock_and(db, |s| s.credit_budget_daily = Some(5)).await;
+    for round in 0..5 {
+        let mut requests = JoinSet::new();
+        for _ in 0..10 {
+            let (http, url) = (app.http.clone(), app.url("/v1/lookups"));
+            requests.spawn(async move {
+                let response = http
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .json(&json!({"email": format!("same-{round}@example.com")}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap();
+                (status, body["id"].as_str().map(str::to_owned))
+            });
+        }
+        let answers = requests.join_all().await;
+        let statuses: HashSet<u16> = answers.iter().map(|(s, _)| *s).collect();
+        let ids: HashSet<_> = answers.iter().map(|(_, id)| id.clone()).collect();
+        assert_eq!(statuses, HashSet::from([202]), "round {round}: {answers:?}");
+        assert_eq!(ids.len(), 1, "round {round}: one lookup for all");
+        let id = ids.into_iter().next().flatten().unwrap();
+        app.wait_for(&id, WAIT, |l| !l["request_id"].is_null())
+            .await;
+        assert_eq!(submits(&server).await.len(), round + 1, "round {round}");
+        sqlx::query("DELETE FROM lookups")
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_read_token_reads_everything_and_changes_nothing(db: PgPool) {
+    let (app, server) = app_with_mock(db).await;
+    let id = app.create(&json!({"email": "reader@example.com"})).await;
+
+    for (method, path) in v1_routes() {
+        let response = app
+            .http
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(READ_TOKEN)
+            .json(&json!({"email": "someone-else@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        if method == Method::GET {
+            assert_ne!(response.status(), 401, "{method} {path}");
+            assert_ne!(response.status(), 403, "{method} {path}");
+        } else {
+            let body = problem(response, 403).await;
+            assert_eq!(body["type"], "read_only_token", "{method} {path}");
+        }
+    }
+
+    // Nothing changed: still one lookup, still there, one submit.
+    assert_eq!(lookup_rows(&app).await, 1);
+    let read = app
+        .http
+        .get(app.url(&format!("/v1/lookups/{id}")))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    wait_for_submits(&server, 1).await;
     app.stop().await;
 }
 

@@ -7,6 +7,7 @@ mod common;
 
 mod batch_api;
 mod callbacks;
+mod claims;
 mod compose;
 mod configuration;
 mod crash_safety;

@@ -34,12 +34,11 @@ fn unset_env(env: &mut Vec<(String, String)>, key: &str) {
     env.retain(|(k, _)| k != key);
 }
 
-async fn callback_token(db: &PgPool, id: &str) -> String {
-    sqlx::query_scalar("SELECT callback_token FROM lookups WHERE id = $1")
-        .bind(Uuid::parse_str(id).unwrap())
-        .fetch_one(db)
-        .await
-        .unwrap()
+/// The callback token of a lookup made by a test app or child (both run
+/// with `TEST_SECRET`): derived, never stored.
+fn callback_token(id: &str) -> String {
+    interests_receiver::secrets::ServiceSecret::new(crate::common::TEST_SECRET, None)
+        .callback_token(Uuid::parse_str(id).unwrap())
 }
 
 // ---------------------------------------------------------------------------
@@ -139,7 +138,7 @@ async fn metrics_are_prometheus_text_labelled_by_route_template_never_by_raw_pat
     )
     .await;
     complete_by_callback(&app, &id, &callback_url, &completed_for(&request_id)).await;
-    let token = callback_token(&db, &id).await;
+    let token = callback_token(&id);
     assert!(
         callback_url.contains(&token),
         "the callback URL holds the token"
@@ -780,7 +779,7 @@ async fn logs_are_json_lines_with_request_ids_and_hold_no_personal_data_or_secre
         .unwrap();
     assert_eq!(unauthorized.status(), 401);
     request_id_header(&unauthorized);
-    let callback = callback_token(&db, &id).await;
+    let callback = callback_token(&id);
 
     let lines = child.stop().await;
     assert!(!lines.is_empty(), "the service logged nothing");
@@ -893,6 +892,7 @@ fn the_schema_checker_rejects_responses_that_break_the_documented_schema() {
         "subject": {"email": "a@example.com", "phone": null, "social_media_url": null, "name": null, "company": null},
         "metadata": {}, "created_at": "2026-01-15T10:30:00Z", "submitted_at": null,
         "completed_at": "2026-01-15T10:31:00Z", "credits_charged": 5, "error": null,
+        "synthetic": false,
         "profile": {"id": Uuid::new_v4(), "result": {"core_profile": {}}, "completed_on": null, "received_via": "callback"}
     });
     assert_eq!(validator.errors(lookup, &good), Vec::<String>::new());

@@ -286,3 +286,30 @@ async fn a_429_from_upstream_pauses_and_the_lookup_is_then_accepted_once(db: PgP
     );
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn no_upstream_slot_is_taken_once_shutdown_began(db: PgPool) {
+    use interests_receiver::store::pacing::Limits;
+    use interests_receiver::upstream::Pacer;
+    interests_receiver::store::migrate(&db).await.unwrap();
+    let pacer = Pacer::new(
+        db.clone(),
+        Limits {
+            per_minute: 60,
+            per_hour: 1000,
+            minute: Duration::from_secs(60),
+            hour: Duration::from_secs(3600),
+        },
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    shutdown.cancel();
+
+    let slot = pacer.acquire(&shutdown).await;
+
+    assert!(slot.is_none(), "a slot was granted after shutdown began");
+    let reserved: i64 = sqlx::query_scalar("SELECT count(*) FROM upstream_calls")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(reserved, 0);
+}

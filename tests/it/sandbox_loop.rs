@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Settings, spawn};
+use crate::common::{Settings, UpstreamKind, spawn};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -115,6 +115,19 @@ async fn a_result_upstream_forgot_expires_with_the_reason(db: PgPool) {
     app.stop().await;
 }
 
+/// Waits until the boolean `sql` holds.
+async fn wait_until(db: &PgPool, sql: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !sqlx::query_scalar::<_, bool>(sql)
+        .fetch_one(db)
+        .await
+        .unwrap()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never true: {sql}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[sqlx::test]
 async fn a_callback_that_overtakes_the_submit_response_is_kept(db: PgPool) {
     let app = spawn(db, Settings::sandbox()).await;
@@ -125,19 +138,82 @@ async fn a_callback_that_overtakes_the_submit_response_is_kept(db: PgPool) {
         .await
         .unwrap();
     let id = created["id"].as_str().unwrap();
-    // Wait until the submit response was recorded too, then check that it
-    // did not move the lookup back.
-    app.wait_for(id, WAIT, |l| l["status"] == "completed").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let completed = app.wait_for(id, WAIT, |l| l["status"] == "completed").await;
+
+    // The submit's answer has been recorded: the ledger holds the accepted
+    // call (dated when its answer arrived) and the claim is cleared.
+    wait_until(
+        &app.db,
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM upstream_calls WHERE kind = 'submit' AND outcome = 'accepted') \
+             AND (SELECT submit_started_at IS NULL AND lease_owner IS NULL FROM lookups WHERE id = '{id}')"
+        ),
+    )
+    .await;
+    let callback_first: bool = sqlx::query_scalar(
+        "SELECT (SELECT min(received_at) FROM deliveries WHERE lookup_id = $1::uuid AND outcome = 'applied') \
+              < (SELECT at FROM upstream_calls WHERE kind = 'submit' AND outcome = 'accepted')",
+    )
+    .bind(id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(
+        callback_first,
+        "the callback was not applied before the submit answer"
+    );
+
+    // The submit answer changed nothing an operator can see.
     let after = app.lookup(id).await;
-    assert_eq!(after["status"], "completed");
+    assert_eq!(after, completed);
     assert_eq!(after["profile"]["received_via"], "callback");
-    let pending_submit: bool =
-        sqlx::query_scalar("SELECT submit_started_at IS NOT NULL FROM lookups WHERE id = $1::uuid")
+    app.stop().await;
+}
+
+/// A submit answered with an error although upstream created the job: the
+/// lookup is not re-sent, and the job's own callback completes it.
+async fn assert_error_after_create_is_paid_once(db: PgPool, case: &str) {
+    // Real time: the job takes 3 s, longer than the first retry backoff
+    // (at most 2 s), so a wrong re-send would reach upstream first.
+    let mut settings = Settings::sandbox();
+    settings.upstream = UpstreamKind::Sandbox { time_scale: 1.0 };
+    let app = spawn(db, settings).await;
+    let created: serde_json::Value = app
+        .post_lookup(&json!({"email": format!("gus+sandbox-{case}@example.com")}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+
+    let done = app.wait_for_status(id, "completed", WAIT).await;
+    assert_eq!(done["profile"]["received_via"], "callback");
+    assert_eq!(done["credits_charged"], 5);
+    let sandbox = app.sandbox.unwrap();
+    let stats: serde_json::Value = reqwest::get(format!("http://{sandbox}/_sandbox/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["submits_accepted"], 1, "{stats}");
+    assert_eq!(stats["credits_charged"], 5, "{stats}");
+    let ambiguous: i32 =
+        sqlx::query_scalar("SELECT ambiguous_submits FROM lookups WHERE id = $1::uuid")
             .bind(id)
             .fetch_one(&app.db)
             .await
             .unwrap();
-    assert!(!pending_submit, "the submit response was never recorded");
+    assert_eq!(ambiguous, 1);
     app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_500_after_the_job_was_created_is_paid_once(db: PgPool) {
+    assert_error_after_create_is_paid_once(db, "accepted-then-500").await;
+}
+
+#[sqlx::test]
+async fn a_proxys_502_after_the_job_was_created_is_paid_once(db: PgPool) {
+    assert_error_after_create_is_paid_once(db, "accepted-then-502").await;
 }

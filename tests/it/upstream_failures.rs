@@ -117,10 +117,7 @@ fn error_body(code: &str, message: &str) -> Value {
 }
 
 async fn create(app: &TestApp, body: Value) -> String {
-    let response = app.post_lookup(&body).await;
-    assert_eq!(response.status(), 202);
-    let created: Value = response.json().await.unwrap();
-    created["id"].as_str().unwrap().to_owned()
+    app.create(&body).await
 }
 
 async fn column_i32(app: &TestApp, id: &str, column: &str) -> i32 {
@@ -236,13 +233,15 @@ async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is
 }
 
 #[sqlx::test]
-async fn a_500_then_a_503_are_retried_until_the_submit_is_accepted_once(db: PgPool) {
+async fn a_401_then_a_503_service_unavailable_are_retried_until_the_submit_is_accepted_once(
+    db: PgPool,
+) {
     let upstream = MockServer::start().await;
     let log = Log::default();
     submit_mock()
         .respond_with(recorded(
             &log,
-            ResponseTemplate::new(500).set_body_json(error_body("internal_error", "boom")),
+            ResponseTemplate::new(401).set_body_json(error_body("invalid_api_key", "bad key")),
         ))
         .up_to_n_times(1)
         .with_priority(1)
@@ -284,6 +283,80 @@ async fn a_500_then_a_503_are_retried_until_the_submit_is_accepted_once(db: PgPo
     assert_eq!(column_i32(&app, &id, "submit_attempts").await, 3);
     assert_eq!(column_i32(&app, &id, "ambiguous_submits").await, 0);
     app.stop().await;
+}
+
+/// Answers that do not prove upstream refused the request: a 500 sent
+/// after the job was made, a proxy's 502/504, a redirect.
+async fn assert_submit_answer_is_ambiguous(db: PgPool, answer: ResponseTemplate) {
+    let upstream = MockServer::start().await;
+    let log = Log::default();
+    submit_mock()
+        .respond_with(recorded(&log, answer))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    submit_mock()
+        .respond_with(recorded_accept(&log, |_| vec![]))
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+    let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+
+    let id = create(&app, json!({"email": "amb@example.com"})).await;
+    wait_until(
+        &app,
+        &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
+    )
+    .await;
+    // Longer than the longest first backoff (2 s): a wrong retry would show.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    assert_eq!(log.submits().len(), 1, "re-sent: {:?}", log.submits());
+    let lookup = app.lookup(&id).await;
+    assert_eq!(lookup["status"], "pending");
+    assert!(lookup["request_id"].is_null());
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_500_on_submit_is_ambiguous_and_not_resent(db: PgPool) {
+    let answer = ResponseTemplate::new(500).set_body_json(error_body("internal_error", "boom"));
+    assert_submit_answer_is_ambiguous(db, answer).await;
+}
+
+#[sqlx::test]
+async fn a_proxys_502_on_submit_is_ambiguous_and_not_resent(db: PgPool) {
+    let answer = ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>");
+    assert_submit_answer_is_ambiguous(db, answer).await;
+}
+
+#[sqlx::test]
+async fn a_gateway_timeout_504_on_submit_is_ambiguous_and_not_resent(db: PgPool) {
+    let answer = ResponseTemplate::new(504).set_body_string("Gateway Timeout");
+    assert_submit_answer_is_ambiguous(db, answer).await;
+}
+
+#[sqlx::test]
+async fn a_503_without_upstreams_error_code_is_ambiguous(db: PgPool) {
+    let answer = ResponseTemplate::new(503).set_body_string("upstream connect error");
+    assert_submit_answer_is_ambiguous(db, answer).await;
+}
+
+#[sqlx::test]
+async fn a_redirect_is_not_followed_and_the_credentials_never_reach_its_target(db: PgPool) {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202).set_body_json(accepted_body("x_1_1")))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let answer = ResponseTemplate::new(307).insert_header(
+        "Location",
+        format!("{}/person/interests", elsewhere.uri()).as_str(),
+    );
+    assert_submit_answer_is_ambiguous(db, answer).await;
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
 }
 
 #[sqlx::test]
@@ -669,91 +742,5 @@ async fn stats_count_credits_outcomes_deliveries_and_polls(db: PgPool) {
     let polled = polls(&upstream).await;
     assert!(polled >= 1);
     assert_eq!(stats["polls"], polled as u64, "{stats}");
-    app.stop().await;
-}
-
-/// Two due lookups, `first` created first but sorted after `second`, whose
-/// rows lie in the table in the opposite order of the queue's.
-async fn two_due_lookups(db: PgPool, status: &str) -> (TestApp, String, String) {
-    let mut settings = Settings::with_upstream_url("http://127.0.0.1:9".parse().unwrap());
-    settings.options.run_workers = false;
-    let app = spawn(db, settings).await;
-    let first = create(&app, json!({"email": "pat@example.com"})).await;
-    let second = create(&app, json!({"email": "quinn@example.com"})).await;
-    sqlx::query(
-        "UPDATE lookups SET next_action_at = now() - interval '2 seconds' WHERE id = $1::uuid",
-    )
-    .bind(&second)
-    .execute(&app.db)
-    .await
-    .unwrap();
-    // Rewriting the first row moves it behind the second in the heap.
-    sqlx::query(
-        "UPDATE lookups SET next_action_at = now() - interval '1 second' WHERE id = $1::uuid",
-    )
-    .bind(&first)
-    .execute(&app.db)
-    .await
-    .unwrap();
-    if status != "pending" {
-        sqlx::query(
-            "UPDATE lookups SET status = $1, request_id = md5(id::text) || '_1717000000_1', \
-               submitted_at = now()",
-        )
-        .bind(status)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    }
-    (app, first, second)
-}
-
-async fn leased(app: &TestApp) -> Vec<String> {
-    sqlx::query_scalar("SELECT id::text FROM lookups WHERE lease_owner IS NOT NULL ORDER BY id")
-        .fetch_all(&app.db)
-        .await
-        .unwrap()
-}
-
-#[sqlx::test]
-async fn one_submit_claim_leases_exactly_the_most_urgent_lookup(db: PgPool) {
-    let (app, _first, second) = two_due_lookups(db, "pending").await;
-
-    let claim = interests_receiver::store::work::claim_submit(
-        &app.db,
-        uuid::Uuid::new_v4(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap()
-    .expect("a due lookup is claimed");
-
-    assert_eq!(claim.id.to_string(), second);
-    // A second leased row would never be sent: its claim was dropped, its
-    // lease runs out and it is then taken for an ambiguous submit.
-    assert_eq!(leased(&app).await, vec![second.clone()]);
-    assert_eq!(
-        app.count("SELECT count(*) FROM lookups WHERE submit_attempts > 0")
-            .await,
-        1
-    );
-    app.stop().await;
-}
-
-#[sqlx::test]
-async fn one_poll_claim_leases_exactly_the_most_urgent_job(db: PgPool) {
-    let (app, _first, second) = two_due_lookups(db, "queued").await;
-
-    let claim = interests_receiver::store::work::claim_poll(
-        &app.db,
-        uuid::Uuid::new_v4(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap()
-    .expect("a due job is claimed");
-
-    assert_eq!(claim.id.to_string(), second);
-    assert_eq!(leased(&app).await, vec![second.clone()]);
     app.stop().await;
 }

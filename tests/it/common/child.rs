@@ -88,6 +88,7 @@ pub fn serve_env(
         ("UPSTREAM_API_KEY", KEY.into()),
         ("UPSTREAM_API_SECRET", SECRET.into()),
         ("API_TOKENS", super::TOKEN.into()),
+        ("SERVICE_SECRET", super::TEST_SECRET.into()),
         ("UPSTREAM_TIMEOUT_SECS", "2".into()),
         ("WORKER_LEASE_SECS", "3".into()),
         ("UPSTREAM_RATE_PER_MINUTE", "6000".into()),

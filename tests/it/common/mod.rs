@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use interests_receiver::app::{Application, Options};
-use interests_receiver::config::{ApiTokens, Config, LogFormat, Upstream};
+use interests_receiver::config::{Access, ApiTokens, Config, LogFormat, Upstream};
 use interests_receiver::secrets::ServiceSecret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -21,6 +21,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
+/// A read-only token (`API_READ_TOKENS`) named `reader`.
+pub const READ_TOKEN: &str = "read-token-0123456789abcdef";
 /// SERVICE_SECRET of test apps.
 pub const TEST_SECRET: &str = "test-service-secret-0123456789-abcdefghijkl";
 
@@ -47,6 +49,7 @@ pub struct Settings {
     /// WEBHOOK_ALLOW_PRIVATE: on, so that tests can receive on loopback.
     pub webhook_allow_private: bool,
     pub options: Options,
+    pub redact_sections: Vec<String>,
 }
 
 impl Settings {
@@ -71,6 +74,7 @@ impl Settings {
             rate_per_hour: 100_000,
             webhook_allow_private: true,
             options: Options::default(),
+            redact_sections: Vec::new(),
         }
     }
 }
@@ -110,7 +114,11 @@ pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
         public_base_url: (settings.callbacks && !is_sandbox)
             .then(|| format!("http://{addr}").parse().unwrap()),
         upstream,
-        api_tokens: ApiTokens::from_plain(TOKEN),
+        api_tokens: {
+            let mut tokens = ApiTokens::from_plain(TOKEN);
+            tokens.extend(ApiTokens::named(READ_TOKEN, "reader", Access::Read));
+            tokens
+        },
         service_secret: ServiceSecret::new(TEST_SECRET, None),
         poll_after: settings.poll_after,
         rate_per_minute: settings.rate_per_minute,
@@ -126,6 +134,9 @@ pub async fn spawn(db: PgPool, settings: Settings) -> TestApp {
         sandbox_time_scale,
         log_format: LogFormat::Pretty,
         webhook_allow_private: settings.webhook_allow_private,
+        retention_delivery: Duration::from_secs(30 * 86_400),
+        retention_profile: None,
+        redact_sections: settings.redact_sections.clone(),
         generated_token: None,
     };
     if std::env::var("TEST_LOG").is_ok() {
@@ -161,6 +172,14 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// POST /v1/lookups expecting a new lookup (202); its id.
+    pub async fn create(&self, body: &Value) -> String {
+        let response = self.post_lookup(body).await;
+        assert_eq!(response.status(), 202);
+        let created: Value = response.json().await.unwrap();
+        created["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
