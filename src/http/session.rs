@@ -142,8 +142,8 @@ pub fn authenticate(state: &AppState, request: &Request) -> Option<Result<Caller
     let (claims, payload) = verify(state, cookie_value(request.headers())?)?;
     let caller = caller_of(state, &claims)?;
     if is_write(request.method()) {
-        if let Err(refusal) = check_same_origin(request.headers()) {
-            return Some(Err(refusal));
+        if let Err(reason) = check_same_origin(request.headers()) {
+            return Some(Err(csrf_refused(reason)));
         }
         let expected = csrf_token(state, &payload);
         let presented = request
@@ -164,12 +164,13 @@ fn is_write(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Refuses requests a browser marks as coming from another site or origin.
-fn check_same_origin(headers: &HeaderMap) -> Result<(), Response> {
+/// Refuses requests a browser marks as coming from another site or origin
+/// (the reason, for the 403).
+fn check_same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && !matches!(site, "same-origin" | "none")
     {
-        return Err(csrf_refused("cross-site request refused"));
+        return Err("cross-site request refused");
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let host = headers
@@ -178,7 +179,7 @@ fn check_same_origin(headers: &HeaderMap) -> Result<(), Response> {
             .unwrap_or("");
         let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
         if origin == "null" || !origin_host.eq_ignore_ascii_case(host) {
-            return Err(csrf_refused("request from another origin refused"));
+            return Err("request from another origin refused");
         }
     }
     Ok(())
@@ -263,8 +264,8 @@ pub async fn sign_in(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // A forged sign-in would put the victim into the attacker's session.
-    if let Err(refusal) = check_same_origin(&headers) {
-        return Ok(refusal);
+    if let Err(reason) = check_same_origin(&headers) {
+        return Ok(csrf_refused(reason));
     }
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
@@ -324,8 +325,8 @@ pub async fn current(
         (status = 204, description = "signed out"),
         (status = 403, body = Problem, description = "sign-out from another origin")))]
 pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = check_same_origin(&headers) {
-        return refusal;
+    if let Err(reason) = check_same_origin(&headers) {
+        return csrf_refused(reason);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response

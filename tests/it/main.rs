@@ -10,6 +10,7 @@ mod callbacks;
 mod claims;
 mod compose;
 mod configuration;
+mod console;
 mod crash_safety;
 mod deliveries_api;
 mod erasure_api;

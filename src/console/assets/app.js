@@ -28,9 +28,12 @@ async function route() {
   }
   const match = routes.map(([re, page]) => [hash.match(re), page]).find(([m]) => m);
   main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+  delete main.dataset.route;
   try {
     const page = match ? await match[1](match[0]) : h('p', {}, 'No such page.');
+    if ((location.hash || '#/overview') !== hash) return; // the user moved on
     main.replaceChildren(page);
+    main.dataset.route = hash;
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) { showSignIn('Your session has ended; sign in again.'); return; }
     main.replaceChildren(errorBox(err));

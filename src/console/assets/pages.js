@@ -4,6 +4,8 @@ import { api, ApiError, h, query, canWrite, statusBadge, sandboxBadge, when, err
 import { renderResult } from './profile.js';
 
 const STATUSES = ['pending', 'queued', 'processing', 'completed', 'failed', 'expired'];
+/** Statuses only move forward; `expired` may still become `completed`. */
+const RANK = { pending: 0, queued: 1, processing: 2, expired: 3, failed: 4, completed: 4 };
 const EVENT_TYPES = ['queued', 'processing', 'completed', 'failed', 'expired'].map((s) => `lookup.${s}`);
 
 /** Follows /v1/events; `handler(data)` gets each lookup status change. */
@@ -128,7 +130,12 @@ export async function lookupsPage(params) {
   const status = params.get('status') || '';
   const tbody = h('tbody', { id: 'lookup-rows' });
   const rows = new Map();
+  const shown = new Map();
   const upsert = (lookup, atTop) => {
+    // Answers can arrive out of order (a POST answer after the completion
+    // event): never move a row back to an earlier status.
+    if (RANK[shown.get(lookup.id)] > RANK[lookup.status]) return;
+    shown.set(lookup.id, lookup.status);
     if (status && lookup.status !== status) {
       const old = rows.get(lookup.id);
       if (old) { old.remove(); rows.delete(lookup.id); }
@@ -146,7 +153,7 @@ export async function lookupsPage(params) {
   const source = followEvents(async (event) => {
     if (!event.lookup_id) return;
     const known = rows.get(event.lookup_id);
-    if (known && event.status) {
+    if (known && event.status && RANK[event.status] >= RANK[shown.get(event.lookup_id)]) {
       const cell = known.querySelector('.status-cell');
       cell.replaceChildren(statusBadge(event.status));
     }
