@@ -332,7 +332,10 @@ export async function webhooksPage() {
         e.preventDefault();
         try {
           const created = await api('/v1/webhooks', { method: 'POST', body: { url: url.value.trim(), description: description.value.trim() || undefined } });
-          message.replaceChildren(h('p', {}, 'Created. Its signing secret is shown once: '), h('pre', {}, created.secret));
+          message.replaceChildren(h('p', {}, 'Created. Its signing secret is shown once: '), h('pre', { id: 'webhook-secret' }, created.secret),
+            h('p', {}, h('a', { href: `#/webhook/${created.id}`, 'data-new-webhook': created.id }, 'Open the endpoint')));
+          url.value = '';
+          description.value = '';
         } catch (err) { message.replaceChildren(errorBox(err)); }
       } }, h('label', {}, 'url', url), h('label', {}, 'description', description), h('button', { type: 'submit' }, 'Add')),
       message);
@@ -340,20 +343,35 @@ export async function webhooksPage() {
   return h('div', {}, h('h1', {}, 'Webhooks'), form, h('section', { class: 'card' }, list.items.length ? table : h('p', { class: 'muted' }, 'No endpoints yet.')));
 }
 
+function attemptsTable(attempts) {
+  return attempts.items.length === 0 ? h('p', { class: 'muted' }, 'No attempts yet.')
+    : h('table', { id: 'attempt-rows' }, h('tr', {}, ['at', 'event', 'type', 'attempt', 'status', 'error', 'ms'].map((t) => h('th', {}, t))),
+      attempts.items.map((a) => h('tr', { 'data-status-code': a.status_code ?? '' }, h('td', {}, when(a.at)), h('td', {}, String(a.event_id)), h('td', {}, a.type),
+        h('td', {}, String(a.attempt)), h('td', {}, a.status_code == null ? '—' : String(a.status_code)),
+        h('td', {}, a.error || ''), h('td', {}, String(a.duration_ms)))));
+}
+
 export async function webhookPage(id) {
   const [hook, attempts] = await Promise.all([api(`/v1/webhooks/${id}`), api(`/v1/webhooks/${id}/attempts?limit=100`)]);
+  // Attempts refresh on their own while the page is open.
+  const attemptsBox = h('div', {}, attemptsTable(attempts));
+  const timer = setInterval(async () => {
+    try { attemptsBox.replaceChildren(attemptsTable(await api(`/v1/webhooks/${id}/attempts?limit=100`))); } catch { /* next time */ }
+  }, 2000);
+  onLeave(() => clearInterval(timer));
   const controls = [];
   if (canWrite()) {
     const since = h('input', { type: 'datetime-local', id: 'replay-since' });
-    const message = h('span', { role: 'status' });
+    const message = h('span', { role: 'status', id: 'replay-message' });
     controls.push(h('form', { class: 'inline', 'data-write': 'true', onsubmit: async (e) => {
       e.preventDefault();
       try {
         const from = since.value ? new Date(since.value) : new Date(Date.now() - 24 * 3600 * 1000);
         const answer = await api(`/v1/webhooks/${id}/replay`, { method: 'POST', body: { since: from.toISOString() } });
         message.textContent = `${answer.queued} events queued again.`;
+        message.dataset.queued = String(answer.queued);
       } catch (err) { message.replaceChildren(errorBox(err)); }
-    } }, h('label', {}, 'replay events since (default: 24 h ago)', since), h('button', { type: 'submit' }, 'Replay'), message));
+    } }, h('label', {}, 'replay events since (default: 24 h ago)', since), h('button', { type: 'submit', id: 'replay-submit' }, 'Replay'), message));
     const toggle = h('button', { type: 'button', class: 'secondary', 'data-write': 'true', onclick: async () => {
       await api(`/v1/webhooks/${id}`, { method: 'PATCH', body: { disabled: !hook.disabled } });
       window.dispatchEvent(new HashChangeEvent('hashchange'));
@@ -369,10 +387,5 @@ export async function webhookPage(id) {
     h('section', { class: 'card' }, h('h1', {}, hook.url),
       h('p', {}, `events: ${(hook.events || []).join(', ')} · ${hook.disabled ? 'disabled' : 'active'}`),
       hook.description ? h('p', {}, hook.description) : null, controls),
-    h('section', { class: 'card' }, h('h3', {}, 'Attempts'),
-      attempts.items.length === 0 ? h('p', { class: 'muted' }, 'No attempts yet.')
-        : h('table', {}, h('tr', {}, ['at', 'event', 'type', 'attempt', 'status', 'error', 'ms'].map((t) => h('th', {}, t))),
-          attempts.items.map((a) => h('tr', {}, h('td', {}, when(a.at)), h('td', {}, String(a.event_id)), h('td', {}, a.type),
-            h('td', {}, String(a.attempt)), h('td', {}, a.status_code == null ? '—' : String(a.status_code)),
-            h('td', {}, a.error || ''), h('td', {}, String(a.duration_ms)))))));
+    h('section', { class: 'card' }, h('h3', {}, 'Attempts'), attemptsBox));
 }

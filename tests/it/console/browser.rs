@@ -59,6 +59,24 @@ async fn evil_site(target: String) -> String {
     format!("http://localhost:{port}/")
 }
 
+/// An HTTP endpoint that acknowledges every webhook with 200.
+async fn webhook_receiver() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/hook")
+}
+
 #[sqlx::test]
 async fn the_console_works_in_a_real_browser_and_refuses_what_it_must(db: PgPool) {
     // Slow enough that a lookup is seen in flight before it completes.
@@ -268,6 +286,60 @@ async fn the_console_works_in_a_real_browser_and_refuses_what_it_must(db: PgPool
         problems.as_str().unwrap().contains("line 3")
             && problems.as_str().unwrap().contains("email"),
         "the bad row is reported with its line and field: {problems}"
+    );
+
+    // --- webhooks: an endpoint made in the console, its attempts, a replay -------
+    let receiver = webhook_receiver().await;
+    goto_hash(&browser, "#/webhooks").await;
+    browser
+        .wait_for(
+            "the webhook form",
+            "return document.getElementById('webhook-url')",
+        )
+        .await;
+    browser.type_into("#webhook-url", &receiver).await;
+    browser.click("#webhook-form button[type=submit]").await;
+    browser
+        .wait_for(
+            "the new endpoint's secret",
+            "const s = document.getElementById('webhook-secret'); return s && s.textContent.startsWith('whsec_')",
+        )
+        .await;
+    browser.click("[data-new-webhook]").await;
+    browser
+        .wait_for(
+            "the endpoint page",
+            "return document.getElementById('replay-submit')",
+        )
+        .await;
+    let created: Value = app
+        .post_lookup(&json!({"email": "hook.console@example.com"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.wait_for_status(
+        created["id"].as_str().unwrap(),
+        "completed",
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    browser
+        .wait_for(
+            "a delivered attempt on the endpoint page (it refreshes itself)",
+            "return document.querySelector('#attempt-rows tr[data-status-code=\"200\"]')",
+        )
+        .await;
+    browser.click("#replay-submit").await;
+    let queued = browser
+        .wait_for(
+            "the replay answer",
+            "return document.getElementById('replay-message').dataset.queued",
+        )
+        .await;
+    assert!(
+        queued.as_str().unwrap().parse::<i64>().unwrap() >= 1,
+        "replay queued nothing: {queued}"
     );
 
     // --- a forged cross-site write is refused ----------------------------------
