@@ -41,6 +41,9 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, so that Drop can stop chromedriver and
+            // every Chromium process it started, even after a failed test.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
@@ -243,6 +246,17 @@ impl Browser {
             .delete(format!("{}/session/{}", self.base, self.session))
             .send()
             .await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id() {
+            // The group's id is chromedriver's pid (process_group(0)).
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
