@@ -45,13 +45,20 @@ if [[ -z "${UPSTREAM_API_KEY:-}" && -z "${UPSTREAM_API_SECRET:-}" ]]; then
   export API_TOKENS="${API_TOKENS:-sandbox-demo-token-0123456789}"
 fi
 
-BIN="${CARGO_TARGET_DIR:-target}/release/interests-receiver"
-if [[ ! -x "$BIN" ]]; then
+# Ask cargo where it builds (CARGO_TARGET_DIR, a config file, or target/).
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+if [[ ! -x "${target_dir:-target}/release/interests-receiver" ]]; then
   log "first run: compiling the release binary; this takes a few minutes (about 5 on 2 cores), later runs start in seconds"
 else
   log "building (only what changed since the last run)"
 fi
-cargo build --release --locked --bin interests-receiver
+# JSON on stdout names the binary that was built; diagnostics stay readable
+# on stderr.
+BIN=$(cargo build --release --locked --bin interests-receiver \
+  --message-format=json-render-diagnostics |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+[[ -x "$BIN" ]] || die "cargo did not report the interests-receiver binary"
 
 log "starting interests-receiver on $LISTEN_ADDR (ctrl-c stops it)"
 # Run in the background and wait, so that this shell can take ctrl-c and
