@@ -208,9 +208,9 @@ impl Application {
             config,
             wake,
             metrics: telemetry::metrics_handle(),
+            events,
             gate,
             intake,
-            events,
         };
         Ok(Application {
             listener,

@@ -46,13 +46,14 @@ pub enum Command {
     Export(crate::client::export::ExportArgs),
     /// Exit 0 when the given health URL answers 200 (container health check).
     Healthcheck {
-        /// URL to probe.
-        #[arg(
-            long,
-            env = "HEALTHCHECK_URL",
-            default_value = "http://127.0.0.1:8080/healthz"
-        )]
-        url: String,
+        /// URL to probe [default: http://127.0.0.1:<port of LISTEN_ADDR>/healthz,
+        /// so the check follows the port the service binds].
+        #[arg(long, env = "HEALTHCHECK_URL")]
+        url: Option<String>,
+        /// The service's listen address; only its port is used, to build the
+        /// default URL.
+        #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+        listen_addr: std::net::SocketAddr,
     },
 }
 
@@ -81,7 +82,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import(args) => exit_with(crate::client::import::run(args).await),
         Command::Export(args) => exit_with(crate::client::export::run(args).await),
-        Command::Healthcheck { url } => {
+        Command::Healthcheck { url, listen_addr } => {
+            let url = url.unwrap_or_else(|| healthz_url(listen_addr));
             let response = reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
                 .build()?
@@ -97,6 +99,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `/healthz` at `listen_addr`: its own address when it names one, loopback
+/// when it binds every interface (`0.0.0.0`, `[::]`).
+fn healthz_url(listen_addr: std::net::SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let ip = match listen_addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/healthz", SocketAddr::new(ip, listen_addr.port()))
 }
 
 /// Client commands have exit statuses of their own (0, 1, 2); they have

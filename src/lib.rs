@@ -3,11 +3,12 @@
 //! them in PostgreSQL and serves them over a REST API.
 
 pub mod app;
-pub mod callback_gate;
 pub mod batch;
+pub mod callback_gate;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod crashpoint;
 pub mod events;
 pub mod facets;

@@ -74,10 +74,13 @@ impl Subject {
             && subject.social_media_url.is_none()
             && subject.name.is_none()
         {
-            errors.push(FieldError::new(
-                "email",
-                "at least one of email, phone, social_media_url or name is required",
-            ));
+            // Name every field that would satisfy the rule, not only the first.
+            for field in ["email", "phone", "social_media_url", "name"] {
+                errors.push(FieldError::new(
+                    field,
+                    "at least one of email, phone, social_media_url or name is required",
+                ));
+            }
         }
         if errors.is_empty() {
             Ok(subject)
@@ -302,7 +305,8 @@ mod tests {
             ..Subject::default()
         })
         .unwrap_err();
-        assert_eq!(errors.len(), 1);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["email", "phone", "social_media_url", "name"]);
     }
 
     #[test]

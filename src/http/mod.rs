@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod batch;
 pub mod callbacks;
+pub mod credits;
 pub mod deliveries;
 pub mod error;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod openapi;
 pub mod ops;
 pub mod profiles;
 pub mod server;
+pub mod session;
 pub mod subjects;
 pub mod views;
 pub mod webhooks;
@@ -55,12 +57,12 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub wake: Arc<Notify>,
     pub metrics: PrometheusHandle,
+    /// Wake-ups and the bound on open `GET /v1/events` streams.
+    pub events: crate::events::EventHub,
     /// Token check and refusal counting of the callback receiver.
     pub gate: Arc<crate::callback_gate::CallbackGate>,
     /// What is written of upstream payloads (redaction, NUL replacement).
     pub intake: crate::intake::Intake,
-    /// Wake-ups and the bound on open `GET /v1/events` streams.
-    pub events: crate::events::EventHub,
 }
 
 impl AppState {
@@ -92,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/profiles/{id}", get(profiles::get))
         .route("/subjects", delete(subjects::erase))
         .route("/stats", get(ops::stats))
+        .route("/stats/credits", get(credits::per_day))
         .route("/events", get(events::stream))
         .route("/deliveries", get(deliveries::list))
         .route(
@@ -129,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(crate::console::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(

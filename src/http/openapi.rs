@@ -4,7 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    batch, callbacks, deliveries, events, facets, lookups, ops, profiles, subjects, webhooks,
+    batch, callbacks, credits, deliveries, events, facets, lookups, ops, profiles, session,
+    subjects, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -22,6 +23,7 @@ use super::{
         deliveries::list,
         callbacks::receive,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::stats,
+        credits::per_day, session::sign_in, session::current, session::sign_out,
     ),
     modifiers(&BearerAuth),
 )]

@@ -2,11 +2,12 @@
 //! module writes a query.
 
 pub mod batches;
+pub mod credits;
 pub mod deliveries;
 pub mod erasure;
 pub mod events;
-pub mod forged;
 pub mod facets;
+pub mod forged;
 pub mod idempotency;
 pub mod keyset;
 pub mod lookups;

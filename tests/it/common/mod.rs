@@ -131,10 +131,10 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
         database_max_connections: 10,
         sandbox_time_scale,
         log_format: LogFormat::Pretty,
+        webhook_allow_private: settings.webhook_allow_private,
         retention_delivery: Duration::from_secs(30 * 86_400),
         retention_profile: settings.retention_profile,
         redact_sections: settings.redact_sections.clone(),
-        webhook_allow_private: settings.webhook_allow_private,
         generated_token: None,
     }
 }
