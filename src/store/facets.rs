@@ -75,12 +75,36 @@ const SPELLING: &str = "COALESCE((SELECT s.spelling FROM facet_spellings s \
     WHERE s.field = $1 AND s.value_lower = c.value_lower \
     ORDER BY s.count DESC, s.spelling LIMIT 1), c.value_lower)";
 
+/// Queued profile changes folded per statement.
+const FOLD_BATCH: i32 = 5000;
+
+/// Adds the queued profile changes to the facet counts (migration
+/// `facet_changes_queue`): with `wait`, after any fold in progress, so that
+/// every committed profile is counted; without, only if nobody else folds.
+pub async fn fold(db: &PgPool, wait: bool) -> sqlx::Result<i64> {
+    let mut total = 0;
+    loop {
+        let n: i32 = sqlx::query_scalar("SELECT facet_fold($1, $2)")
+            .bind(FOLD_BATCH)
+            .bind(wait)
+            .fetch_one(db)
+            .await?;
+        total += i64::from(n);
+        if n < FOLD_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
 pub async fn top(
     db: &PgPool,
     field: Field,
     filter: &ProfileFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<FacetCount>> {
+    if filter.single_facet().is_some() || filter.is_empty() {
+        fold(db, true).await?;
+    }
     if let Some((filter_field, filter_value)) = filter.single_facet() {
         return sqlx::query_as(&format!(
             "SELECT {SPELLING} AS value, c.count FROM facet_pairs c \

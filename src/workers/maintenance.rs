@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerContext;
-use crate::store::{events, pacing, retention, work};
+use crate::store::{events, facets, pacing, retention, work};
 
 const EVERY: Duration = Duration::from_secs(2);
 /// Ledger rows older than this count in no window and no statistic.
@@ -53,6 +53,7 @@ async fn once(ctx: &WorkerContext) -> sqlx::Result<()> {
         tracing::warn!(expired, "jobs passed their deadline");
     }
     pacing::prune(&ctx.db, LEDGER_KEEP).await?;
+    facets::fold(&ctx.db, false).await?;
     Ok(())
 }
 

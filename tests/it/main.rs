@@ -5,8 +5,8 @@
 
 mod common;
 
-mod callback_door;
 mod batch_api;
+mod callback_door;
 mod callbacks;
 mod claims;
 mod compose;
