@@ -3,6 +3,7 @@
 //! them in PostgreSQL and serves them over a REST API.
 
 pub mod app;
+pub mod audit;
 pub mod batch;
 pub mod callback_gate;
 pub mod cli;

@@ -1,6 +1,7 @@
 //! The HTTP layer: routing, middleware and thin handlers that call into the
 //! domain and store modules.
 
+pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod callbacks;
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/profiles", get(profiles::list))
         .route("/profiles/{id}", get(profiles::get))
         .route("/subjects", delete(subjects::erase))
+        .route("/audit", get(audit::list))
         .route("/stats", get(ops::stats))
         .route("/stats/credits", get(credits::per_day))
         .route("/events", get(events::stream))

@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    batch, callbacks, credits, deliveries, events, facets, lookups, ops, profiles, session,
+    audit, batch, callbacks, credits, deliveries, events, facets, lookups, ops, profiles, session,
     subjects, webhooks,
 };
 
@@ -12,6 +12,7 @@ use super::{
 #[openapi(
     info(title = "interests-receiver", description = "Look people up through the Personal Interests API; read stored lookups and profiles."),
     paths(
+        audit::list,
         lookups::create, lookups::get, lookups::list,
         batch::create,
         profiles::get, profiles::list,

@@ -8,8 +8,11 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
+use crate::audit::{self, Action, Whom};
+use crate::config::Caller;
 use crate::store::erasure;
 use crate::subject::{identity, normalise_email, normalise_phone, normalise_text, normalise_url};
+use axum::Extension;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErasedCounts {
@@ -42,7 +45,11 @@ const KINDS: [(&str, Normalise); 4] = [
     responses((status = 200, body = ErasureView),
         (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn erase(State(state): State<AppState>, params: Params) -> ApiResult<Json<ErasureView>> {
+pub async fn erase(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    params: Params,
+) -> ApiResult<Json<ErasureView>> {
     let given: Vec<_> = KINDS
         .iter()
         .filter(|(k, _)| params.text(k).is_some())
@@ -69,6 +76,9 @@ pub async fn erase(State(state): State<AppState>, params: Params) -> ApiResult<J
     if suppress {
         erasure::suppress(&mut *tx, &secret.identity_hash(&identity)).await?;
     }
+    // In the erasure's transaction: no erasure goes unrecorded.
+    let whom = Whom::Identity(&identity);
+    audit::record(&mut *tx, secret, &caller, Action::SubjectErase, whom).await?;
     tx.commit().await?;
     tracing::info!(
         lookups = erased.lookups,

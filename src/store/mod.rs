@@ -1,6 +1,7 @@
 //! All SQL of the service, one module per table family. Nothing outside this
 //! module writes a query.
 
+pub mod audit;
 pub mod batches;
 pub mod credits;
 pub mod deliveries;

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod audit_api;
 mod batch_api;
 mod callback_door;
 mod callbacks;
