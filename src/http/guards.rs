@@ -54,8 +54,18 @@ pub async fn plain_request_id(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Ends a request that takes longer than `limit` with a 503 problem.
+/// Longest a `POST /v1/lookups/batch` of up to 1,000 items may take.
+pub const BATCH_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Ends a request that takes longer than `limit` (a batch: [`BATCH_TIMEOUT`])
+/// with a 503 problem. Only the time to the response head counts: an event
+/// stream's body runs on.
 pub async fn deadline(limit: Duration, request: Request, next: Next) -> Response {
+    let limit = if request.uri().path() == "/v1/lookups/batch" {
+        BATCH_TIMEOUT
+    } else {
+        limit
+    };
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => retry_later(ApiError::Timeout),

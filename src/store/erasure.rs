@@ -38,6 +38,11 @@ pub async fn erase(
         .bind(name)
         .execute(&mut *tx)
         .await?;
+    // The profiles' removal from the facet counts is queued with their
+    // results; fold it now, in this transaction, so no copy outlives it.
+    sqlx::query("SELECT facet_fold(2147483647, true)")
+        .execute(&mut *tx)
+        .await?;
     Ok(Erased {
         lookups: counts.0,
         profiles: counts.1,

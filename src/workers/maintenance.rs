@@ -54,6 +54,9 @@ async fn once(ctx: &WorkerContext) -> sqlx::Result<()> {
     }
     pacing::prune(&ctx.db, LEDGER_KEEP).await?;
     facets::fold(&ctx.db, false).await?;
+    // Events are the replay window of `GET /v1/events` and webhook replays:
+    // 7 days (and they go earlier with an erased or purged lookup).
+    events::purge(&ctx.db, events::MIN_KEEP).await?;
     Ok(())
 }
 
@@ -63,10 +66,8 @@ async fn retention(ctx: &WorkerContext) -> sqlx::Result<()> {
         Some(keep) => retention::purge_lookups(&ctx.db, keep).await?,
         None => 0,
     };
-    // Events are kept at least 7 days, longer with the delivery retention.
-    let events = events::purge(&ctx.db, ctx.retention.deliveries).await?;
-    if deliveries + lookups + events > 0 {
-        tracing::info!(deliveries, lookups, events, "retention purge");
+    if deliveries + lookups > 0 {
+        tracing::info!(deliveries, lookups, "retention purge");
     }
     Ok(())
 }
