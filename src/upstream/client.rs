@@ -251,6 +251,24 @@ fn short(e: &reqwest::Error) -> String {
     format!("{kind}{source}")
 }
 
+/// Longest pause a `Retry-After` can impose; a larger (or absurd) value is
+/// capped, so a bad header cannot stop every replica for days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` in either form (RFC 9110): delay-seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let raw = headers.get("retry-after")?.to_str().ok()?.trim();
+    let wait = match raw.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(raw).ok()?;
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
 pub fn rate_info(headers: &HeaderMap) -> RateInfo {
     let number = |name: &str| {
         headers
@@ -266,7 +284,7 @@ pub fn rate_info(headers: &HeaderMap) -> RateInfo {
                 number("ratelimit-reset")
                     .map(|s| Utc::now() + chrono::Duration::seconds(s.min(86_400) as i64))
             }),
-        retry_after: number("retry-after").map(Duration::from_secs),
+        retry_after: retry_after(headers),
     }
 }
 
@@ -324,5 +342,24 @@ mod tests {
         assert_eq!(info.remaining, Some(0));
         assert_eq!(info.reset_at.unwrap().timestamp(), 1_767_000_000);
         assert_eq!(info.retry_after, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn retry_after_is_read_as_a_date_too_and_capped() {
+        let mut h = HeaderMap::new();
+        let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(60);
+        h.insert(
+            "Retry-After",
+            httpdate::fmt_http_date(in_a_minute).parse().unwrap(),
+        );
+        let wait = rate_info(&h).retry_after.unwrap();
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        h.insert("Retry-After", "999999999".parse().unwrap());
+        assert_eq!(rate_info(&h).retry_after, Some(MAX_RETRY_AFTER));
+        h.insert("Retry-After", "soon".parse().unwrap());
+        assert_eq!(rate_info(&h).retry_after, None);
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde_yaml::Value;
+use serde_norway::Value;
 use url::Url;
 
 // ---------------------------------------------------------------------------
@@ -23,7 +23,7 @@ fn read(relative: &str) -> String {
 }
 
 fn compose() -> Value {
-    serde_yaml::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is valid YAML")
+    serde_norway::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is valid YAML")
 }
 
 fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {

@@ -171,11 +171,8 @@ async fn an_interrupted_import_run_again_pays_for_nobody_twice(db: PgPool) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let pid = first.id().expect("still running").to_string();
-    std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
+    let pid = first.id().expect("still running");
+    crate::common::signal(pid, nix::sys::signal::Signal::SIGINT);
     let _ = first.wait().await;
 
     let resumed = run(&app, &["import", path, "--batch-size", "1", "--wait"]).await;

@@ -609,7 +609,9 @@ async fn a_poll_answering_404_request_not_found_expires_the_lookup_with_that_rea
 
     let id = create(&app, json!({"email": "ida@example.com"})).await;
     let expired = app.wait_for_status(&id, "expired", WAIT).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Longer than any wrong next poll could wait: the first retry backoff
+    // (at most 2 s) or the next poll interval (1.5 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
 
     assert!(
         expired["error"]

@@ -187,10 +187,7 @@ impl Child {
     /// SIGTERM, then the exit status (graceful shutdown).
     pub async fn terminate(mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let pid = self.process.id().unwrap();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
+        super::signal(pid, nix::sys::signal::Signal::SIGTERM);
         tokio::time::timeout(timeout, self.process.wait())
             .await
             .ok()

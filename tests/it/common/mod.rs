@@ -20,6 +20,12 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+/// Sends `signal` to process `pid` (nix, not a `kill` command).
+pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid fits in i32"));
+    nix::sys::signal::kill(pid, signal).expect("the process can be signalled");
+}
+
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 /// A read-only token (`API_READ_TOKENS`) named `reader`.
 pub const READ_TOKEN: &str = "read-token-0123456789abcdef";

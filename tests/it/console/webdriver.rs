@@ -253,9 +253,10 @@ impl Drop for Browser {
     fn drop(&mut self) {
         if let Some(pid) = self._driver.id() {
             // The group's id is chromedriver's pid (process_group(0)).
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
+            if let Ok(pid) = i32::try_from(pid) {
+                let group = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            }
         }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
