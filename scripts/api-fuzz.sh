@@ -15,6 +15,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf 'scripts/api-fuzz.sh: %s\n' "$*" >&2; }
 
 SCHEMATHESIS_VERSION=3.39.16
+# The hypothesis release of the same month: later ones break this schemathesis.
+HYPOTHESIS_VERSION=6.123.2
 EXAMPLES="${API_FUZZ_EXAMPLES:-25}"
 BIN="${1:-${CARGO_TARGET_DIR:-target}/release/interests-receiver}"
 [[ -x "$BIN" ]] || { log "no binary at $BIN: run scripts/build-release.sh first"; exit 2; }
@@ -32,7 +34,7 @@ trap cleanup EXIT
 
 log "installing schemathesis $SCHEMATHESIS_VERSION into a throwaway virtualenv"
 python3 -m venv "$WORK/venv"
-"$WORK/venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+"$WORK/venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION"
 
 psql "$SERVER_URL" -XAtqc "CREATE DATABASE $DB" >/dev/null
 DB_URL="${SERVER_URL%/*}/$DB"
@@ -54,6 +56,7 @@ log "running schemathesis: every check, $EXAMPLES examples per operation"
 status=0
 "$WORK/venv/bin/st" run "http://127.0.0.1:$PORT/openapi.json" \
   --base-url "http://127.0.0.1:$PORT" \
+  --experimental=openapi-3.1 \
   --checks all \
   --hypothesis-max-examples "$EXAMPLES" \
   --hypothesis-deadline none \

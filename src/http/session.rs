@@ -254,10 +254,10 @@ fn view(state: &AppState, claims: &Claims, payload: &str) -> SessionView {
 #[utoipa::path(post, path = "/console/session", tag = "console", request_body = SignIn,
     responses(
         (status = 200, body = SessionView, description = "signed in; the session cookie is set"),
-        (status = 400, body = Problem, description = "not JSON"),
-        (status = 401, body = Problem, description = "not an accepted token"),
-        (status = 403, body = Problem, description = "sign-in from another origin"),
-        (status = 422, body = Problem, description = "no token field")))]
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "not JSON"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "not an accepted token"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "sign-in from another origin"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "no token field")))]
 pub async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -303,7 +303,7 @@ pub async fn sign_in(
 #[utoipa::path(get, path = "/console/session", tag = "console",
     responses(
         (status = 200, body = SessionView),
-        (status = 401, body = Problem, description = "no valid session")))]
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "no valid session")))]
 pub async fn current(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -323,7 +323,7 @@ pub async fn current(
 #[utoipa::path(delete, path = "/console/session", tag = "console",
     responses(
         (status = 204, description = "signed out"),
-        (status = 403, body = Problem, description = "sign-out from another origin")))]
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "sign-out from another origin")))]
 pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(reason) = check_same_origin(&headers) {
         return csrf_refused(reason);
