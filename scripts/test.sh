@@ -13,7 +13,7 @@
 #      It is stopped and deleted when this script exits, however it exits.
 #
 # Then it runs `cargo nextest run --all-targets --features crashpoints "$@"`
-# when cargo-nextest is installed, else the same with `cargo test`.
+# (installing cargo-nextest first when it is missing).
 # `scripts/test.sh --release` (what CI runs) tests the release build. There are no doctests, so
 # `cargo test --doc` is not run.
 #
@@ -67,11 +67,13 @@ for arg in "$@"; do
   fi
 done
 
-# Not exec'd: the EXIT trap must still run afterwards to remove the cluster.
-if cargo nextest --version >/dev/null 2>&1; then
-  log "running: cargo nextest run --all-targets ${features[*]} $*"
-  cargo nextest run --all-targets "${features[@]}" "$@"
-else
-  log "running: cargo test --all-targets ${features[*]} $*"
-  cargo test --all-targets "${features[@]}" "$@"
+# nextest runs each test in a process of its own: tests that read the
+# process-wide metrics recorder see only their own app's counts.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest (cargo install --locked cargo-nextest)"
+  cargo install --locked cargo-nextest
 fi
+
+# Not exec'd: the EXIT trap must still run afterwards to remove the cluster.
+log "running: cargo nextest run --all-targets ${features[*]} $*"
+cargo nextest run --all-targets "${features[@]}" "$@"
