@@ -14,7 +14,8 @@
 #
 # Then it runs `cargo nextest run --all-targets --features crashpoints "$@"`
 # (installing cargo-nextest first when it is missing).
-# `scripts/test.sh --release` (what CI runs) tests the release build. There are no doctests, so
+# `scripts/test.sh --release` (what CI runs) runs the child-process tests
+# on the release build. There are no doctests, so
 # `cargo test --doc` is not run.
 #
 # Environment variables read by this script:
@@ -56,14 +57,21 @@ if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
 fi
 
 # The crash hooks (cargo feature `crashpoints`) are compiled into the test
-# build only. With --release, the binary under test is first built by
-# scripts/build-release.sh (the shipped build plus that feature), so CI
-# tests what ships.
+# build only. With --release (what CI runs), the binary that every
+# child-process test starts (crash, replica, shutdown, configuration,
+# import/export tests) is the release build of scripts/build-release.sh, the
+# shipped build plus that feature: CI tests what ships. The test harness
+# itself stays a debug build (optimising it would only cost build time).
 features=(--features crashpoints)
+runner_args=()
 for arg in "$@"; do
   if [[ "$arg" == --release ]]; then
     log "building the release binary under test: scripts/build-release.sh ${features[*]}"
     scripts/build-release.sh "${features[@]}"
+    export INTERESTS_RECEIVER_BIN="${CARGO_TARGET_DIR:-target}/release/interests-receiver"
+    log "child-process tests run $INTERESTS_RECEIVER_BIN"
+  else
+    runner_args+=("$arg")
   fi
 done
 
@@ -75,5 +83,5 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # Not exec'd: the EXIT trap must still run afterwards to remove the cluster.
-log "running: cargo nextest run --all-targets ${features[*]} $*"
-cargo nextest run --all-targets "${features[@]}" "$@"
+log "running: cargo nextest run --all-targets ${features[*]} ${runner_args[*]}"
+cargo nextest run --all-targets "${features[@]}" "${runner_args[@]}"

@@ -26,7 +26,31 @@ pub async fn reach(point: &str) {
     }
 }
 
+/// Runs `work`; when this point is armed, stops forever once `work` has run
+/// for [`IN_FLIGHT`] (a request on the wire, its answer not yet read).
+#[cfg(feature = "crashpoints")]
+pub async fn during<F: std::future::Future>(point: &str, work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    if armed() == Some(point) {
+        let _ = tokio::time::timeout(IN_FLIGHT, &mut work).await;
+        eprintln!("CRASHPOINT {point}");
+        std::future::pending::<()>().await;
+    }
+    work.await
+}
+
+/// How long armed [`during`] points let their work run before stopping.
+#[cfg(feature = "crashpoints")]
+const IN_FLIGHT: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Without the `crashpoints` feature: nothing.
 #[cfg(not(feature = "crashpoints"))]
 #[inline(always)]
 pub async fn reach(_point: &str) {}
+
+/// Without the `crashpoints` feature: `work`, as it is.
+#[cfg(not(feature = "crashpoints"))]
+#[inline(always)]
+pub async fn during<F: std::future::Future>(_point: &str, work: F) -> F::Output {
+    work.await
+}

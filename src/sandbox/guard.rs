@@ -40,7 +40,7 @@ pub async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Ne
             snapshot,
             retry_after,
         } => {
-            add(&shared.stats.rate_limited, 1);
+            super::stats::rate_limited(&shared.stats);
             if is_submit {
                 add(&shared.stats.submits_refused, 1);
             }

@@ -51,6 +51,7 @@ pub struct Job {
     pub callbacks_acknowledged: u64,
     /// Polls still to answer 500 (`poll-error` case).
     pub poll_errors_left: u32,
+    pub accepted_at: DateTime<Utc>,
 }
 
 impl Job {
@@ -88,6 +89,7 @@ impl Job {
             credits: self.credits,
             callback_attempts: self.callback_attempts,
             callbacks_acknowledged: self.callbacks_acknowledged,
+            accepted_at: self.accepted_at,
         }
     }
 }
@@ -108,6 +110,8 @@ pub struct SandboxJob {
     pub callback_attempts: u64,
     /// Of those, the ones answered 2xx.
     pub callbacks_acknowledged: u64,
+    /// When the submit that made this job arrived.
+    pub accepted_at: DateTime<Utc>,
 }
 
 /// Every job, in submission order.

@@ -58,6 +58,7 @@ pub fn accept(shared: &Shared, request: SubmitRequest, cases: Cases) -> String {
         credits: 0,
         callback_attempts: 0,
         callbacks_acknowledged: 0,
+        accepted_at: chrono::Utc::now(),
         poll_errors_left: if cases.has(Case::PollError) {
             POLL_ERRORS
         } else {

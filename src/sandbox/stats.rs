@@ -1,7 +1,9 @@
 //! Counters that let tests see what the receiver cost and what reached it:
 //! how many submits were accepted (and paid), polls made, callbacks tried.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,9 @@ pub struct SandboxStats {
     pub callbacks_attempted: u64,
     /// Callback attempts answered 2xx.
     pub callbacks_acknowledged: u64,
+    /// When a request was last answered 429 (tests measure the receiver's
+    /// pause from here to its next request).
+    pub last_rate_limited_at: Option<DateTime<Utc>>,
 }
 
 /// The live counterpart of [`SandboxStats`].
@@ -34,6 +39,16 @@ pub(super) struct Counters {
     pub credits_charged: AtomicU64,
     pub callbacks_attempted: AtomicU64,
     pub callbacks_acknowledged: AtomicU64,
+    /// Microseconds since the epoch of the last 429; 0: none yet.
+    pub last_rate_limited_micros: AtomicI64,
+}
+
+/// Counts a 429 and notes when it was answered.
+pub(super) fn rate_limited(counters: &Counters) {
+    add(&counters.rate_limited, 1);
+    counters
+        .last_rate_limited_micros
+        .store(Utc::now().timestamp_micros(), Ordering::Relaxed);
 }
 
 /// Adds `n` to a counter; relaxed ordering is enough for statistics.
@@ -52,6 +67,10 @@ impl Counters {
             credits_charged: get(&self.credits_charged),
             callbacks_attempted: get(&self.callbacks_attempted),
             callbacks_acknowledged: get(&self.callbacks_acknowledged),
+            last_rate_limited_at: match self.last_rate_limited_micros.load(Ordering::Relaxed) {
+                0 => None,
+                micros => DateTime::from_timestamp_micros(micros),
+            },
         }
     }
 }

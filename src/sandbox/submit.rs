@@ -28,7 +28,7 @@ pub async fn submit(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
         Err(err) => {
             add(&shared.stats.submits_refused, 1);
             if err.status == StatusCode::TOO_MANY_REQUESTS {
-                add(&shared.stats.rate_limited, 1);
+                super::stats::rate_limited(&shared.stats);
             }
             err.into_response()
         }

@@ -605,7 +605,7 @@ fn compose_reads_only_variables_documented_in_env_example() {
 /// The variables `serve --help` names (`[env: NAME=…]`), read from the real
 /// binary so a setting added to config.rs cannot be forgotten here.
 fn serve_variables() -> BTreeSet<String> {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_interests-receiver"))
+    let output = std::process::Command::new(crate::common::bin())
         .args(["serve", "--help"])
         .env_clear()
         .output()

@@ -12,8 +12,6 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_interests-receiver");
-
 /// Secret values given to every run; none may appear in its output.
 const UPSTREAM_SECRET: &str = "upstream-secret-never-print-5f2c9a";
 const API_TOKEN: &str = "api-token-never-print-0123456789";
@@ -39,7 +37,7 @@ fn valid_env() -> Vec<(&'static str, String)> {
 
 /// Runs the binary with exactly `env`, killed if it outlives 20 s.
 async fn run(args: &[&str], env: &[(&str, String)]) -> Output {
-    let output = tokio::process::Command::new(BIN)
+    let output = tokio::process::Command::new(crate::common::bin())
         .args(args)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -385,7 +383,7 @@ async fn with_only_a_database_serve_runs_a_sandbox_whose_printed_token_completes
 ) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new(BIN)
+    let mut child = tokio::process::Command::new(crate::common::bin())
         .arg("serve")
         .env_clear()
         .env("DATABASE_URL", database_url(&db))

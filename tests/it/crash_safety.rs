@@ -88,7 +88,12 @@ async fn a_crash_after_claiming_but_before_sending_loses_nothing_and_sends_once(
     .await;
 
     assert_eq!(lookup["status"], "completed");
-    assert_eq!(sandbox.jobs_for("ann@example.com"), 1, "paid twice");
+    // Nothing had left: exactly one send after the restart, none lost.
+    assert_eq!(
+        sandbox.jobs_for("ann@example.com"),
+        1,
+        "never sent, or sent twice"
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM profiles").await, 1);
 }
 
@@ -122,6 +127,34 @@ async fn a_crash_after_upstream_accepted_but_before_recording_it_pays_once(db: P
         sandbox.sandbox.jobs()[0].request_id.as_str(),
         "the request_id was learnt from the callback"
     );
+    assert_eq!(count(&db, "SELECT count(*) FROM profiles").await, 1);
+}
+
+#[sqlx::test]
+async fn a_crash_while_the_submit_is_on_the_wire_pays_once(db: PgPool) {
+    // Slow (6 s at this scale): the job is still running when the dead
+    // process's lease runs out (3 s), which is when a wrong recovery would
+    // re-send it.
+    let email = "fay.sandbox-submit-timeout.sandbox-slow@example.com";
+    let (lookup, sandbox, db, _service) = crash_and_recover(
+        db,
+        Scenario {
+            // The submit reached upstream (the job exists and will be
+            // charged) but its answer, held back 3 s, never reached the
+            // process. A restart that took the lookup for unsent would pay
+            // twice; the job's callback, which carries the lookup's token,
+            // must complete it instead.
+            point: "submit_in_flight",
+            email,
+            time_scale: 0.2,
+            extra: &[("AMBIGUOUS_RESUBMIT_AFTER_SECS", "600")],
+        },
+    )
+    .await;
+
+    assert_eq!(lookup["status"], "completed");
+    assert_eq!(lookup["profile"]["received_via"], "callback");
+    assert_eq!(sandbox.jobs_for(email), 1, "paid twice");
     assert_eq!(count(&db, "SELECT count(*) FROM profiles").await, 1);
 }
 

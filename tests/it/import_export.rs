@@ -13,8 +13,6 @@ use interests_receiver::facets::Facets;
 use serde_json::Value;
 use sqlx::PgPool;
 
-const BIN: &str = env!("CARGO_BIN_EXE_interests-receiver");
-
 fn csv_file(content: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("import-{}.csv", uuid::Uuid::new_v4()));
     std::fs::write(&path, content).unwrap();
@@ -22,7 +20,7 @@ fn csv_file(content: &str) -> PathBuf {
 }
 
 fn client(app: &TestApp, args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(BIN);
+    let mut command = tokio::process::Command::new(crate::common::bin());
     command
         .args(args)
         .env_clear()

@@ -508,7 +508,7 @@ struct LoggedChild {
 
 impl LoggedChild {
     async fn serve(env: &[(String, String)], port: u16) -> LoggedChild {
-        let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_interests-receiver"))
+        let mut process = tokio::process::Command::new(crate::common::bin())
             .arg("serve")
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -677,7 +677,7 @@ async fn logs_are_json_lines_with_request_ids_and_hold_no_personal_data_or_secre
 // 6. healthcheck
 
 async fn healthcheck(url: &str) -> std::process::ExitStatus {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_interests-receiver"))
+    let run = tokio::process::Command::new(crate::common::bin())
         .arg("healthcheck")
         .env_clear()
         .env("HEALTHCHECK_URL", url)

@@ -111,7 +111,7 @@ pub struct Child {
 impl Child {
     /// Starts `interests-receiver serve` and waits until it answers /healthz.
     pub async fn serve(env: &[(String, String)]) -> Child {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_interests-receiver"));
+        let mut command = tokio::process::Command::new(crate::common::bin());
         command
             .arg("serve")
             .env_clear()

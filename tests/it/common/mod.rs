@@ -20,6 +20,15 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+/// The `interests-receiver` binary the child-process tests run:
+/// `INTERESTS_RECEIVER_BIN` when set (CI points it at the release build of
+/// scripts/build-release.sh, the shipped binary plus the crash hooks), else
+/// the one cargo built beside this test.
+pub fn bin() -> String {
+    std::env::var("INTERESTS_RECEIVER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_interests-receiver").to_owned())
+}
+
 /// Sends `signal` to process `pid` (nix, not a `kill` command).
 pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid fits in i32"));
