@@ -38,8 +38,9 @@ COPY --from=builder /app/target/release/interests-receiver /usr/local/bin/intere
 USER 10001
 EXPOSE 8080
 # The runtime image has no curl or wget: the binary probes itself.
-# HEALTHCHECK_URL (default http://127.0.0.1:8080/healthz) points it elsewhere,
-# e.g. at the sandbox when the image runs `sandbox`.
+# It probes /healthz on the port of LISTEN_ADDR (so a container moved to
+# another port stays healthy); HEALTHCHECK_URL points it elsewhere, e.g. at
+# the sandbox when the image runs `sandbox`.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["interests-receiver", "healthcheck"]
 ENTRYPOINT ["interests-receiver"]

@@ -42,6 +42,19 @@ if [[ "${TEST_PG_CHECK_ONLY:-}" == 1 ]]; then
   exit 0
 fi
 
+# The console's browser tests (tests/it/console/browser.rs) drive Debian's
+# headless Chromium through chromedriver. Install them when missing rather
+# than skip those tests; without root or apt the tests fail and say so.
+if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
+  if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium and chromium-driver for the console's browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    log "warning: chromium/chromedriver missing and cannot be installed here (needs root and apt-get); the console's browser tests will fail: apt-get install -y chromium chromium-driver"
+  fi
+fi
+
 # The crash hooks (cargo feature `crashpoints`) are compiled into the test
 # build only. With --release, the binary under test is first built by
 # scripts/build-release.sh (the shipped build plus that feature), so CI

@@ -1,7 +1,6 @@
 //! Wiring: database, HTTP server, workers and (in sandbox mode) the built-in
 //! simulator, run as sibling tasks under one shutdown token.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use uuid::Uuid;
 
 use crate::callback_gate::CallbackGate;
 use crate::config::{Config, Upstream};
+use crate::events::EventHub;
 use crate::http::{self, AppState};
 use crate::intake::Intake;
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -23,6 +23,7 @@ use crate::store::{self, pacing::Limits};
 use crate::telemetry;
 use crate::token::random_token;
 use crate::upstream::{Pacer, UpstreamClient};
+use crate::webhooks;
 use crate::workers::{self, WorkerContext};
 
 /// Time allowed for requests and workers to finish after a stop signal.
@@ -33,6 +34,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     workers: Option<WorkerContext>,
+    webhook_sender: Option<webhooks::sender::Sender>,
     sandbox: Option<(Sandbox, TcpListener)>,
 }
 
@@ -43,6 +45,10 @@ pub struct Options {
     pub run_workers: bool,
     /// Length of the pacing windows ("minute", "hour"), scaled in tests.
     pub pacing_minute: Duration,
+    /// Factor applied to the webhook retry schedule (tests make it small).
+    pub webhook_retry_scale: f64,
+    /// Open `GET /v1/events` streams this process serves at once.
+    pub max_event_streams: usize,
 }
 
 impl Default for Options {
@@ -50,6 +56,8 @@ impl Default for Options {
         Options {
             run_workers: true,
             pacing_minute: Duration::from_secs(60),
+            webhook_retry_scale: 1.0,
+            max_event_streams: crate::events::MAX_STREAMS,
         }
     }
 }
@@ -85,6 +93,15 @@ impl Application {
             .await
             .context("cannot apply database migrations")?;
         check_mode_matches_data(&db, config.is_sandbox()).await?;
+        let backfilled = crate::lookups::backfill_identities(&db, &config.service_secret)
+            .await
+            .context("cannot record the identities of earlier lookups")?;
+        if backfilled > 0 {
+            tracing::info!(
+                lookups = backfilled,
+                "recorded identities of earlier lookups"
+            );
+        }
         let gate = Arc::new(
             CallbackGate::new(&db, config.service_secret.clone())
                 .await
@@ -171,12 +188,27 @@ impl Application {
             wake: wake.clone(),
             gate: gate.clone(),
             intake: intake.clone(),
+            retention: workers::Retention {
+                deliveries: config.retention_delivery,
+                lookups: config.retention_profile,
+            },
+        });
+        let events = EventHub::new(options.max_event_streams);
+        let webhook_sender = options.run_workers.then(|| {
+            webhooks::sender::Sender::new(
+                db.clone(),
+                config.service_secret.clone(),
+                events.subscribe(),
+                config.webhook_allow_private,
+                options.webhook_retry_scale,
+            )
         });
         let state = AppState {
             db,
             config,
             wake,
             metrics: telemetry::metrics_handle(),
+            events,
             gate,
             intake,
         };
@@ -184,6 +216,7 @@ impl Application {
             listener,
             state,
             workers,
+            webhook_sender,
             sandbox,
         })
     }
@@ -229,15 +262,26 @@ impl Application {
         if let Some(ctx) = self.workers {
             tasks.spawn(workers::run(ctx, shutdown.clone()));
         }
+        tasks.spawn(
+            self.state
+                .events
+                .clone()
+                .run(self.state.db.clone(), shutdown.clone()),
+        );
+        if let Some(sender) = self.webhook_sender {
+            tasks.spawn(sender.run(shutdown.clone()));
+        }
         tasks.close();
 
         let app = http::router(self.state);
         let stop = shutdown.clone();
-        let mut server = tokio::spawn(
-            axum::serve(self.listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .into_future(),
-        );
+        let max_connections = http::server::max_connections();
+        let mut server = tokio::spawn(http::server::serve(
+            self.listener,
+            app,
+            max_connections,
+            stop,
+        ));
         // One grace period, counted from the stop signal, covers both the
         // requests in flight and the workers: they drain side by side.
         let served = tokio::select! {
@@ -253,7 +297,7 @@ impl Application {
                 Err(_) => {
                     tracing::warn!("requests still in flight at the end of the grace period");
                     server.abort();
-                    Ok(Ok(()))
+                    Ok(())
                 }
             },
         };
@@ -263,9 +307,7 @@ impl Application {
         {
             tracing::warn!("workers did not stop in time; their leases will run out");
         }
-        served
-            .context("HTTP server task failed")?
-            .context("HTTP server failed")
+        served.context("HTTP server task failed")
     }
 }
 

@@ -1,4 +1,5 @@
-//! Command line: `serve`, `migrate`, `sandbox`, `healthcheck`.
+//! Command line: `serve`, `migrate`, `sandbox`, `healthcheck`, and the
+//! client commands `import` and `export`.
 
 use std::time::Duration;
 
@@ -37,15 +38,22 @@ pub enum Command {
     },
     /// Run the upstream simulator alone (for compose or another receiver).
     Sandbox(SandboxArgs),
+    /// Look up every person of a CSV file through a running server
+    /// (exit 0: all rows accepted, 1: some rows bad, 2: server unusable).
+    Import(crate::client::import::ImportArgs),
+    /// Write every matching profile of a running server to standard output
+    /// as CSV or JSON lines.
+    Export(crate::client::export::ExportArgs),
     /// Exit 0 when the given health URL answers 200 (container health check).
     Healthcheck {
-        /// URL to probe.
-        #[arg(
-            long,
-            env = "HEALTHCHECK_URL",
-            default_value = "http://127.0.0.1:8080/healthz"
-        )]
-        url: String,
+        /// URL to probe [default: http://127.0.0.1:<port of LISTEN_ADDR>/healthz,
+        /// so the check follows the port the service binds].
+        #[arg(long, env = "HEALTHCHECK_URL")]
+        url: Option<String>,
+        /// The service's listen address; only its port is used, to build the
+        /// default URL.
+        #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+        listen_addr: std::net::SocketAddr,
     },
 }
 
@@ -72,7 +80,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init_logging(LogFormat::Json);
             sandbox::run(args, stop_signal()).await
         }
-        Command::Healthcheck { url } => {
+        Command::Import(args) => exit_with(crate::client::import::run(args).await),
+        Command::Export(args) => exit_with(crate::client::export::run(args).await),
+        Command::Healthcheck { url, listen_addr } => {
+            let url = url.unwrap_or_else(|| healthz_url(listen_addr));
             let response = reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
                 .build()?
@@ -88,6 +99,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `/healthz` at `listen_addr`: its own address when it names one, loopback
+/// when it binds every interface (`0.0.0.0`, `[::]`).
+fn healthz_url(listen_addr: std::net::SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let ip = match listen_addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/healthz", SocketAddr::new(ip, listen_addr.port()))
+}
+
+/// Client commands have exit statuses of their own (0, 1, 2); they have
+/// already reported their problems on standard error.
+fn exit_with(code: u8) -> anyhow::Result<()> {
+    if code != 0 {
+        std::process::exit(i32::from(code));
+    }
+    Ok(())
 }
 
 /// A token cancelled on ctrl-c or SIGTERM.

@@ -71,7 +71,7 @@ pub struct ServeArgs {
     pub service_secret_previous: Option<String>,
 
     /// Seconds after a submit before the first poll of a job with no callback
-    /// yet [default: 600 with callbacks, 15 without].
+    /// yet [default: 600 with callbacks, 15 without or in sandbox mode].
     #[arg(long, env = "POLL_AFTER_SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_after_secs: Option<u64>,
 
@@ -128,6 +128,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
 
+    /// `true` allows outgoing webhook endpoints on loopback and private
+    /// addresses (same-host consumers, tests).
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
     /// Callback delivery records and their stored bodies older than this
     /// many days are deleted.
     #[arg(long, env = "RETENTION_DELIVERY_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -177,6 +182,8 @@ pub struct Config {
     pub database_max_connections: u32,
     pub sandbox_time_scale: f64,
     pub log_format: LogFormat,
+    /// Webhook endpoints may be on loopback and private addresses.
+    pub webhook_allow_private: bool,
     pub retention_delivery: Duration,
     pub retention_profile: Option<Duration>,
     /// Result sections never written (REDACT_SECTIONS).
@@ -198,6 +205,7 @@ impl std::fmt::Debug for Config {
             .field("poll_after", &self.poll_after)
             .field("rate_per_minute", &self.rate_per_minute)
             .field("rate_per_hour", &self.rate_per_hour)
+            .field("webhook_allow_private", &self.webhook_allow_private)
             .finish_non_exhaustive()
     }
 }
@@ -302,9 +310,9 @@ impl Config {
         }
 
         let callbacks_on = args.public_base_url.is_some() || sandbox;
-        let poll_after_secs = args
-            .poll_after_secs
-            .unwrap_or(if callbacks_on { 600 } else { 15 });
+        let poll_after_secs =
+            args.poll_after_secs
+                .unwrap_or(if callbacks_on && !sandbox { 600 } else { 15 });
 
         Ok(Config {
             database_url: args.database_url,
@@ -326,6 +334,7 @@ impl Config {
             database_max_connections: args.database_max_connections,
             sandbox_time_scale: args.sandbox_time_scale,
             log_format: args.log_format,
+            webhook_allow_private: args.webhook_allow_private,
             retention_delivery: days(args.retention_delivery_days),
             retention_profile: args.retention_profile_days.map(days),
             redact_sections: redact_sections(args.redact_sections.as_deref())?,
@@ -486,6 +495,14 @@ impl ApiTokens {
 
     /// Constant-time check of a presented token against every accepted one:
     /// who is calling, or `None`.
+    /// Is a token of this name and access still configured? (Console
+    /// sessions end when their token is removed.)
+    pub fn has_caller(&self, name: &str, access: Access) -> bool {
+        self.tokens
+            .iter()
+            .any(|(_, c)| c.name == name && c.access == access)
+    }
+
     pub fn identify(&self, presented: &str) -> Option<&Caller> {
         use subtle::ConstantTimeEq;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();

@@ -24,15 +24,30 @@ fn strings(v: Option<&Value>) -> impl Iterator<Item = String> + '_ {
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
-        .map(str::to_lowercase)
+        .map(str::to_owned)
 }
 
 impl Facets {
+    /// The lowercased, sorted and deduplicated values the filters search.
     pub fn extract(result: &Value) -> Facets {
+        let mut f = Facets::as_written(result);
+        for list in f.lists() {
+            for v in list.iter_mut() {
+                *v = v.to_lowercase();
+            }
+            list.sort();
+            list.dedup();
+        }
+        f
+    }
+
+    /// The values as the result spells them, in order of appearance; a value
+    /// spelled twice (ignoring case) is kept once, as first written.
+    pub fn as_written(result: &Value) -> Facets {
         let mut f = Facets::default();
         if let Some(graph) = result.get("interest_graph").and_then(Value::as_object) {
             for (category, body) in graph {
-                f.categories.push(category.to_lowercase());
+                f.categories.push(category.clone());
                 let entries = body.get("interests").and_then(Value::as_array);
                 for entry in entries.into_iter().flatten().filter_map(Value::as_object) {
                     f.interests.extend(
@@ -40,7 +55,7 @@ impl Facets {
                             .iter()
                             .filter(|(k, _)| k.as_str() != "supporting_accounts")
                             .filter_map(|(_, v)| v.as_str())
-                            .map(str::to_lowercase),
+                            .map(str::to_owned),
                     );
                 }
             }
@@ -58,17 +73,21 @@ impl Facets {
         f.industries.extend(strings(
             result.pointer("/professional_ecosystem/industry_focus"),
         ));
-        for list in [
-            &mut f.interests,
-            &mut f.categories,
-            &mut f.brands,
-            &mut f.archetypes,
-            &mut f.industries,
-        ] {
-            list.sort();
-            list.dedup();
+        for list in f.lists() {
+            let mut seen = std::collections::HashSet::new();
+            list.retain(|v| seen.insert(v.to_lowercase()));
         }
         f
+    }
+
+    fn lists(&mut self) -> [&mut Vec<String>; 5] {
+        [
+            &mut self.interests,
+            &mut self.categories,
+            &mut self.brands,
+            &mut self.archetypes,
+            &mut self.industries,
+        ]
     }
 }
 
@@ -99,5 +118,13 @@ mod tests {
         assert_eq!(f.categories, ["x", "y"]);
         assert_eq!(f.archetypes, ["maker"]);
         assert!(f.brands.is_empty() && f.interests.is_empty());
+    }
+
+    #[test]
+    fn as_written_keeps_the_first_spelling_once() {
+        let f = Facets::as_written(&serde_json::json!({
+            "brand_affinities": [{"brands": ["Nike", "Adidas"]}, {"brands": ["NIKE"]}]
+        }));
+        assert_eq!(f.brands, ["Nike", "Adidas"]);
     }
 }

@@ -3,10 +3,15 @@
 //! them in PostgreSQL and serves them over a REST API.
 
 pub mod app;
+pub mod audit;
+pub mod batch;
 pub mod callback_gate;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod console;
 pub mod crashpoint;
+pub mod events;
 pub mod facets;
 pub mod http;
 pub mod intake;
@@ -18,4 +23,5 @@ pub mod subject;
 pub mod telemetry;
 pub mod token;
 pub mod upstream;
+pub mod webhooks;
 pub mod workers;

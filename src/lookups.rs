@@ -9,10 +9,11 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::secrets::ServiceSecret;
 use crate::store::lookups::{self, LookupRecord, NewLookup};
 use crate::store::results::CREDITS_PER_RESULT;
 use crate::store::{erasure, idempotency};
-use crate::subject::{FieldError, Subject, identifier_digest};
+use crate::subject::{FieldError, Subject, legacy_identifier_digest};
 use crate::token::sha256_hex;
 
 /// A validated `POST /v1/lookups` body.
@@ -46,6 +47,10 @@ impl LookupRequest {
             .collect();
         let mut text = |field: &str| match object.get(field) {
             None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.contains('\0') => {
+                errors.push(FieldError::new(field, "must not contain a NUL character"));
+                None
+            }
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => {
                 errors.push(FieldError::new(field, "expected a string"));
@@ -69,6 +74,13 @@ impl LookupRequest {
         };
         let metadata = match object.get("metadata") {
             None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(v @ Value::Object(_)) if holds_nul(v) => {
+                errors.push(FieldError::new(
+                    "metadata",
+                    "must not contain a NUL character in any key or string",
+                ));
+                Value::Object(Map::new())
+            }
             Some(v @ Value::Object(_)) => v.clone(),
             Some(_) => {
                 errors.push(FieldError::new("metadata", "expected a JSON object"));
@@ -90,8 +102,9 @@ impl LookupRequest {
         }
     }
 
-    /// Digests of each identifier, as the suppression list keeps them.
-    fn identifier_digests(&self) -> Vec<String> {
+    /// Unkeyed digests of each identifier, as suppressions made before
+    /// keyed hashes kept them.
+    fn legacy_digests(&self) -> Vec<String> {
         let s = &self.subject;
         [
             ("email", &s.email),
@@ -100,8 +113,46 @@ impl LookupRequest {
             ("name", &s.name),
         ]
         .into_iter()
-        .filter_map(|(kind, v)| v.as_deref().map(|v| identifier_digest(kind, v)))
+        .filter_map(|(kind, v)| v.as_deref().map(|v| legacy_identifier_digest(kind, v)))
         .collect()
+    }
+}
+
+/// Records the identities of lookups made before they were recorded, so
+/// that dedup, the cache and erasure find them too. Returns how many.
+pub async fn backfill_identities(db: &PgPool, secret: &ServiceSecret) -> sqlx::Result<u64> {
+    let mut total = 0;
+    loop {
+        let batch = lookups::without_identities(db, 500).await?;
+        if batch.is_empty() {
+            return Ok(total);
+        }
+        for (id, subject) in &batch {
+            let hashes: Vec<String> = subject
+                .identities()
+                .iter()
+                .map(|i| secret.identity_hash(i))
+                .collect();
+            if hashes.is_empty() {
+                // Nothing identifies it; record a placeholder so it is not
+                // read again on every start.
+                lookups::insert_identities(db, *id, &[format!("none:{id}")]).await?;
+            } else {
+                lookups::insert_identities(db, *id, &hashes).await?;
+            }
+        }
+        total += batch.len() as u64;
+    }
+}
+
+/// Does any key or string of `value` hold a NUL character (which
+/// PostgreSQL cannot store)?
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 
@@ -151,7 +202,9 @@ pub enum RequestError {
 
 /// Policy knobs of lookup creation.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
+pub struct Policy<'a> {
+    /// Keys the identity hashes.
+    pub secret: &'a ServiceSecret,
     /// Lookups are made against the sandbox simulator: mark them synthetic.
     pub synthetic: bool,
     pub profile_cache: Duration,
@@ -160,7 +213,7 @@ pub struct Policy {
 
 pub async fn request(
     db: &PgPool,
-    policy: Policy,
+    policy: Policy<'_>,
     req: &LookupRequest,
     body: &Value,
     idempotency_key: Option<&str>,
@@ -194,24 +247,35 @@ pub async fn request(
 
 async fn decide(
     tx: &mut sqlx::PgConnection,
-    policy: Policy,
+    policy: Policy<'_>,
     req: &LookupRequest,
 ) -> Result<Answer, RequestError> {
-    if erasure::any_suppressed(&mut *tx, &req.identifier_digests()).await? {
+    // Keyed hashes of who this is: under the current secret for what is
+    // written, under every accepted secret for what is matched.
+    let identities = req.subject.identities();
+    let written: Vec<String> = identities
+        .iter()
+        .map(|i| policy.secret.identity_hash(i))
+        .collect();
+    let matched = policy.secret.identity_hashes(&identities);
+    let suppressible = policy
+        .secret
+        .identity_hashes(&req.subject.suppression_identities());
+    if erasure::any_suppressed(&mut *tx, &suppressible, &req.legacy_digests()).await? {
         return Err(RequestError::Suppressed);
     }
-    let key = req.subject.key();
+    lookups::lock_identities(tx, &written).await?;
     if !req.refresh {
         let since =
             Utc::now() - chrono::Duration::from_std(policy.profile_cache).unwrap_or_default();
-        if let Some(cached) = lookups::find_cached(tx, &key, since).await? {
+        if let Some(cached) = lookups::find_cached(tx, &matched, since).await? {
             return Ok(Answer::Cached(cached));
         }
     }
     if policy.credit_budget_daily.is_some() {
         lookups::lock_credit_budget(tx).await?;
     }
-    if let Some(running) = lookups::find_in_flight(tx, &key).await? {
+    if let Some(running) = lookups::find_in_flight(tx, &matched).await? {
         return Ok(Answer::InFlight(running));
     }
     if let Some(budget) = policy.credit_budget_daily {
@@ -220,6 +284,7 @@ async fn decide(
             return Err(RequestError::BudgetExhausted(budget));
         }
     }
+    let key = req.subject.key();
     let id = Uuid::now_v7();
     let inserted = lookups::insert_pending(
         tx,
@@ -233,6 +298,7 @@ async fn decide(
     )
     .await?;
     if inserted {
+        lookups::insert_identities(&mut *tx, id, &written).await?;
         let created = lookups::get(&mut *tx, id)
             .await?
             .ok_or(sqlx::Error::RowNotFound)?;
@@ -240,7 +306,7 @@ async fn decide(
     }
     // Another request for the same person won the race; its row is visible
     // now that the unique index made us wait for its commit.
-    let running = lookups::find_in_flight(tx, &key)
+    let running = lookups::find_in_flight_by_key(tx, &key)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
     Ok(Answer::InFlight(running))
@@ -260,6 +326,17 @@ mod tests {
         let mut fields: Vec<_> = errors.iter().map(|e| e.field.clone()).collect();
         fields.sort();
         assert_eq!(fields, ["colour", "email", "refresh"]);
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        let errors = LookupRequest::parse(&json!({
+            "email": "a\u{0}@example.com", "metadata": {"x": ["a\u{0}b"]}
+        }))
+        .unwrap_err();
+        let mut fields: Vec<_> = errors.iter().map(|e| e.field.clone()).collect();
+        fields.sort();
+        assert_eq!(fields, ["email", "metadata"]);
     }
 
     #[test]

@@ -120,6 +120,26 @@ impl ServiceSecret {
     }
 }
 
+impl ServiceSecret {
+    /// The keyed hash of an identity (see `Subject::identities`) under the
+    /// current secret: what tables keep instead of the identifier.
+    pub fn identity_hash(&self, identity: &str) -> String {
+        hex::encode(self.mac(Purpose::IdentifierHash, identity.as_bytes()))
+    }
+
+    /// The keyed hashes of `identities` under the current and (during a
+    /// rotation) the previous secret: what lookups must match against.
+    pub fn identity_hashes(&self, identities: &[String]) -> Vec<String> {
+        self.accepted_keys(Purpose::IdentifierHash)
+            .flat_map(|key| {
+                identities
+                    .iter()
+                    .map(move |i| hex::encode(mac(&key, i.as_bytes())))
+            })
+            .collect()
+    }
+}
+
 fn derive(secret: &[u8], purpose: Purpose) -> [u8; 32] {
     let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
     m.update(b"interests-receiver/v1/");

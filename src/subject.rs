@@ -74,10 +74,13 @@ impl Subject {
             && subject.social_media_url.is_none()
             && subject.name.is_none()
         {
-            errors.push(FieldError::new(
-                "email",
-                "at least one of email, phone, social_media_url or name is required",
-            ));
+            // Name every field that would satisfy the rule, not only the first.
+            for field in ["email", "phone", "social_media_url", "name"] {
+                errors.push(FieldError::new(
+                    field,
+                    "at least one of email, phone, social_media_url or name is required",
+                ));
+            }
         }
         if errors.is_empty() {
             Ok(subject)
@@ -86,25 +89,105 @@ impl Subject {
         }
     }
 
-    /// Stable key of this person: equal for the same normalised identifiers.
+    /// The identities under which this person is recognised again
+    /// (contract section 5): the canonical email, phone and profile URL,
+    /// each on its own (lookups sharing any one are the same person), or,
+    /// with none of these, name and company together. In-flight dedup, the
+    /// profile cache, erasure and suppression all use them, as keyed hashes.
+    pub fn identities(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        if let Some(email) = &self.email {
+            ids.push(identity("email", email));
+        }
+        if let Some(phone) = &self.phone {
+            ids.push(identity("phone", phone));
+        }
+        if let Some(url) = &self.social_media_url {
+            ids.push(identity("social_media_url", url));
+        }
+        if ids.is_empty()
+            && let Some(name) = &self.name
+        {
+            let company = self
+                .company
+                .as_deref()
+                .map(canonical_text)
+                .unwrap_or_default();
+            ids.push(format!("name:{}|company:{company}", canonical_text(name)));
+        }
+        ids
+    }
+
+    /// Identities that suppression also refuses: the above, plus the name
+    /// alone (an erasure by name suppresses every lookup naming it).
+    pub fn suppression_identities(&self) -> Vec<String> {
+        let mut ids = self.identities();
+        if let Some(name) = &self.name {
+            ids.push(identity("name", name));
+        }
+        ids
+    }
+
+    /// Key of the in-flight uniqueness index: the first identity.
     pub fn key(&self) -> String {
-        let part = |v: &Option<String>| v.as_deref().map(str::to_lowercase).unwrap_or_default();
         sha256_hex(
-            format!(
-                "email={}\nphone={}\nsocial={}\nname={}\ncompany={}",
-                part(&self.email),
-                part(&self.phone),
-                part(&self.social_media_url),
-                part(&self.name),
-                part(&self.company)
-            )
-            .as_bytes(),
+            self.identities()
+                .first()
+                .map_or("", String::as_str)
+                .as_bytes(),
         )
     }
 }
 
-/// Digest under which a suppressed identifier is remembered after erasure.
-pub fn identifier_digest(kind: &str, normalised: &str) -> String {
+/// The identity of one normalised identifier of `kind` (`email`, `phone`,
+/// `social_media_url` or `name`), in its canonical spelling.
+pub fn identity(kind: &str, normalised: &str) -> String {
+    let canonical = match kind {
+        "email" => canonical_email(normalised),
+        "phone" => normalised.chars().filter(char::is_ascii_digit).collect(),
+        "social_media_url" => canonical_url(normalised),
+        _ => canonical_text(normalised),
+    };
+    format!("{kind}:{canonical}")
+}
+
+/// Lowercase, without a `+tag` before the `@`.
+fn canonical_email(email: &str) -> String {
+    let email = email.to_lowercase();
+    match email.rsplit_once('@') {
+        Some((local, domain)) => {
+            let local = local.split_once('+').map_or(local, |(base, _)| base);
+            format!("{local}@{domain}")
+        }
+        None => email,
+    }
+}
+
+/// Host without `www.` and path without a trailing slash, lowercased; the
+/// scheme, query and fragment are ignored.
+fn canonical_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or_default().to_lowercase();
+            let host = host.strip_prefix("www.").unwrap_or(&host);
+            let path = u.path().trim_end_matches('/').to_lowercase();
+            format!("{host}{path}")
+        }
+        Err(_) => url.to_lowercase(),
+    }
+}
+
+/// Lowercase with single spaces.
+fn canonical_text(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Legacy (unkeyed) digest of an identifier, as suppressions made before
+/// keyed hashes were kept; still checked so that no suppression is lost.
+pub fn legacy_identifier_digest(kind: &str, normalised: &str) -> String {
     sha256_hex(format!("{kind}={}", normalised.to_lowercase()).as_bytes())
 }
 
@@ -113,39 +196,40 @@ pub fn normalise_email(v: &str) -> Result<String, String> {
     if v.len() > MAX_EMAIL {
         return Err(format!("must be at most {MAX_EMAIL} characters"));
     }
-    let (local, domain) = v.rsplit_once('@').ok_or(EXPECTED)?;
-    let domain_ok = domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && domain.split('.').all(|label| {
-            !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-        });
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '@');
-    if !(domain_ok && local_ok) {
+    let address = email_address::EmailAddress::parse_with_options(
+        v,
+        email_address::Options::default()
+            .without_display_text()
+            .without_domain_literal(),
+    )
+    .map_err(|_| EXPECTED.to_owned())?;
+    if !address.domain().contains('.') {
         return Err(EXPECTED.into());
     }
-    Ok(format!("{local}@{}", domain.to_lowercase()).to_lowercase())
+    Ok(address.email().to_lowercase())
 }
 
+/// A phone number in E.164 (`+` and digits), read by libphonenumber's
+/// rules. Without a leading `+` the digits are taken as international
+/// (country code first): `14155550123` is `+14155550123`.
 pub fn normalise_phone(v: &str) -> Result<String, String> {
-    const EXPECTED: &str = "expected a phone number of 7 to 15 digits, optionally starting with +";
-    let plus = v.starts_with('+');
-    let rest = if plus { &v[1..] } else { v };
-    if !rest
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'))
-    {
+    const EXPECTED: &str =
+        "expected an international phone number such as +14155550123 (country code first)";
+    if v.len() > 40 {
         return Err(EXPECTED.into());
     }
-    let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
-    if !(7..=15).contains(&digits.len()) {
+    let international = if v.starts_with('+') {
+        v.to_owned()
+    } else {
+        format!("+{v}")
+    };
+    let number = phonenumber::parse(None, &international).map_err(|_| EXPECTED.to_owned())?;
+    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+    // E.164 allows at most 15 digits; fewer than 7 is no subscriber number.
+    if !(8..=16).contains(&e164.len()) || !phonenumber::is_viable(&international) {
         return Err(EXPECTED.into());
     }
-    Ok(if plus { format!("+{digits}") } else { digits })
+    Ok(e164)
 }
 
 pub fn normalise_url(v: &str) -> Result<String, String> {
@@ -221,7 +305,54 @@ mod tests {
             ..Subject::default()
         })
         .unwrap_err();
-        assert_eq!(errors.len(), 1);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["email", "phone", "social_media_url", "name"]);
+    }
+
+    #[test]
+    fn every_spelling_of_one_person_has_the_same_identities() {
+        let id = |kind: &str, v: &str, f: fn(&str) -> Result<String, String>| {
+            identity(kind, &f(v).unwrap())
+        };
+        assert_eq!(
+            id("phone", "14155550123", normalise_phone),
+            id("phone", "+1 (415) 555-0123", normalise_phone)
+        );
+        assert_eq!(
+            id("email", "Zoe+x@Example.com", normalise_email),
+            id("email", "zoe@example.com", normalise_email)
+        );
+        let url = id(
+            "social_media_url",
+            "https://www.linkedin.com/in/zoe",
+            normalise_url,
+        );
+        for other in [
+            "http://linkedin.com/in/zoe",
+            "https://linkedin.com/in/zoe/",
+            "https://www.linkedin.com/in/zoe?trk=abc#top",
+        ] {
+            assert_eq!(id("social_media_url", other, normalise_url), url, "{other}");
+        }
+        assert_ne!(
+            id("email", "zoe@example.com", normalise_email),
+            id("email", "zoey@example.com", normalise_email)
+        );
+    }
+
+    #[test]
+    fn name_and_company_identify_only_without_another_identifier() {
+        let named = Subject {
+            name: Some("Ann  Lee".into()),
+            company: Some("ACME".into()),
+            ..Subject::default()
+        };
+        assert_eq!(named.identities(), vec!["name:ann lee|company:acme"]);
+        let with_email = Subject {
+            email: Some("ann@example.com".into()),
+            ..named
+        };
+        assert_eq!(with_email.identities(), vec!["email:ann@example.com"]);
     }
 
     #[test]

@@ -23,13 +23,22 @@ pub async fn require_bearer(
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    let Some(caller) = presented.and_then(|t| state.config.api_tokens.identify(t)) else {
+    let caller = match presented {
+        Some(token) => state.config.api_tokens.identify(token).cloned(),
+        // No Authorization header: the console's session cookie, with its
+        // CSRF check on writes (src/http/session.rs).
+        None => match super::session::authenticate(&state, &request) {
+            Some(Ok(caller)) => Some(caller),
+            Some(Err(refusal)) => return Ok(refusal),
+            None => None,
+        },
+    };
+    let Some(caller) = caller else {
         return Err(ApiError::Unauthorized);
     };
     if caller.access == Access::Read && !matches!(*request.method(), Method::GET | Method::HEAD) {
         return Err(ApiError::ReadOnlyToken);
     }
-    let caller = caller.clone();
     let mut request = request;
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)

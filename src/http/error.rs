@@ -47,6 +47,14 @@ pub enum ApiError {
     TooManyRequests(&'static str, String),
     #[error("the database is unavailable")]
     Unavailable,
+    #[error("the request target is longer than {0} bytes")]
+    UriTooLong(usize),
+    #[error("the request has more than {0} header fields or more than {1} bytes of headers")]
+    HeadersTooLarge(usize, usize),
+    #[error("the request took too long; try again")]
+    Timeout,
+    #[error("the service is at capacity; try again shortly")]
+    Overloaded,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -56,7 +64,8 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::new(field, message)])
     }
 
-    fn problem(&self) -> Problem {
+    /// The problem document this error is answered with.
+    pub fn problem(&self) -> Problem {
         let (status, kind, title) = match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "Bad request"),
             ApiError::Validation(_) => (
@@ -84,6 +93,22 @@ impl ApiError {
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
+                "Service unavailable",
+            ),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long", "URI too long"),
+            ApiError::HeadersTooLarge(..) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "Request header fields too large",
+            ),
+            ApiError::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Service unavailable",
+            ),
+            ApiError::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
                 "Service unavailable",
             ),
             ApiError::Internal(_) => (

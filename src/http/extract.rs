@@ -6,8 +6,10 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use super::error::ApiError;
+use crate::subject::FieldError;
 
 /// A JSON request body, read as a raw value so that validation can name
 /// every bad field itself. Not JSON: 400. Over the route's limit: 413.
@@ -30,17 +32,41 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-/// Raw query parameters; handlers validate and name bad ones.
+/// Raw query parameters; handlers validate and name bad ones. A parameter
+/// given twice, or holding a NUL character, is refused here (422 naming
+/// it): `?email=a&email=b` must not silently mean one of them.
 pub struct Params(pub HashMap<String, String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
-            .map(|Query(q)| Params(q))
-            .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
+            .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?;
+        let mut params = HashMap::with_capacity(pairs.len());
+        let mut errors = Vec::new();
+        for (name, value) in pairs {
+            if value.contains('\0') || name.contains('\0') {
+                errors.push(FieldError::new(&name, "must not contain a NUL character"));
+            } else {
+                match params.entry(name) {
+                    Entry::Occupied(e) => errors.push(FieldError::new(
+                        e.key(),
+                        "given more than once; give it once",
+                    )),
+                    Entry::Vacant(e) => {
+                        e.insert(value);
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(Params(params))
+        } else {
+            errors.dedup_by(|a, b| a.field == b.field);
+            Err(ApiError::Validation(errors))
+        }
     }
 }
 

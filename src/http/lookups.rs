@@ -9,8 +9,11 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, Params};
 use super::views::{LookupView, PageView};
+use crate::audit::{self, Action, Whom};
+use crate::config::Caller;
 use crate::lookups::{self, LookupRequest};
 use crate::store;
+use axum::Extension;
 
 const STATUSES: [&str; 6] = [
     "pending",
@@ -21,7 +24,7 @@ const STATUSES: [&str; 6] = [
     "expired",
 ];
 
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -55,6 +58,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<LookupView>)> {
@@ -73,6 +77,15 @@ pub async fn create(
         | lookups::Answer::Cached(l)
         | lookups::Answer::Replayed(_, l) => l,
     };
+    let whom = Whom::Lookup(lookup.id, &lookup.subject);
+    audit::record(
+        &state.db,
+        &state.config.service_secret,
+        &caller,
+        Action::LookupCreate,
+        whom,
+    )
+    .await?;
     Ok((status, Json(lookup.into())))
 }
 
@@ -84,15 +97,25 @@ pub async fn create(
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<LookupView>> {
     let id: Uuid = id
         .parse()
         .map_err(|_| ApiError::NotFound("no lookup has this id"))?;
-    store::lookups::get(&state.db, id)
+    let lookup = store::lookups::get(&state.db, id)
         .await?
-        .map(|l| Json(l.into()))
-        .ok_or(ApiError::NotFound("no lookup has this id"))
+        .ok_or(ApiError::NotFound("no lookup has this id"))?;
+    let whom = Whom::Lookup(lookup.id, &lookup.subject);
+    audit::record(
+        &state.db,
+        &state.config.service_secret,
+        &caller,
+        Action::LookupRead,
+        whom,
+    )
+    .await?;
+    Ok(Json(lookup.into()))
 }
 
 /// List lookups, newest first.
@@ -104,6 +127,7 @@ pub async fn get(
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     params: Params,
 ) -> ApiResult<Json<PageView<LookupView>>> {
     let status = params.text("status");
@@ -118,5 +142,14 @@ pub async fn list(
     let limit = params.limit(50, 500)?;
     let cursor = params.cursor()?;
     let page = store::lookups::list(&state.db, status, cursor, limit).await?;
+    let whom = Whom::Many(page.items.len());
+    audit::record(
+        &state.db,
+        &state.config.service_secret,
+        &caller,
+        Action::LookupRead,
+        whom,
+    )
+    .await?;
     Ok(Json(PageView::from_page(page, LookupView::from)))
 }

@@ -1,21 +1,32 @@
 //! The HTTP layer: routing, middleware and thin handlers that call into the
 //! domain and store modules.
 
+pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod callbacks;
+pub mod credits;
+pub mod deliveries;
 pub mod error;
+pub mod events;
 pub mod extract;
+pub mod facets;
+pub mod guards;
 pub mod lookups;
 pub mod openapi;
 pub mod ops;
 pub mod profiles;
+pub mod server;
+pub mod session;
 pub mod subjects;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
@@ -25,9 +36,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tower::ServiceBuilder;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::config::Config;
@@ -37,6 +49,8 @@ pub const MAX_LOOKUP_BODY: usize = 64 * 1024;
 /// Every request is answered within this: well inside upstream's 30 s
 /// callback window, and short enough for a graceful stop within 10 s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+/// Requests handled at once; more are shed with 503 and `Retry-After`.
+pub const MAX_IN_FLIGHT: usize = 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -44,6 +58,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub wake: Arc<Notify>,
     pub metrics: PrometheusHandle,
+    /// Wake-ups and the bound on open `GET /v1/events` streams.
+    pub events: crate::events::EventHub,
     /// Token check and refusal counting of the callback receiver.
     pub gate: Arc<crate::callback_gate::CallbackGate>,
     /// What is written of upstream payloads (redaction, NUL replacement).
@@ -51,8 +67,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn policy(&self) -> crate::lookups::Policy {
+    pub fn policy(&self) -> crate::lookups::Policy<'_> {
         crate::lookups::Policy {
+            secret: &self.config.service_secret,
             synthetic: self.config.is_sandbox(),
             profile_cache: self.config.profile_cache,
             credit_budget_daily: self.config.credit_budget_daily,
@@ -68,11 +85,38 @@ pub fn router(state: AppState) -> Router {
                 .get(lookups::list)
                 .layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
         )
+        .route(
+            "/lookups/batch",
+            post(batch::create).layer(DefaultBodyLimit::max(batch::MAX_BATCH_BODY)),
+        )
         .route("/lookups/{id}", get(lookups::get))
+        .route("/facets", get(facets::list))
         .route("/profiles", get(profiles::list))
         .route("/profiles/{id}", get(profiles::get))
         .route("/subjects", delete(subjects::erase))
+        .route("/audit", get(audit::list))
         .route("/stats", get(ops::stats))
+        .route("/stats/credits", get(credits::per_day))
+        .route("/events", get(events::stream))
+        .route("/deliveries", get(deliveries::list))
+        .route(
+            "/webhooks",
+            post(webhooks::create)
+                .get(webhooks::list)
+                .layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete)
+                .layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
+        .route("/webhooks/{id}/attempts", get(webhooks::attempts))
+        .route(
+            "/webhooks/{id}/replay",
+            post(webhooks::replay).layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,
@@ -90,10 +134,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(crate::console::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(guards::plain_request_id))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -102,11 +148,18 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(record_metrics))
+                .layer(middleware::from_fn(guards::bounded_request))
+                // Beyond MAX_IN_FLIGHT requests, answer 503 at once instead
+                // of queueing without bound.
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    guards::overloaded()
+                }))
+                .layer(LoadShedLayer::new())
+                .layer(ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
                 .layer(CatchPanicLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    REQUEST_TIMEOUT,
-                )),
+                .layer(middleware::from_fn(|request, next| {
+                    guards::deadline(REQUEST_TIMEOUT, request, next)
+                })),
         )
         .with_state(state)
 }
@@ -134,11 +187,11 @@ async fn record_metrics(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().to_string();
+    let method = guards::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());

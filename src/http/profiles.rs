@@ -8,8 +8,13 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
 use super::views::{PageView, ProfileView};
+use crate::audit::{self, Action, Whom};
+use crate::config::Caller;
 use crate::store::profiles::{self, ProfileFilter};
 use crate::subject::{normalise_email, normalise_phone, normalise_url};
+use axum::Extension;
+use axum::http::HeaderMap;
+use axum::http::header::USER_AGENT;
 
 /// Read one profile.
 #[utoipa::path(get, path = "/v1/profiles/{id}", tag = "profiles",
@@ -19,15 +24,25 @@ use crate::subject::{normalise_email, normalise_phone, normalise_url};
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProfileView>> {
     let id: Uuid = id
         .parse()
         .map_err(|_| ApiError::NotFound("no profile has this id"))?;
-    profiles::get(&state.db, id)
+    let profile = profiles::get(&state.db, id)
         .await?
-        .map(|p| Json(p.into()))
-        .ok_or(ApiError::NotFound("no profile has this id"))
+        .ok_or(ApiError::NotFound("no profile has this id"))?;
+    let whom = Whom::Lookup(profile.lookup_id, &profile.subject);
+    audit::record(
+        &state.db,
+        &state.config.service_secret,
+        &caller,
+        Action::ProfileRead,
+        whom,
+    )
+    .await?;
+    Ok(Json(profile.into()))
 }
 
 /// Search profiles; filters combine with AND and ignore case.
@@ -44,8 +59,39 @@ pub async fn get(
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     params: Params,
 ) -> ApiResult<Json<PageView<ProfileView>>> {
+    let filter = filter(&params)?;
+    let limit = params.limit(50, 500)?;
+    let cursor = params.cursor()?;
+    let page = profiles::list(&state.db, &filter, cursor, limit).await?;
+    // `interests-receiver export` names itself; its pages are an export.
+    let exporting = headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with("interests-receiver-export/"));
+    let action = if exporting {
+        Action::ProfileExport
+    } else {
+        Action::ProfileSearch
+    };
+    let whom = Whom::Many(page.items.len());
+    audit::record(
+        &state.db,
+        &state.config.service_secret,
+        &caller,
+        action,
+        whom,
+    )
+    .await?;
+    Ok(Json(PageView::from_page(page, ProfileView::from)))
+}
+
+/// The profile filters of the query string (shared with `/v1/facets`):
+/// identifiers normalised as lookups store them, a bad one named.
+pub(super) fn filter(params: &Params) -> ApiResult<ProfileFilter> {
     let mut errors = Vec::new();
     let mut identifier = |field: &str, normalise: fn(&str) -> Result<String, String>| {
         params
@@ -71,8 +117,5 @@ pub async fn list(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let limit = params.limit(50, 500)?;
-    let cursor = params.cursor()?;
-    let page = profiles::list(&state.db, &filter, cursor, limit).await?;
-    Ok(Json(PageView::from_page(page, ProfileView::from)))
+    Ok(filter)
 }

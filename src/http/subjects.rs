@@ -8,10 +8,11 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
-use crate::store::erasure::{self, Identifier};
-use crate::subject::{
-    identifier_digest, normalise_email, normalise_phone, normalise_text, normalise_url,
-};
+use crate::audit::{self, Action, Whom};
+use crate::config::Caller;
+use crate::store::erasure;
+use crate::subject::{identity, normalise_email, normalise_phone, normalise_text, normalise_url};
+use axum::Extension;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErasedCounts {
@@ -44,7 +45,11 @@ const KINDS: [(&str, Normalise); 4] = [
     responses((status = 200, body = ErasureView),
         (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn erase(State(state): State<AppState>, params: Params) -> ApiResult<Json<ErasureView>> {
+pub async fn erase(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    params: Params,
+) -> ApiResult<Json<ErasureView>> {
     let given: Vec<_> = KINDS
         .iter()
         .filter(|(k, _)| params.text(k).is_some())
@@ -62,17 +67,18 @@ pub async fn erase(State(state): State<AppState>, params: Params) -> ApiResult<J
         Some("true") => true,
         Some(_) => return Err(ApiError::field("suppress", "expected true or false")),
     };
-    let who = match *kind {
-        "email" => Identifier::Email(&value),
-        "phone" => Identifier::Phone(&value),
-        "social_media_url" => Identifier::SocialMediaUrl(&value),
-        _ => Identifier::Name(&value),
-    };
+    let identity = identity(kind, &value);
+    let secret = &state.config.service_secret;
+    let matched = secret.identity_hashes(std::slice::from_ref(&identity));
+    let name = (*kind == "name").then_some(value.as_str());
     let mut tx = state.db.begin().await?;
-    let erased = erasure::erase(&mut tx, who).await?;
+    let erased = erasure::erase(&mut tx, &matched, name).await?;
     if suppress {
-        erasure::suppress(&mut *tx, &identifier_digest(kind, &value)).await?;
+        erasure::suppress(&mut *tx, &secret.identity_hash(&identity)).await?;
     }
+    // In the erasure's transaction: no erasure goes unrecorded.
+    let whom = Whom::Identity(&identity);
+    audit::record(&mut *tx, secret, &caller, Action::SubjectErase, whom).await?;
     tx.commit().await?;
     tracing::info!(
         lookups = erased.lookups,

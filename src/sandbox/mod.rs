@@ -144,13 +144,13 @@ pub struct SandboxArgs {
     #[arg(long, env = "SANDBOX_API_KEY", default_value = "sandbox-key")]
     pub api_key: String,
 
-    /// API secret the simulator expects in X-API-Secret.
+    /// API secret the simulator expects in X-API-Secret (the default is a
+    /// public demo value; only values set in the environment are hidden).
     #[arg(
         long,
         env = "SANDBOX_API_SECRET",
         default_value = "sandbox-secret",
-        hide_env_values = true,
-        hide_default_value = true
+        hide_env_values = true
     )]
     pub api_secret: String,
 

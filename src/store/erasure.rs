@@ -2,15 +2,6 @@
 
 use sqlx::{PgConnection, PgExecutor};
 
-/// Which identifier an erasure matches on; values are normalised already.
-#[derive(Debug, Clone, Copy)]
-pub enum Identifier<'a> {
-    Email(&'a str),
-    Phone(&'a str),
-    SocialMediaUrl(&'a str),
-    Name(&'a str),
-}
-
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Erased {
     pub lookups: i64,
@@ -18,33 +9,35 @@ pub struct Erased {
     pub deliveries: i64,
 }
 
-/// Deletes every lookup of this person with its profile, deliveries (and
-/// their stored bodies) and idempotency records, and counts what went.
-pub async fn erase(tx: &mut PgConnection, who: Identifier<'_>) -> sqlx::Result<Erased> {
-    let (column, value) = match who {
-        Identifier::Email(v) => ("email", v),
-        Identifier::Phone(v) => ("phone", v),
-        Identifier::SocialMediaUrl(v) => ("social_media_url", v),
-        Identifier::Name(v) => ("name", v),
-    };
-    // `column` comes from the match above, never from input.
+/// Deletes every lookup of a person, found by any of `identities` (keyed
+/// hashes) or, for an erasure by name, by that name, with its profile,
+/// deliveries (and their stored bodies) and idempotency records, and counts
+/// what went.
+pub async fn erase(
+    tx: &mut PgConnection,
+    identities: &[String],
+    name: Option<&str>,
+) -> sqlx::Result<Erased> {
+    let doomed = "SELECT id FROM lookups WHERE id IN \
+        (SELECT lookup_id FROM lookup_identities WHERE identity = ANY($1)) \
+        OR ($2::text IS NOT NULL AND lower(name) = lower($2))";
     let counts: (i64, i64, i64) = sqlx::query_as(&format!(
-        "WITH doomed AS (SELECT id FROM lookups WHERE lower({column}) = lower($1) FOR UPDATE) \
+        "WITH doomed AS ({doomed} FOR UPDATE) \
          SELECT (SELECT count(*) FROM doomed), \
            (SELECT count(*) FROM profiles WHERE lookup_id IN (SELECT id FROM doomed)), \
            (SELECT count(*) FROM deliveries WHERE lookup_id IN (SELECT id FROM doomed))"
     ))
-    .bind(value)
+    .bind(identities)
+    .bind(name)
     .fetch_one(&mut *tx)
     .await?;
-    // Profiles, deliveries and idempotency records go with their lookup
-    // (ON DELETE CASCADE).
-    sqlx::query(&format!(
-        "DELETE FROM lookups WHERE lower({column}) = lower($1)"
-    ))
-    .bind(value)
-    .execute(&mut *tx)
-    .await?;
+    // Profiles, deliveries, identities, events and idempotency records go
+    // with their lookup (ON DELETE CASCADE).
+    sqlx::query(&format!("DELETE FROM lookups WHERE id IN ({doomed})"))
+        .bind(identities)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
     Ok(Erased {
         lookups: counts.0,
         profiles: counts.1,
@@ -52,19 +45,28 @@ pub async fn erase(tx: &mut PgConnection, who: Identifier<'_>) -> sqlx::Result<E
     })
 }
 
-pub async fn suppress(db: impl PgExecutor<'_>, digest: &str) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO suppressions (identifier_sha256) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(digest)
+/// Refuses later lookups of this identity (a keyed hash).
+pub async fn suppress(db: impl PgExecutor<'_>, identity: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO suppressed_identities (identity) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(identity)
         .execute(db)
         .await?;
     Ok(())
 }
 
-pub async fn any_suppressed(db: impl PgExecutor<'_>, digests: &[String]) -> sqlx::Result<bool> {
+/// Is any of `identities` (keyed hashes) suppressed, or any of
+/// `legacy_digests` (suppressions made before hashes were keyed)?
+pub async fn any_suppressed(
+    db: impl PgExecutor<'_>,
+    identities: &[String],
+    legacy_digests: &[String],
+) -> sqlx::Result<bool> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM suppressions WHERE identifier_sha256 = ANY($1))",
+        "SELECT EXISTS (SELECT 1 FROM suppressed_identities WHERE identity = ANY($1)) \
+             OR EXISTS (SELECT 1 FROM suppressions WHERE identifier_sha256 = ANY($2))",
     )
-    .bind(digests)
+    .bind(identities)
+    .bind(legacy_digests)
     .fetch_one(db)
     .await
 }

@@ -75,32 +75,99 @@ pub async fn list(
     Ok(paginate(rows, limit, LookupRecord::cursor))
 }
 
-/// The newest completed lookup of this person finished after `since`.
+/// The newest completed lookup of a person (any of `identities`, keyed
+/// hashes) finished after `since`.
 pub async fn find_cached(
     db: &mut PgConnection,
-    subject_key: &str,
+    identities: &[String],
     since: DateTime<Utc>,
 ) -> sqlx::Result<Option<LookupRecord>> {
     sqlx::query_as(&format!(
-        "{SELECT} WHERE l.subject_key = $1 AND l.status = 'completed' AND l.completed_at > $2 \
+        "{SELECT} WHERE l.id IN (SELECT lookup_id FROM lookup_identities WHERE identity = ANY($1)) \
+           AND l.status = 'completed' AND l.completed_at > $2 \
          ORDER BY l.completed_at DESC LIMIT 1"
     ))
-    .bind(subject_key)
+    .bind(identities)
     .bind(since)
     .fetch_optional(db)
     .await
 }
 
+/// The unfinished lookup of a person (any of `identities`), if any.
 pub async fn find_in_flight(
     db: &mut PgConnection,
-    subject_key: &str,
+    identities: &[String],
+) -> sqlx::Result<Option<LookupRecord>> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE l.id IN (SELECT lookup_id FROM lookup_identities WHERE identity = ANY($1)) \
+           AND l.status IN ('pending', 'queued', 'processing') \
+         ORDER BY l.created_at LIMIT 1"
+    ))
+    .bind(identities)
+    .fetch_optional(db)
+    .await
+}
+
+/// The unfinished lookup holding the in-flight uniqueness key `key`.
+pub async fn find_in_flight_by_key(
+    db: &mut PgConnection,
+    key: &str,
 ) -> sqlx::Result<Option<LookupRecord>> {
     sqlx::query_as(&format!(
         "{SELECT} WHERE l.subject_key = $1 AND l.status IN ('pending', 'queued', 'processing')"
     ))
-    .bind(subject_key)
+    .bind(key)
     .fetch_optional(db)
     .await
+}
+
+/// Serialises requests about the same person (on any replica) until the
+/// transaction ends: two requests sharing any identity cannot both miss
+/// each other's lookup. Locks are taken in a fixed order (no deadlock).
+pub async fn lock_identities(db: &mut PgConnection, identities: &[String]) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended(i, 1)) \
+         FROM (SELECT DISTINCT i FROM unnest($1::text[]) AS i ORDER BY i) ordered",
+    )
+    .bind(identities)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records the identities (keyed hashes) of a lookup.
+pub async fn insert_identities(
+    db: impl PgExecutor<'_>,
+    lookup_id: Uuid,
+    identities: &[String],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO lookup_identities (identity, lookup_id) \
+         SELECT DISTINCT i, $2 FROM unnest($1::text[]) AS i ON CONFLICT DO NOTHING",
+    )
+    .bind(identities)
+    .bind(lookup_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Lookups made before identities were recorded (at most `limit`).
+pub async fn without_identities(db: &PgPool, limit: i64) -> sqlx::Result<Vec<(Uuid, Subject)>> {
+    #[derive(FromRow)]
+    struct Row {
+        id: Uuid,
+        #[sqlx(flatten)]
+        subject: Subject,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT l.id, l.email, l.phone, l.social_media_url, l.name, l.company FROM lookups l \
+         WHERE NOT EXISTS (SELECT 1 FROM lookup_identities i WHERE i.lookup_id = l.id) LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.subject)).collect())
 }
 
 pub struct NewLookup<'a> {

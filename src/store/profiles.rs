@@ -44,7 +44,7 @@ pub async fn get(db: &PgPool, id: Uuid) -> sqlx::Result<Option<ProfileRecord>> {
 
 /// Filters of the profile list; identifier values are normalised, facet
 /// values are matched ignoring case.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ProfileFilter {
     pub email: Option<String>,
     pub phone: Option<String>,
@@ -70,6 +70,65 @@ pub async fn list(
          p.received_via, p.created_at, l.synthetic, l.email, l.phone, l.social_media_url, l.name, \
          l.company FROM (SELECT * FROM profiles p WHERE true",
     );
+    push_filters(&mut q, filter);
+    if let Some(c) = after {
+        q.push(" AND (p.created_at, p.id) < (")
+            .push_bind(c.created_at)
+            .push(", ")
+            .push_bind(c.id)
+            .push(")");
+    }
+    q.push(" ORDER BY p.created_at DESC, p.id DESC LIMIT ")
+        .push_bind(limit + 1)
+        .push(") p JOIN lookups l ON l.id = p.lookup_id ORDER BY p.created_at DESC, p.id DESC");
+    let rows = q.build_query_as().fetch_all(db).await?;
+    Ok(paginate(rows, limit, ProfileRecord::cursor))
+}
+
+impl ProfileFilter {
+    pub fn is_empty(&self) -> bool {
+        [
+            &self.email,
+            &self.phone,
+            &self.social_media_url,
+            &self.interest,
+            &self.category,
+            &self.brand,
+            &self.archetype,
+            &self.industry,
+        ]
+        .iter()
+        .all(|v| v.is_none())
+    }
+}
+
+impl ProfileFilter {
+    /// `(field, value)` when the only filter is one facet filter, e.g.
+    /// `("brand", "Nike")`.
+    pub fn single_facet(&self) -> Option<(&'static str, &str)> {
+        let identifiers = [&self.email, &self.phone, &self.social_media_url];
+        if identifiers.iter().any(|v| v.is_some()) {
+            return None;
+        }
+        let mut set = [
+            ("interest", &self.interest),
+            ("category", &self.category),
+            ("brand", &self.brand),
+            ("archetype", &self.archetype),
+            ("industry", &self.industry),
+        ]
+        .into_iter()
+        .filter_map(|(field, v)| v.as_deref().map(|v| (field, v)));
+        match (set.next(), set.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+}
+
+/// Appends ` AND <condition>` for every filter set, on `profiles p`. Shared
+/// by the profile list and the facet counts so that both mean the same set.
+pub(crate) fn push_filters(q: &mut QueryBuilder<'_, Postgres>, filter: &ProfileFilter) {
     for (column, value) in [
         ("email", &filter.email),
         ("phone", &filter.phone),
@@ -97,16 +156,4 @@ pub async fn list(
                 .push("]::text[]");
         }
     }
-    if let Some(c) = after {
-        q.push(" AND (p.created_at, p.id) < (")
-            .push_bind(c.created_at)
-            .push(", ")
-            .push_bind(c.id)
-            .push(")");
-    }
-    q.push(" ORDER BY p.created_at DESC, p.id DESC LIMIT ")
-        .push_bind(limit + 1)
-        .push(") p JOIN lookups l ON l.id = p.lookup_id ORDER BY p.created_at DESC, p.id DESC");
-    let rows = q.build_query_as().fetch_all(db).await?;
-    Ok(paginate(rows, limit, ProfileRecord::cursor))
 }

@@ -1,19 +1,22 @@
 //! Periodic housekeeping: abandoned submits become ambiguous, overdue jobs
-//! expire, the pacing ledger is pruned.
+//! expire, the pacing ledger is pruned; about once a minute, retention.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerContext;
-use crate::store::{pacing, work};
+use crate::store::{events, facets, pacing, retention, work};
 
 const EVERY: Duration = Duration::from_secs(2);
 /// Ledger rows older than this count in no window and no statistic.
 const LEDGER_KEEP: Duration = Duration::from_secs(2 * 86_400);
+/// Retention runs on one tick in this many.
+const RETENTION_EVERY_TICKS: u64 = 30;
 
 pub(super) async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(EVERY);
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             biased;
@@ -23,6 +26,12 @@ pub(super) async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
         if let Err(e) = once(&ctx).await {
             tracing::warn!(error = %e, "maintenance failed; retrying");
         }
+        if ticks.is_multiple_of(RETENTION_EVERY_TICKS)
+            && let Err(e) = retention(&ctx).await
+        {
+            tracing::warn!(error = %e, "retention purge failed; retrying later");
+        }
+        ticks += 1;
     }
 }
 
@@ -44,5 +53,20 @@ async fn once(ctx: &WorkerContext) -> sqlx::Result<()> {
         tracing::warn!(expired, "jobs passed their deadline");
     }
     pacing::prune(&ctx.db, LEDGER_KEEP).await?;
+    facets::fold(&ctx.db, false).await?;
+    Ok(())
+}
+
+async fn retention(ctx: &WorkerContext) -> sqlx::Result<()> {
+    let deliveries = retention::purge_deliveries(&ctx.db, ctx.retention.deliveries).await?;
+    let lookups = match ctx.retention.lookups {
+        Some(keep) => retention::purge_lookups(&ctx.db, keep).await?,
+        None => 0,
+    };
+    // Events are kept at least 7 days, longer with the delivery retention.
+    let events = events::purge(&ctx.db, ctx.retention.deliveries).await?;
+    if deliveries + lookups + events > 0 {
+        tracing::info!(deliveries, lookups, events, "retention purge");
+    }
     Ok(())
 }

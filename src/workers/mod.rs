@@ -47,6 +47,16 @@ pub struct WorkerContext {
     pub gate: Arc<crate::callback_gate::CallbackGate>,
     /// What is written of polled payloads.
     pub intake: crate::intake::Intake,
+    pub retention: Retention,
+}
+
+/// How long records are kept (contract section 4).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// RETENTION_DELIVERY_DAYS.
+    pub deliveries: Duration,
+    /// RETENTION_PROFILE_DAYS; `None`: finished lookups are kept.
+    pub lookups: Option<Duration>,
 }
 
 impl WorkerContext {

@@ -227,3 +227,41 @@ async fn real_mode_refuses_a_database_holding_sandbox_results_and_vice_versa(db:
         .expect("sandbox mode must refuse real data");
     assert!(format!("{err:#}").contains("real lookups"), "{err:#}");
 }
+
+#[sqlx::test]
+async fn a_polled_result_holding_nul_characters_is_stored_with_them_replaced(db: PgPool) {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let upstream = MockServer::start().await;
+    let request_id = common::new_request_id();
+    Mock::given(method("POST"))
+        .and(path("/person/interests"))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({
+            "success": true, "data": {"request_id": request_id, "status": "queued"}})))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/person/interests"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completed_with(
+            &request_id,
+            json!({"brand_affinities": [{"category": "x\u{0}", "brands": ["Ni\u{0}ke"]}]}),
+        )))
+        .mount(&upstream)
+        .await;
+    let mut settings = Settings::with_upstream_url(upstream.uri().parse().unwrap());
+    settings.callbacks = false;
+    settings.poll_after = Duration::from_secs(1);
+    let app = spawn(db, settings).await;
+
+    let id = app
+        .create(&json!({"email": "polled-nul@example.com"}))
+        .await;
+    let done = app.wait_for_status(&id, "completed", WAIT).await;
+
+    assert_eq!(done["profile"]["received_via"], "poll");
+    assert_eq!(
+        done["profile"]["result"]["brand_affinities"][0]["brands"][0],
+        "Ni\u{FFFD}ke"
+    );
+    app.stop().await;
+}

@@ -245,14 +245,26 @@ const CONTRACT_VARIABLES: &[&str] = &[
     "PROFILE_CACHE_SECS",
     "RUST_LOG",
     "LOG_FORMAT",
+    "API_READ_TOKENS",
+    "SERVICE_SECRET",
+    "SERVICE_SECRET_PREVIOUS",
+    "RETENTION_DELIVERY_DAYS",
+    "RETENTION_PROFILE_DAYS",
+    "REDACT_SECTIONS",
+    "WEBHOOK_ALLOW_PRIVATE",
 ];
 
 /// Variables this project adds beyond the contract, each read by the binary
 /// or by docker-compose.yml. Add a name here only together with its
 /// documentation (README and .env.example).
 const PROJECT_VARIABLES: &[&str] = &[
-    // serve: daily ceiling on upstream credits.
+    // serve: daily ceiling on upstream credits, and tuning knobs.
     "CREDIT_BUDGET_DAILY",
+    "AMBIGUOUS_RESUBMIT_AFTER_SECS",
+    "UPSTREAM_TIMEOUT_SECS",
+    "WORKER_LEASE_SECS",
+    "UPSTREAM_CONCURRENCY",
+    "DATABASE_MAX_CONNECTIONS",
     // sandbox subcommand.
     "SANDBOX_LISTEN_ADDR",
     "SANDBOX_API_KEY",
@@ -590,6 +602,69 @@ fn compose_reads_only_variables_documented_in_env_example() {
     );
 }
 
+/// The variables `serve --help` names (`[env: NAME=…]`), read from the real
+/// binary so a setting added to config.rs cannot be forgotten here.
+fn serve_variables() -> BTreeSet<String> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_interests-receiver"))
+        .args(["serve", "--help"])
+        .env_clear()
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout)
+        .split("[env: ")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn compose_passes_every_setting_of_serve_and_of_the_contract_to_the_receiver() {
+    let compose = compose();
+    let passed = environment(service(&compose, "receiver"));
+    // SANDBOX_TIME_SCALE only acts in built-in sandbox mode, which the
+    // compose receiver (it has upstream credentials) never is.
+    let mut wanted = serve_variables();
+    wanted.remove("SANDBOX_TIME_SCALE");
+    assert!(wanted.contains("DATABASE_MAX_CONNECTIONS"), "{wanted:?}");
+    wanted.extend(CONTRACT_VARIABLES.iter().map(|v| v.to_string()));
+    let missing: Vec<&String> = wanted.iter().filter(|v| !passed.contains_key(*v)).collect();
+    assert!(
+        missing.is_empty(),
+        "docker-compose.yml cannot pass these settings to the receiver: {missing:?}"
+    );
+}
+
+#[test]
+fn compose_gives_the_receiver_a_service_secret_long_enough_to_start() {
+    let compose = compose();
+    let secret = resolved_env(service(&compose, "receiver"), "SERVICE_SECRET");
+    assert!(
+        secret.len() >= 32,
+        "outside sandbox mode SERVICE_SECRET needs at least 32 bytes: {secret:?}"
+    );
+    let example = read(".env.example");
+    assert!(
+        example
+            .lines()
+            .any(|l| l.starts_with("SERVICE_SECRET=") && l.len() >= "SERVICE_SECRET=".len() + 32),
+        ".env.example sets a local SERVICE_SECRET of at least 32 bytes"
+    );
+}
+
+#[test]
+fn readme_says_compose_needs_compose_v2() {
+    let readme = read("README.md");
+    assert!(
+        readme.contains("Compose v2"),
+        "the compose file uses `name:` and nested defaults; the README must say it needs Compose v2"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // .env.example
 // ---------------------------------------------------------------------------
@@ -772,6 +847,20 @@ fn dockerfile_healthcheck_uses_the_healthcheck_subcommand() {
     let argv: Vec<String> = serde_json::from_str(exec_form.trim())
         .expect("HEALTHCHECK uses the exec form: the image has no shell tools");
     assert_eq!(argv, ["interests-receiver", "healthcheck"]);
+}
+
+#[test]
+fn dockerfile_has_no_syntax_directive_that_would_fetch_a_frontend_image() {
+    // `# syntax=` makes BuildKit pull a frontend image from Docker Hub, which
+    // fails on mirror-only and air-gapped hosts.
+    let first = read("Dockerfile");
+    assert!(
+        !first
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .any(|l| l.trim_start_matches('#').trim().starts_with("syntax=")),
+        "drop the `# syntax=` line from the Dockerfile"
+    );
 }
 
 #[test]

@@ -315,6 +315,15 @@ async fn serve_refuses_an_unknown_log_format() {
 }
 
 #[tokio::test]
+async fn serve_refuses_a_webhook_allow_private_that_is_not_true_or_false() {
+    serve_refuses(
+        &[("WEBHOOK_ALLOW_PRIVATE", Some("yes"))],
+        "WEBHOOK_ALLOW_PRIVATE",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn serve_refuses_a_credit_budget_that_is_not_a_number() {
     serve_refuses(
         &[("CREDIT_BUDGET_DAILY", Some("lots"))],
@@ -472,4 +481,93 @@ async fn with_only_a_database_serve_runs_a_sandbox_whose_printed_token_completes
         "the token reached the logs"
     );
     child.kill().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// 5. The front door: defaults a new user meets
+
+#[tokio::test]
+async fn sandbox_help_shows_the_default_of_every_option() {
+    let output = run(&["sandbox", "--help"], &[]).await;
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    for block in option_blocks(&help) {
+        if block.trim_start().starts_with("-h,") {
+            continue;
+        }
+        assert!(
+            block.contains("[default: "),
+            "sandbox --help gives no default for:\n{block}"
+        );
+    }
+    assert!(help.contains("sandbox-secret"), "{help}");
+}
+
+#[derive(clap::Parser)]
+struct ServeCli {
+    #[command(flatten)]
+    args: interests_receiver::config::ServeArgs,
+}
+
+fn config_from(argv: &[&str]) -> interests_receiver::config::Config {
+    use clap::Parser;
+    let mut full = vec!["serve", "--database-url", "postgres://x@127.0.0.1:1/x"];
+    full.extend_from_slice(argv);
+    let cli = ServeCli::try_parse_from(full).expect("arguments parse");
+    interests_receiver::config::Config::from_args(cli.args).expect("configuration is valid")
+}
+
+#[test]
+fn in_sandbox_mode_the_first_poll_comes_after_15_seconds() {
+    assert_eq!(config_from(&[]).poll_after, Duration::from_secs(15));
+    // Control: with a real upstream and callbacks on, 600 s remains.
+    let with_callbacks = config_from(&[
+        "--upstream-api-key",
+        "k",
+        "--upstream-api-secret",
+        "s",
+        "--api-tokens",
+        "a-token-of-sixteen-chars",
+        "--service-secret",
+        "0123456789abcdef0123456789abcdef",
+        "--public-base-url",
+        "https://receiver.example.com",
+    ]);
+    assert_eq!(with_callbacks.poll_after, Duration::from_secs(600));
+}
+
+/// A one-shot HTTP server answering 200 to whatever it is asked.
+async fn answering_200() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 2048];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn healthcheck_probes_the_port_of_listen_addr_when_no_url_is_given() {
+    let port = answering_200().await;
+    let healthy = run(
+        &["healthcheck"],
+        &[("LISTEN_ADDR", format!("0.0.0.0:{port}"))],
+    )
+    .await;
+    assert!(healthy.status.success(), "{}", text(&healthy));
+
+    // Control: another port, where nothing answers, is unhealthy.
+    let unhealthy = run(
+        &["healthcheck"],
+        &[("LISTEN_ADDR", format!("0.0.0.0:{}", free_port()))],
+    )
+    .await;
+    assert!(!unhealthy.status.success(), "{}", text(&unhealthy));
 }

@@ -263,3 +263,144 @@ async fn erasure_needs_exactly_one_valid_identifier_and_a_boolean_suppress(db: P
     assert_eq!(app.count("SELECT count(*) FROM suppressions").await, 0);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn retention_purges_old_deliveries_and_old_finished_lookups(db: PgPool) {
+    let (upstream, app) = crate::common::spawn_with_accepting_upstream(db.clone()).await;
+    let (old, old_rid, old_cb) =
+        submitted_lookup(&app, &upstream, json!({"email": "old@example.com"})).await;
+    crate::common::complete_by_callback(&app, &old, &old_cb, &completed_for(&old_rid)).await;
+    let (recent, recent_rid, recent_cb) =
+        submitted_lookup(&app, &upstream, json!({"email": "recent@example.com"})).await;
+    crate::common::complete_by_callback(&app, &recent, &recent_cb, &completed_for(&recent_rid))
+        .await;
+    app.stop().await;
+    sqlx::query(
+        "UPDATE lookups SET created_at = now() - interval '41 days', \
+           completed_at = now() - interval '40 days' WHERE id = $1::uuid",
+    )
+    .bind(&old)
+    .execute(&db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE deliveries SET received_at = now() - interval '31 days' WHERE lookup_id = $1::uuid",
+    )
+    .bind(&recent)
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let mut settings = Settings::with_upstream_url(upstream.uri().parse().unwrap());
+    settings.retention_profile = Some(std::time::Duration::from_secs(30 * 86_400));
+    let app = spawn(db, settings).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.count("SELECT count(*) FROM deliveries").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries were not purged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // The old lookup went with its profile; the recent one stays, without
+    // its 31-day-old delivery record.
+    assert_eq!(app.get(&format!("/v1/lookups/{old}")).await.status(), 404);
+    assert_eq!(app.lookup(&recent).await["status"], "completed");
+    assert_eq!(app.count("SELECT count(*) FROM profiles").await, 1);
+    app.stop().await;
+}
+
+/// `pg_dump` of the test's database, as text.
+fn dump(db: &PgPool) -> String {
+    let output = std::process::Command::new("pg_dump")
+        .arg("--dbname")
+        .arg(crate::common::child::database_url(db))
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[sqlx::test]
+async fn every_spelling_of_a_suppressed_person_is_refused_and_a_dump_reveals_nothing(db: PgPool) {
+    let (app, server) = app_with_mock(db.clone()).await;
+    for subject in [
+        json!({"phone": "+14155550123"}),
+        json!({"email": "zoe@example.com"}),
+        json!({"social_media_url": "https://www.linkedin.com/in/zoe-q"}),
+    ] {
+        completed_lookup(&app, &server, subject).await;
+    }
+    for query in [
+        "phone=%2B14155550123&suppress=true",
+        "email=zoe@example.com&suppress=true",
+        "social_media_url=https://www.linkedin.com/in/zoe-q&suppress=true",
+    ] {
+        assert_eq!(erase(&app, query).await.status(), 200, "{query}");
+    }
+    let sent = submits(&server).await.len();
+
+    for spelling in [
+        json!({"phone": "14155550123"}),
+        json!({"phone": "+1 (415) 555-0123"}),
+        json!({"email": "zoe+x@example.com"}),
+        json!({"email": "ZOE@Example.com"}),
+        json!({"social_media_url": "http://www.linkedin.com/in/zoe-q"}),
+        json!({"social_media_url": "https://linkedin.com/in/zoe-q/"}),
+        json!({"social_media_url": "https://www.linkedin.com/in/zoe-q?trk=public"}),
+        json!({"email": "new@example.com", "phone": "1 415 555 0123"}),
+    ] {
+        let body = problem(app.post_lookup(&spelling).await, 409).await;
+        assert_eq!(body["type"], "subject_suppressed", "{spelling}");
+    }
+    assert_eq!(
+        submits(&server).await.len(),
+        sent,
+        "something went upstream"
+    );
+
+    let dump = dump(&db);
+    for needle in ["14155550123", "zoe@example.com", "linkedin.com/in/zoe-q"] {
+        assert!(!dump.contains(needle), "the dump holds {needle}");
+        for plain in [
+            interests_receiver::token::sha256_hex(needle.as_bytes()),
+            interests_receiver::token::sha256_hex(format!("phone=+{needle}").as_bytes()),
+            interests_receiver::token::sha256_hex(format!("email={needle}").as_bytes()),
+            interests_receiver::token::sha256_hex(
+                format!("social_media_url=https://www.{needle}").as_bytes(),
+            ),
+        ] {
+            assert!(
+                !dump.contains(&plain),
+                "the dump holds a plain SHA-256 of {needle}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn lookups_sharing_any_identifier_are_one_person_in_flight(db: PgPool) {
+    let (app, server) = app_with_mock(db).await;
+    let first = app
+        .create(&json!({"email": "ann@example.com", "company": "Acme"}))
+        .await;
+
+    for same in [
+        json!({"email": "ANN+crm@example.com", "company": "ACME Inc."}),
+        json!({"email": "ann@example.com", "phone": "+14155550100"}),
+    ] {
+        let response = app.post_lookup(&same).await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["id"], first.as_str(), "{same}");
+    }
+    wait_for_submits(&server, 1).await;
+    assert_eq!(app.count("SELECT count(*) FROM lookups").await, 1);
+    app.stop().await;
+}

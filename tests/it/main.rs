@@ -5,17 +5,27 @@
 
 mod common;
 
+mod audit_api;
+mod batch_api;
 mod callback_door;
 mod callbacks;
 mod claims;
 mod compose;
 mod configuration;
+mod console;
 mod crash_safety;
+mod deliveries_api;
 mod erasure_api;
+mod events;
+mod facets_api;
+mod front_door;
+mod import_export;
 mod lookups_api;
+mod open_door;
 mod operations;
 mod pacing;
 mod profiles_api;
 mod replicas;
 mod sandbox_loop;
 mod upstream_failures;
+mod webhooks;

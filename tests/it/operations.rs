@@ -416,7 +416,12 @@ fn check_format(format: &str, value: &Value, at: &str, errors: &mut Vec<String>)
 
 /// Checks a real response against the schema the document declares for
 /// `method path` and its status, and returns its body.
-async fn conforms(doc: &Value, method: &str, path: &str, response: reqwest::Response) -> Value {
+pub(crate) async fn conforms(
+    doc: &Value,
+    method: &str,
+    path: &str,
+    response: reqwest::Response,
+) -> Value {
     let status = response.status().as_u16().to_string();
     let content_type = response
         .headers()

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -45,8 +46,11 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     pub rate_per_minute: u32,
     pub rate_per_hour: u32,
+    /// WEBHOOK_ALLOW_PRIVATE: on, so that tests can receive on loopback.
+    pub webhook_allow_private: bool,
     pub options: Options,
     pub redact_sections: Vec<String>,
+    pub retention_profile: Option<Duration>,
 }
 
 impl Settings {
@@ -69,8 +73,10 @@ impl Settings {
             upstream_timeout: Duration::from_secs(5),
             rate_per_minute: 6000,
             rate_per_hour: 100_000,
+            webhook_allow_private: true,
             options: Options::default(),
             redact_sections: Vec::new(),
+            retention_profile: None,
         }
     }
 }
@@ -125,8 +131,9 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
         database_max_connections: 10,
         sandbox_time_scale,
         log_format: LogFormat::Pretty,
+        webhook_allow_private: settings.webhook_allow_private,
         retention_delivery: Duration::from_secs(30 * 86_400),
-        retention_profile: None,
+        retention_profile: settings.retention_profile,
         redact_sections: settings.redact_sections.clone(),
         generated_token: None,
     }

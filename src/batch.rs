@@ -1,0 +1,203 @@
+//! Requesting many lookups at once (`POST /v1/lookups/batch`): each item goes
+//! through exactly what `POST /v1/lookups` does for one (`crate::lookups`),
+//! and an `Idempotency-Key` covers the whole batch.
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::lookups::{self, Answer, LookupRequest, Policy, RequestError};
+use crate::store::batches;
+use crate::store::lookups::LookupRecord;
+use crate::subject::FieldError;
+
+/// Most items in one batch.
+pub const MAX_ITEMS: usize = 1000;
+/// Items handled at once: enough to answer 1,000 items well inside the
+/// request timeout, few enough to leave the pool to everyone else.
+const CONCURRENCY: usize = 4;
+
+/// Why one item was not taken.
+#[derive(Debug)]
+pub enum ItemError {
+    /// Fields that failed validation (422).
+    Invalid(Vec<FieldError>),
+    /// The item alone is larger than a `POST /v1/lookups` body may be (413).
+    TooLarge(usize),
+    /// Refused by policy: suppressed subject, spent budget (409, 429).
+    Refused(RequestError),
+}
+
+/// What one item was answered.
+#[derive(Debug)]
+pub struct ItemAnswer {
+    pub status: u16,
+    pub lookup: Option<LookupRecord>,
+    /// The problem document of a refused item.
+    pub problem: Option<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyConflict,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The answers of a batch, and how many new lookups it created.
+pub struct Outcome {
+    pub answers: Vec<ItemAnswer>,
+    pub created: usize,
+}
+
+/// Handles every item of a batch, in input order. `render` turns a refused
+/// item into its status and problem document (the HTTP layer knows how).
+/// A database failure fails the whole batch: nothing half-answered is
+/// recorded under the key, and a retry finds the created lookups in flight
+/// instead of paying for them again.
+pub async fn request(
+    db: &PgPool,
+    policy: Policy<'_>,
+    items: &[Value],
+    body_hash: &str,
+    idempotency_key: Option<&str>,
+    render: impl Fn(ItemError) -> (u16, Value),
+) -> Result<Outcome, BatchError> {
+    let Some(key) = idempotency_key else {
+        return handle_items(db, policy, items, &render).await;
+    };
+    let mut tx = db.begin().await?;
+    batches::lock(&mut tx, key).await?;
+    if let Some(stored) = batches::find(&mut tx, key).await? {
+        if stored.request_sha256 != body_hash {
+            return Err(BatchError::IdempotencyConflict);
+        }
+        if let Some(answers) = replay(&mut tx, &stored.answers).await? {
+            return Ok(Outcome {
+                answers,
+                created: 0,
+            });
+        }
+        // A lookup it named was erased since: the record is void.
+    }
+    let outcome = handle_items(db, policy, items, &render).await?;
+    batches::store(&mut tx, key, body_hash, &record(&outcome.answers)).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn handle_items(
+    db: &PgPool,
+    policy: Policy<'_>,
+    items: &[Value],
+    render: &impl Fn(ItemError) -> (u16, Value),
+) -> Result<Outcome, BatchError> {
+    // `buffered` keeps input order. Two items for the same person collapse
+    // onto one lookup whichever runs first (the in-flight unique index).
+    let results: Vec<Result<Result<Answer, ItemError>, sqlx::Error>> =
+        futures_util::stream::iter(items.iter().cloned().map(|item| {
+            let db = db.clone();
+            async move { one(&db, policy, &item).await }
+        }))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut answers = Vec::with_capacity(items.len());
+    let mut created = 0;
+    for result in results {
+        answers.push(match result? {
+            Ok(answer) => {
+                created += usize::from(matches!(answer, Answer::Created(_)));
+                let status = answer.status();
+                ItemAnswer {
+                    status,
+                    lookup: Some(into_record(answer)),
+                    problem: None,
+                }
+            }
+            Err(e) => {
+                let (status, problem) = render(e);
+                ItemAnswer {
+                    status,
+                    lookup: None,
+                    problem: Some(problem),
+                }
+            }
+        });
+    }
+    Ok(Outcome { answers, created })
+}
+
+async fn one(
+    db: &PgPool,
+    policy: Policy<'_>,
+    item: &Value,
+) -> Result<Result<Answer, ItemError>, sqlx::Error> {
+    let size = item.to_string().len();
+    if size > crate::http::MAX_LOOKUP_BODY {
+        return Ok(Err(ItemError::TooLarge(crate::http::MAX_LOOKUP_BODY)));
+    }
+    let request = match LookupRequest::parse(item) {
+        Ok(r) => r,
+        Err(errors) => return Ok(Err(ItemError::Invalid(errors))),
+    };
+    match lookups::request(db, policy, &request, item, None).await {
+        Ok(answer) => Ok(Ok(answer)),
+        Err(RequestError::Database(e)) => Err(e),
+        Err(e) => Ok(Err(ItemError::Refused(e))),
+    }
+}
+
+fn into_record(answer: Answer) -> LookupRecord {
+    match answer {
+        Answer::Created(l) | Answer::InFlight(l) | Answer::Cached(l) | Answer::Replayed(_, l) => l,
+    }
+}
+
+/// What is kept under the key: statuses, lookup ids and problems; never a
+/// subject.
+fn record(answers: &[ItemAnswer]) -> Value {
+    Value::Array(
+        answers
+            .iter()
+            .map(|a| match (&a.lookup, &a.problem) {
+                (Some(l), _) => json!({"status": a.status, "lookup_id": l.id}),
+                (None, problem) => json!({"status": a.status, "problem": problem}),
+            })
+            .collect(),
+    )
+}
+
+/// The recorded answers with each lookup read again (its current state, as
+/// a replayed `POST /v1/lookups` shows), or `None` when one is gone.
+async fn replay(
+    tx: &mut sqlx::PgConnection,
+    recorded: &Value,
+) -> sqlx::Result<Option<Vec<ItemAnswer>>> {
+    let mut answers = Vec::new();
+    for entry in recorded.as_array().into_iter().flatten() {
+        let status = entry["status"].as_u64().unwrap_or(500) as u16;
+        let lookup_id = entry["lookup_id"]
+            .as_str()
+            .and_then(|s| s.parse::<Uuid>().ok());
+        let answer = match lookup_id {
+            Some(id) => match crate::store::lookups::get(&mut *tx, id).await? {
+                Some(lookup) => ItemAnswer {
+                    status,
+                    lookup: Some(lookup),
+                    problem: None,
+                },
+                None => return Ok(None),
+            },
+            None => ItemAnswer {
+                status,
+                lookup: None,
+                problem: Some(entry["problem"].clone()),
+            },
+        };
+        answers.push(answer);
+    }
+    Ok(Some(answers))
+}

@@ -1,0 +1,221 @@
+//! `interests-receiver export --format csv|jsonl [filters]`: every matching
+//! profile to standard output, one page of `GET /v1/profiles` at a time, so
+//! memory stays constant however many profiles match.
+
+use std::io::{BufWriter, Write};
+
+use serde_json::Value;
+
+use super::{Api, EXIT_OK, EXIT_UNUSABLE, ServerArgs, Unusable, detail};
+use crate::facets::Facets;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A header row, then one row per profile.
+    Csv,
+    /// One profile object (as `GET /v1/profiles/{id}`) per line.
+    Jsonl,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum)]
+    pub format: Format,
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long)]
+    pub phone: Option<String>,
+    #[arg(long)]
+    pub social_media_url: Option<String>,
+    #[arg(long)]
+    pub interest: Option<String>,
+    #[arg(long)]
+    pub category: Option<String>,
+    #[arg(long)]
+    pub brand: Option<String>,
+    #[arg(long)]
+    pub archetype: Option<String>,
+    #[arg(long)]
+    pub industry: Option<String>,
+    /// Profiles per page of `GET /v1/profiles` (1 to 500).
+    #[arg(long, default_value_t = 500, hide = true, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub page_size: u16,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// The CSV columns (contract section 3).
+pub const CSV_HEADER: [&str; 13] = [
+    "id",
+    "lookup_id",
+    "email",
+    "phone",
+    "social_media_url",
+    "name",
+    "company",
+    "completed_on",
+    "archetypes",
+    "categories",
+    "interests",
+    "brands",
+    "industries",
+];
+
+/// Runs the export and returns the process exit status.
+pub async fn run(args: ExportArgs) -> u8 {
+    match export(&args).await {
+        Ok(()) => EXIT_OK,
+        // `export … | head` closes the pipe early: that is not a failure.
+        Err(Failure::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(Failure::Output(e)) => {
+            eprintln!("export stopped: cannot write the output: {e}");
+            EXIT_UNUSABLE
+        }
+        Err(Failure::Server(Unusable(message))) => {
+            eprintln!("export stopped: {message}");
+            EXIT_UNUSABLE
+        }
+    }
+}
+
+enum Failure {
+    Server(Unusable),
+    Output(std::io::Error),
+}
+
+impl From<Unusable> for Failure {
+    fn from(e: Unusable) -> Self {
+        Failure::Server(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Output(e)
+    }
+}
+
+impl From<csv::Error> for Failure {
+    fn from(e: csv::Error) -> Self {
+        Failure::Output(e.into())
+    }
+}
+
+impl ExportArgs {
+    fn filters(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("email", &self.email),
+            ("phone", &self.phone),
+            ("social_media_url", &self.social_media_url),
+            ("interest", &self.interest),
+            ("category", &self.category),
+            ("brand", &self.brand),
+            ("archetype", &self.archetype),
+            ("industry", &self.industry),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+async fn export(args: &ExportArgs) -> Result<(), Failure> {
+    let api = Api::new(&args.server, "export")?;
+    let out = BufWriter::new(std::io::stdout().lock());
+    let mut sink = match args.format {
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(CSV_HEADER)?;
+            Sink::Csv(Box::new(w))
+        }
+        Format::Jsonl => Sink::Jsonl(out),
+    };
+    let filters = args.filters();
+    let url = api.url("/v1/profiles");
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query: Vec<(&str, String)> =
+            filters.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        query.push(("limit", args.page_size.to_string()));
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.clone()));
+        }
+        let page_url = url::Url::parse_with_params(&url, &query)
+            .map_err(|e| Unusable(format!("bad --server URL {url}: {e}")))?;
+        let response = api.send(|http| http.get(page_url.clone()), |_| {}).await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            return Err(Unusable(format!(
+                "the server refused the search ({status}): {}",
+                detail(response).await
+            ))
+            .into());
+        }
+        let page: Value = response
+            .json()
+            .await
+            .map_err(|e| Unusable(format!("a page is not JSON: {e}")))?;
+        for profile in page["items"].as_array().into_iter().flatten() {
+            sink.write(profile)?;
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    sink.finish()?;
+    Ok(())
+}
+
+enum Sink<W: Write> {
+    Csv(Box<csv::Writer<W>>),
+    Jsonl(W),
+}
+
+impl<W: Write> Sink<W> {
+    fn write(&mut self, profile: &Value) -> Result<(), Failure> {
+        match self {
+            Sink::Csv(w) => w.write_record(csv_row(profile))?,
+            Sink::Jsonl(w) => {
+                serde_json::to_writer(&mut *w, profile).map_err(std::io::Error::from)?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), Failure> {
+        match self {
+            Sink::Csv(mut w) => w.flush()?,
+            Sink::Jsonl(mut w) => w.flush()?,
+        }
+        Ok(())
+    }
+}
+
+/// One CSV row of a profile: several values of a column joined by `; `,
+/// each in the spelling its result uses.
+pub fn csv_row(profile: &Value) -> Vec<String> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let subject = &profile["subject"];
+    let facets = Facets::as_written(&profile["result"]);
+    let mut row = vec![text(&profile["id"]), text(&profile["lookup_id"])];
+    row.extend(
+        ["email", "phone", "social_media_url", "name", "company"]
+            .iter()
+            .map(|k| text(&subject[*k])),
+    );
+    row.push(text(&profile["completed_on"]));
+    row.extend(
+        [
+            &facets.archetypes,
+            &facets.categories,
+            &facets.interests,
+            &facets.brands,
+            &facets.industries,
+        ]
+        .iter()
+        .map(|values| values.join("; ")),
+    );
+    row
+}

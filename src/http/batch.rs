@@ -1,0 +1,152 @@
+//! `POST /v1/lookups/batch`: up to 1,000 lookups in one request, each
+//! answered as `POST /v1/lookups` would have answered it alone.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::lookups::idempotency_key;
+use super::views::LookupView;
+use crate::batch::{self, BatchError, ItemError, MAX_ITEMS};
+use crate::subject::FieldError;
+use crate::token::sha256_hex;
+
+/// Largest batch body.
+pub const MAX_BATCH_BODY: usize = 4 * 1024 * 1024;
+
+/// The answers of a batch, in input order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchView {
+    pub items: Vec<BatchItemView>,
+}
+
+/// What one item was answered: `lookup` for a 200 or 202, else `problem`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItemView {
+    pub index: usize,
+    /// The status `POST /v1/lookups` would have answered for this item.
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<LookupView>,
+    /// An RFC 9457 problem document, as `POST /v1/lookups` answers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Problem>)]
+    pub problem: Option<Value>,
+}
+
+/// Reads and checks the envelope `{"items": [...]}`; the items themselves
+/// are validated one by one later.
+fn envelope(body: Result<Bytes, BytesRejection>) -> ApiResult<(Value, Vec<Value>)> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(MAX_BATCH_BODY)
+        } else {
+            ApiError::BadRequest(format!("could not read the request body: {rejection}"))
+        }
+    })?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    let Some(object) = body.as_object() else {
+        return Err(ApiError::field("body", "expected a JSON object"));
+    };
+    let mut errors: Vec<FieldError> = object
+        .keys()
+        .filter(|k| k.as_str() != "items")
+        .map(|k| FieldError::new(k, "unknown field"))
+        .collect();
+    match object.get("items") {
+        None => errors.push(FieldError::new("items", "required")),
+        Some(Value::Array(items)) if (1..=MAX_ITEMS).contains(&items.len()) => {}
+        Some(Value::Array(_)) => errors.push(FieldError::new(
+            "items",
+            format!("expected 1 to {MAX_ITEMS} items"),
+        )),
+        Some(_) => errors.push(FieldError::new("items", "expected an array")),
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let items = match body.get("items") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    Ok((body, items))
+}
+
+/// The status and problem document of a refused item.
+fn render(error: ItemError) -> (u16, Value) {
+    let api_error = match error {
+        ItemError::Invalid(errors) => ApiError::Validation(errors),
+        ItemError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
+        ItemError::Refused(e) => ApiError::from(e),
+    };
+    let problem = api_error.problem();
+    (
+        problem.status,
+        serde_json::to_value(&problem).unwrap_or(Value::Null),
+    )
+}
+
+/// Request up to 1,000 lookups at once.
+#[utoipa::path(post, path = "/v1/lookups/batch", tag = "lookups",
+    request_body(content = inline(serde_json::Value), description = "{\"items\": [<POST /v1/lookups body>, …]}: 1 to 1,000 items, at most 4 MiB"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for the same key and body")),
+    responses(
+        (status = 200, description = "one answer per item, in input order: each item's status is what POST /v1/lookups would have answered for it alone", body = BatchView),
+        (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "read-only token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body over 4 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "malformed envelope (no items, not an array, 0 or over 1,000 items), or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "database unavailable or the batch took too long", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<BatchView>> {
+    let key = idempotency_key(&headers)?;
+    let (body, items) = envelope(body)?;
+    let body_hash = sha256_hex(body.to_string().as_bytes());
+    let outcome = batch::request(
+        &state.db,
+        state.policy(),
+        &items,
+        &body_hash,
+        key.as_deref(),
+        render,
+    )
+    .await
+    .map_err(|e| match e {
+        BatchError::IdempotencyConflict => ApiError::field(
+            "Idempotency-Key",
+            "already used with a different request body",
+        ),
+        BatchError::Database(e) => e.into(),
+    })?;
+    if outcome.created > 0 {
+        state.wake.notify_one();
+        metrics::counter!("lookups_created_total").increment(outcome.created as u64);
+    }
+    Ok(Json(BatchView {
+        items: outcome
+            .answers
+            .into_iter()
+            .enumerate()
+            .map(|(index, a)| BatchItemView {
+                index,
+                status: a.status,
+                lookup: a.lookup.map(LookupView::from),
+                problem: a.problem,
+            })
+            .collect(),
+    }))
+}

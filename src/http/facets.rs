@@ -1,0 +1,67 @@
+//! `/v1/facets`: the most common values of a facet field among the profiles
+//! matching the profile filters.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::Params;
+use crate::store::facets::{self, Field};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacetsView {
+    /// interest | category | brand | archetype | industry
+    pub field: &'static str,
+    /// Most common first; values differing only in case count as one.
+    pub values: Vec<FacetValueView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacetValueView {
+    /// The value in its most common spelling.
+    pub value: String,
+    /// Matching profiles carrying the value.
+    pub count: i64,
+}
+
+/// Count the values of a facet among matching profiles.
+#[utoipa::path(get, path = "/v1/facets", tag = "profiles",
+    params(("field" = String, Query, description = "interest | category | brand | archetype | industry"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 20"),
+        ("email" = Option<String>, Query), ("phone" = Option<String>, Query),
+        ("social_media_url" = Option<String>, Query),
+        ("interest" = Option<String>, Query), ("category" = Option<String>, Query),
+        ("brand" = Option<String>, Query), ("archetype" = Option<String>, Query),
+        ("industry" = Option<String>, Query)),
+    responses((status = 200, body = FacetsView),
+        (status = 400, description = "malformed query string", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "unknown field, bad limit or bad identifier filter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Json<FacetsView>> {
+    let expected = || {
+        let names: Vec<_> = Field::ALL.iter().map(|f| f.as_str()).collect();
+        format!("expected one of {}", names.join(", "))
+    };
+    let field = match params.text("field") {
+        None => return Err(ApiError::field("field", expected())),
+        Some(raw) => Field::parse(raw).ok_or_else(|| ApiError::field("field", expected()))?,
+    };
+    let filter = super::profiles::filter(&params)?;
+    let limit = params.limit(20, 1000)?;
+    let values = facets::top(&state.db, field, &filter, limit).await?;
+    Ok(Json(FacetsView {
+        field: field.as_str(),
+        values: values
+            .into_iter()
+            .map(|v| FacetValueView {
+                value: v.value,
+                count: v.count,
+            })
+            .collect(),
+    }))
+}

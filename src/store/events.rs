@@ -1,0 +1,83 @@
+//! The event record: one row per lookup status change, written by the
+//! `record_lookup_event` trigger (see its migration) in the transaction that
+//! made the change. Ids become visible in increasing order, so a reader
+//! that remembers the last id it saw misses nothing and repeats nothing.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor, PgPool};
+use uuid::Uuid;
+
+/// Rows deleted per statement by [`purge`], so that retention never holds
+/// long locks.
+const PURGE_BATCH: i64 = 1000;
+
+/// Shortest time an event is kept (contract: at least 7 days).
+pub const MIN_KEEP: Duration = Duration::from_secs(7 * 86_400);
+
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRecord {
+    pub id: i64,
+    pub lookup_id: Uuid,
+    /// `lookup.<status>`
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub profile_id: Option<Uuid>,
+}
+
+impl EventRecord {
+    /// The lookup status the event announces.
+    pub fn status(&self) -> &str {
+        self.kind.strip_prefix("lookup.").unwrap_or(&self.kind)
+    }
+}
+
+/// Up to `limit` events with an id above `after`, oldest first.
+pub async fn after(db: &PgPool, after: i64, limit: i64) -> sqlx::Result<Vec<EventRecord>> {
+    sqlx::query_as(
+        "SELECT id, lookup_id, type, at, profile_id FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<EventRecord>> {
+    sqlx::query_as("SELECT id, lookup_id, type, at, profile_id FROM events WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The newest event id (0 when there is none): where a live-only stream
+/// starts.
+pub async fn latest_id(db: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM events")
+        .fetch_one(db)
+        .await
+}
+
+/// Deletes events older than `keep` (at least [`MIN_KEEP`]) in small
+/// batches, with their webhook sends and attempts; returns how many.
+pub async fn purge(db: &PgPool, keep: Duration) -> sqlx::Result<u64> {
+    let keep = keep.max(MIN_KEEP);
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events \
+             WHERE at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)",
+        )
+        .bind(keep.as_secs_f64())
+        .bind(PURGE_BATCH)
+        .execute(db)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < PURGE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Facet counts: the most common values of one facet field among profiles.
+//!
+//! Counts are kept up to date by triggers on `profiles` (see the
+//! migrations), so the common questions cost what `limit` costs, not what
+//! the number of profiles does:
+//! - no filter: the top of `facet_totals`;
+//! - exactly one facet filter (`brand=nike`): the top of `facet_pairs`,
+//!   which counts the profiles carrying each pair of values.
+//!
+//! Any other combination finds the matching profiles through the same
+//! GIN-indexed conditions as the profile list and counts their lowercased
+//! facet arrays: its cost follows the number of matching profiles. Either
+//! way each value is shown in its most common spelling across all stored
+//! profiles (`facet_spellings`).
+
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+
+use super::profiles::{ProfileFilter, push_filters};
+
+/// A facet field of `GET /v1/facets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Interest,
+    Category,
+    Brand,
+    Archetype,
+    Industry,
+}
+
+impl Field {
+    pub const ALL: [Field; 5] = [
+        Field::Interest,
+        Field::Category,
+        Field::Brand,
+        Field::Archetype,
+        Field::Industry,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Interest => "interest",
+            Field::Category => "category",
+            Field::Brand => "brand",
+            Field::Archetype => "archetype",
+            Field::Industry => "industry",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.as_str() == raw)
+    }
+
+    /// The lowercased array column of `profiles` holding this field.
+    fn column(self) -> &'static str {
+        match self {
+            Field::Interest => "p.interest_facets",
+            Field::Category => "p.category_facets",
+            Field::Brand => "p.brand_facets",
+            Field::Archetype => "p.archetype_facets",
+            Field::Industry => "p.industry_facets",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct FacetCount {
+    /// The most common spelling of the value.
+    pub value: String,
+    /// Profiles carrying the value, case folded.
+    pub count: i64,
+}
+
+/// The most common spelling of `c.value_lower`, or the value itself.
+const SPELLING: &str = "COALESCE((SELECT s.spelling FROM facet_spellings s \
+    WHERE s.field = $1 AND s.value_lower = c.value_lower \
+    ORDER BY s.count DESC, s.spelling LIMIT 1), c.value_lower)";
+
+/// Queued profile changes folded per statement.
+const FOLD_BATCH: i32 = 5000;
+
+/// Adds the queued profile changes to the facet counts (migration
+/// `facet_changes_queue`): with `wait`, after any fold in progress, so that
+/// every committed profile is counted; without, only if nobody else folds.
+pub async fn fold(db: &PgPool, wait: bool) -> sqlx::Result<i64> {
+    let mut total = 0;
+    loop {
+        let n: i32 = sqlx::query_scalar("SELECT facet_fold($1, $2)")
+            .bind(FOLD_BATCH)
+            .bind(wait)
+            .fetch_one(db)
+            .await?;
+        total += i64::from(n);
+        if n < FOLD_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+pub async fn top(
+    db: &PgPool,
+    field: Field,
+    filter: &ProfileFilter,
+    limit: i64,
+) -> sqlx::Result<Vec<FacetCount>> {
+    if filter.single_facet().is_some() || filter.is_empty() {
+        fold(db, true).await?;
+    }
+    if let Some((filter_field, filter_value)) = filter.single_facet() {
+        return sqlx::query_as(&format!(
+            "SELECT {SPELLING} AS value, c.count FROM facet_pairs c \
+             WHERE c.field = $1 AND c.filter_field = $2 AND c.filter_value = $3 AND c.count > 0 \
+             ORDER BY c.count DESC, c.value_lower LIMIT $4"
+        ))
+        .bind(field.as_str())
+        .bind(filter_field)
+        .bind(filter_value.to_lowercase())
+        .bind(limit)
+        .fetch_all(db)
+        .await;
+    }
+    if filter.is_empty() {
+        return sqlx::query_as(&format!(
+            "SELECT {SPELLING} AS value, c.count FROM facet_totals c \
+             WHERE c.field = $1 AND c.count > 0 \
+             ORDER BY c.count DESC, c.value_lower LIMIT $2"
+        ))
+        .bind(field.as_str())
+        .bind(limit)
+        .fetch_all(db)
+        .await;
+    }
+    // The field name is bound first: SPELLING reads it as $1.
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH f AS (SELECT ");
+    q.push_bind(field.as_str());
+    q.push(format_args!(
+        "::text AS field), c AS (SELECT v AS value_lower, count(*) AS count \
+         FROM profiles p, unnest({}) v WHERE true",
+        field.column()
+    ));
+    push_filters(&mut q, filter);
+    q.push(" GROUP BY v ORDER BY count(*) DESC, v LIMIT ")
+        .push_bind(limit)
+        .push(format_args!(
+            ") SELECT {SPELLING} AS value, c.count FROM c ORDER BY c.count DESC, c.value_lower"
+        ));
+    q.build_query_as().fetch_all(db).await
+}

@@ -1,0 +1,275 @@
+//! Webhook endpoints, their send queue and the record of every attempt.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct WebhookRecord {
+    pub id: Uuid,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    /// Nonce and ciphertext of the signing secret (see `webhooks::secret`).
+    pub secret_sealed: Vec<u8>,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, url, events, description, secret_sealed, disabled, created_at";
+
+pub struct NewWebhook<'a> {
+    pub id: Uuid,
+    pub url: &'a str,
+    pub events: &'a [String],
+    pub description: Option<&'a str>,
+    pub secret_sealed: &'a [u8],
+}
+
+pub async fn insert(db: &PgPool, new: NewWebhook<'_>) -> sqlx::Result<WebhookRecord> {
+    sqlx::query_as(&format!(
+        "INSERT INTO webhooks (id, url, events, description, secret_sealed) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+    ))
+    .bind(new.id)
+    .bind(new.url)
+    .bind(new.events)
+    .bind(new.description)
+    .bind(new.secret_sealed)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn list(db: &PgPool) -> sqlx::Result<Vec<WebhookRecord>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM webhooks ORDER BY created_at DESC, id DESC"
+    ))
+    .fetch_all(db)
+    .await
+}
+
+pub async fn get(db: &PgPool, id: Uuid) -> sqlx::Result<Option<WebhookRecord>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Fields of a PATCH; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    /// `Some(None)` clears the description.
+    pub description: Option<Option<String>>,
+    pub disabled: Option<bool>,
+}
+
+/// Applies `patch`. Disabling an endpoint drops its pending sends, so that
+/// re-enabling it later does not fire a backlog of stale events.
+pub async fn update(
+    db: &PgPool,
+    id: Uuid,
+    patch: &WebhookPatch,
+) -> sqlx::Result<Option<WebhookRecord>> {
+    let mut tx = db.begin().await?;
+    let updated: Option<WebhookRecord> = sqlx::query_as(&format!(
+        "UPDATE webhooks SET url = COALESCE($2, url), events = COALESCE($3, events), \
+           description = CASE WHEN $4 THEN $5 ELSE description END, \
+           disabled = COALESCE($6, disabled), updated_at = now() \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&patch.url)
+    .bind(&patch.events)
+    .bind(patch.description.is_some())
+    .bind(patch.description.clone().flatten())
+    .bind(patch.disabled)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if updated.as_ref().is_some_and(|w| w.disabled) {
+        sqlx::query("DELETE FROM webhook_sends WHERE webhook_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(updated)
+}
+
+pub async fn delete(db: &PgPool, id: Uuid) -> sqlx::Result<bool> {
+    let deleted = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?
+        .rows_affected();
+    Ok(deleted == 1)
+}
+
+/// Queues the endpoint's events since `since` again (same event ids, hence
+/// the same `webhook-id`s); an event whose send is still pending is counted
+/// and sent once. Returns how many events will be sent.
+pub async fn replay(db: &PgPool, id: Uuid, since: DateTime<Utc>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "WITH matching AS ( \
+           SELECT e.id FROM events e JOIN webhooks w ON w.id = $1 \
+           WHERE e.at >= $2 AND e.type = ANY (w.events)), \
+         queued AS ( \
+           INSERT INTO webhook_sends (webhook_id, event_id) SELECT $1, id FROM matching \
+           ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING 1) \
+         SELECT count(*) FROM matching",
+    )
+    .bind(id)
+    .bind(since)
+    .fetch_one(db)
+    .await
+}
+
+/// A send this replica has claimed.
+#[derive(Debug, Clone, FromRow)]
+pub struct Claim {
+    pub send_id: i64,
+    pub webhook_id: Uuid,
+    pub event_id: i64,
+    /// Attempts recorded before this one.
+    pub attempts: i32,
+}
+
+/// Claims the most overdue send of an enabled endpoint whose lease (if
+/// any) has run out; one replica wins each send.
+pub async fn claim(db: &PgPool, owner: Uuid, lease: Duration) -> sqlx::Result<Option<Claim>> {
+    sqlx::query_as(
+        "UPDATE webhook_sends s SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
+         WHERE s.id = ( \
+           SELECT q.id FROM webhook_sends q JOIN webhooks w ON w.id = q.webhook_id \
+           WHERE NOT w.disabled AND q.next_attempt_at <= now() \
+             AND (q.lease_until IS NULL OR q.lease_until < now()) \
+           ORDER BY q.next_attempt_at, q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED) \
+         RETURNING s.id AS send_id, s.webhook_id, s.event_id, s.attempts",
+    )
+    .bind(owner)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(db)
+    .await
+}
+
+/// What one attempt came to.
+pub struct Attempt<'a> {
+    pub status_code: Option<u16>,
+    pub error: Option<&'a str>,
+    pub duration_ms: i32,
+}
+
+/// What to do with a send after an attempt.
+pub enum Next {
+    /// Acknowledged, or given up: the send leaves the queue.
+    Done,
+    /// Try again after this delay.
+    RetryAfter(Duration),
+}
+
+/// Records the attempt and then finishes or reschedules the send, in one
+/// transaction. Only the lease holder's outcome counts: a send whose lease
+/// ran out and was taken over is left to its new owner.
+pub async fn record_attempt(
+    db: &PgPool,
+    claim: &Claim,
+    owner: Uuid,
+    attempt: Attempt<'_>,
+    next: Next,
+) -> sqlx::Result<()> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status_code, error, duration_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(claim.webhook_id)
+    .bind(claim.event_id)
+    .bind(claim.attempts + 1)
+    .bind(attempt.status_code.map(|c| c as i16))
+    .bind(attempt.error)
+    .bind(attempt.duration_ms)
+    .execute(&mut *tx)
+    .await?;
+    match next {
+        Next::Done => {
+            sqlx::query("DELETE FROM webhook_sends WHERE id = $1 AND lease_owner = $2")
+                .bind(claim.send_id)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Next::RetryAfter(delay) => {
+            sqlx::query(
+                "UPDATE webhook_sends SET attempts = attempts + 1, \
+                   next_attempt_at = now() + make_interval(secs => $3), \
+                   lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(claim.send_id)
+            .bind(owner)
+            .bind(delay.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await
+}
+
+/// Drops a send that can no longer be made (its lookup was erased).
+pub async fn drop_send(db: &PgPool, send_id: i64) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM webhook_sends WHERE id = $1")
+        .bind(send_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Gives back this replica's leases (shutdown), so another replica or the
+/// next start takes the sends over at once.
+pub async fn release_leases(db: &PgPool, owner: Uuid) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE webhook_sends SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+    )
+    .bind(owner)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// One recorded attempt, as listed.
+#[derive(Debug, Clone, FromRow)]
+pub struct AttemptRecord {
+    pub id: i64,
+    pub event_id: i64,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub attempt: i32,
+    pub at: DateTime<Utc>,
+    pub status_code: Option<i16>,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+}
+
+/// The endpoint's attempts, newest first, after the keyset position
+/// `before` (an attempt id).
+pub async fn attempts(
+    db: &PgPool,
+    webhook_id: Uuid,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<AttemptRecord>> {
+    sqlx::query_as(
+        "SELECT a.id, a.event_id, e.type, a.attempt, a.at, a.status_code, a.error, a.duration_ms \
+         FROM webhook_attempts a JOIN events e ON e.id = a.event_id \
+         WHERE a.webhook_id = $1 AND ($2::bigint IS NULL OR a.id < $2) \
+         ORDER BY a.id DESC LIMIT $3",
+    )
+    .bind(webhook_id)
+    .bind(before)
+    .bind(limit + 1)
+    .fetch_all(db)
+    .await
+}

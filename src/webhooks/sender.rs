@@ -1,0 +1,257 @@
+//! The webhook sender: claims one due send at a time from PostgreSQL (so
+//! replicas share the queue and each send is made by one of them), posts
+//! the signed event, records the attempt and reschedules or finishes it. No
+//! transaction is held across the HTTP call.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+use uuid::Uuid;
+
+use super::guard::{self, GuardedResolver};
+use super::{SEND_TIMEOUT, retry_delay, secret, signing};
+use crate::http::views::LookupView;
+use crate::secrets::ServiceSecret;
+use crate::store::webhooks::{self as store, Attempt, Claim, Next};
+use crate::store::{events, lookups};
+
+/// Sends one replica makes at once.
+const CONCURRENCY: usize = 8;
+/// How long an idle sender waits before looking for due retries again (a
+/// new event wakes it at once).
+const IDLE_NAP: Duration = Duration::from_millis(250);
+/// Longest error text kept per attempt.
+const MAX_ERROR: usize = 500;
+
+/// Everything the sender needs; cheap to clone.
+#[derive(Clone)]
+pub struct Sender {
+    pub db: PgPool,
+    pub keys: ServiceSecret,
+    /// Identifies this process's leases.
+    pub owner: Uuid,
+    /// Factor applied to the retry schedule (tests make it small).
+    pub retry_scale: f64,
+    /// Changes when new events may exist.
+    pub wake: watch::Receiver<u64>,
+    pub allow_private: bool,
+    client: reqwest::Client,
+}
+
+impl Sender {
+    pub fn new(
+        db: PgPool,
+        keys: ServiceSecret,
+        wake: watch::Receiver<u64>,
+        allow_private: bool,
+        retry_scale: f64,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(SEND_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+            .user_agent(concat!("interests-receiver/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("webhook HTTP client builds");
+        Sender {
+            db,
+            keys,
+            owner: Uuid::new_v4(),
+            retry_scale,
+            wake,
+            allow_private,
+            client,
+        }
+    }
+
+    /// A send is leased for longer than one attempt can take.
+    fn lease(&self) -> Duration {
+        SEND_TIMEOUT + Duration::from_secs(15)
+    }
+
+    /// Works the queue until `shutdown`, then gives back its leases.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let tasks = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(CONCURRENCY));
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            };
+            match store::claim(&self.db, self.owner, self.lease()).await {
+                Ok(Some(claim)) => {
+                    let sender = self.clone();
+                    let stop = shutdown.clone();
+                    tasks.spawn(async move {
+                        tokio::select! {
+                            // Stopping mid-send: no attempt is recorded and the
+                            // lease is given back below; the send is made again.
+                            _ = stop.cancelled() => {}
+                            _ = sender.send(&claim) => {}
+                        }
+                        drop(permit);
+                    });
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot claim a webhook send"),
+            }
+            drop(permit);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                changed = self.wake.changed() => {
+                    if changed.is_err() {
+                        // The hub is gone (shutting down): nap instead of spinning.
+                        tokio::time::sleep(IDLE_NAP).await;
+                    }
+                }
+                _ = tokio::time::sleep(IDLE_NAP) => {}
+            }
+        }
+        tasks.close();
+        tasks.wait().await;
+        if let Err(e) = store::release_leases(&self.db, self.owner).await {
+            tracing::warn!(error = %e, "cannot release webhook leases; they will run out");
+        }
+    }
+
+    async fn send(&self, claim: &Claim) {
+        if let Err(e) = self.try_send(claim).await {
+            // The lease runs out and the send is tried again.
+            tracing::warn!(error = %e, event_id = claim.event_id, "webhook send failed to record");
+        }
+    }
+
+    async fn try_send(&self, claim: &Claim) -> sqlx::Result<()> {
+        let (Some(webhook), Some(event)) = (
+            store::get(&self.db, claim.webhook_id).await?,
+            events::get(&self.db, claim.event_id).await?,
+        ) else {
+            return store::drop_send(&self.db, claim.send_id).await;
+        };
+        let Some(lookup) = lookups::get(&self.db, event.lookup_id).await? else {
+            // Erased since: there is nothing left to send.
+            return store::drop_send(&self.db, claim.send_id).await;
+        };
+        let body = serde_json::to_vec(&json!({
+            "type": event.kind,
+            "timestamp": event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "data": LookupView::from(lookup),
+        }))
+        .expect("JSON serialises");
+
+        let started = Instant::now();
+        let outcome = match secret::open(&self.keys, webhook.id, &webhook.secret_sealed) {
+            None => Err(
+                "cannot decrypt the endpoint secret (SERVICE_SECRET changed without \
+                 SERVICE_SECRET_PREVIOUS?)"
+                    .to_owned(),
+            ),
+            Some(secret) => self.post(&webhook.url, &secret, event.id, &body).await,
+        };
+        let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        let failed = claim.attempts as u32 + 1;
+        let (attempt, next) = match &outcome {
+            Ok(status) if (200..300).contains(status) => (
+                Attempt {
+                    status_code: Some(*status),
+                    error: None,
+                    duration_ms,
+                },
+                Next::Done,
+            ),
+            other => {
+                let next = match retry_delay(failed, self.retry_scale) {
+                    Some(delay) => Next::RetryAfter(delay),
+                    None => {
+                        tracing::warn!(
+                            webhook_id = %webhook.id,
+                            event_id = event.id,
+                            "webhook send given up after the last retry"
+                        );
+                        Next::Done
+                    }
+                };
+                let (status_code, error) = match other {
+                    Ok(status) if (300..400).contains(status) => {
+                        (Some(*status), Some("redirects are not followed"))
+                    }
+                    Ok(status) => (Some(*status), None),
+                    Err(e) => (None, Some(e.as_str())),
+                };
+                (
+                    Attempt {
+                        status_code,
+                        error,
+                        duration_ms,
+                    },
+                    next,
+                )
+            }
+        };
+        metrics::counter!(
+            "webhook_attempts_total",
+            "outcome" => if matches!(outcome, Ok(s) if (200..300).contains(&s)) { "ok" } else { "failed" }
+        )
+        .increment(1);
+        store::record_attempt(&self.db, claim, self.owner, attempt, next).await
+    }
+
+    /// One signed POST; the status code, or why there was none.
+    async fn post(
+        &self,
+        url: &str,
+        secret: &str,
+        event_id: i64,
+        body: &[u8],
+    ) -> Result<u16, String> {
+        let url: Url = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+        if !self.allow_private
+            && let Some(ip) = guard::literal_is_forbidden(&url)
+        {
+            return Err(format!(
+                "{ip} is a loopback, private or non-public address; refused"
+            ));
+        }
+        let msg_id = event_id.to_string();
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature =
+            signing::sign(secret, &msg_id, timestamp, body).ok_or("malformed endpoint secret")?;
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &msg_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(describe)?;
+        Ok(response.status().as_u16())
+    }
+}
+
+/// A send error in words, its causes included (reqwest's own text is
+/// terse), cut to a sane length.
+fn describe(e: reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        format!("no answer within {} s", SEND_TIMEOUT.as_secs())
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.chars().take(MAX_ERROR).collect()
+}

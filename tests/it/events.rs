@@ -1,0 +1,284 @@
+//! `GET /v1/events`: lookup status changes as Server-Sent Events, live and
+//! resumable without gaps or repeats.
+
+use std::time::Duration;
+
+use crate::common::{Settings, TOKEN, TestApp, error_fields, problem, spawn};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+struct SseEvent {
+    id: i64,
+    event: String,
+    data: Value,
+}
+
+/// A minimal SSE reader over a streaming response.
+struct SseClient {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseClient {
+    async fn connect(app: &TestApp, query: &str, last_event_id: Option<i64>) -> SseClient {
+        let mut request = app
+            .http
+            .get(app.url(&format!("/v1/events{query}")))
+            .bearer_auth(TOKEN);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        SseClient {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), failing the test after `WAIT`.
+    async fn next(&mut self) -> SseEvent {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let (mut id, mut event, mut data) = (None, None, None);
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("id:") {
+                            id = Some(v.trim().parse().unwrap());
+                        } else if let Some(v) = line.strip_prefix("event:") {
+                            event = Some(v.trim().to_owned());
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data = Some(serde_json::from_str(v.trim()).unwrap());
+                        }
+                    }
+                    if let (Some(id), Some(event), Some(data)) = (id, event, data) {
+                        return SseEvent { id, event, data };
+                    }
+                    continue;
+                }
+                let chunk = self.response.chunk().await.unwrap().expect("stream open");
+                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        })
+        .await
+        .expect("an event within the wait")
+    }
+
+    /// Waits for a comment line (a keep-alive), failing after `within`.
+    async fn comment(&mut self, within: Duration) {
+        tokio::time::timeout(within, async {
+            while !self.buffer.lines().any(|l| l.starts_with(':')) {
+                let chunk = self.response.chunk().await.unwrap().expect("stream open");
+                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        })
+        .await
+        .expect("a keep-alive comment");
+        self.buffer.clear();
+    }
+
+    /// Events until (and including) `event` for `lookup_id`.
+    async fn until(&mut self, lookup_id: &Value, event: &str) -> Vec<SseEvent> {
+        let mut seen = Vec::new();
+        loop {
+            let e = self.next().await;
+            let done = e.event == event && &e.data["lookup_id"] == lookup_id;
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+async fn new_lookup(app: &TestApp, email: &str) -> Value {
+    let response = app.post_lookup(&json!({"email": email})).await;
+    assert_eq!(response.status(), 202);
+    response.json().await.unwrap()
+}
+
+async fn all_event_ids(app: &TestApp) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM events ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_client_sees_a_lookup_complete_and_resumes_without_missing_or_repeating(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let mut live = SseClient::connect(&app, "", None).await;
+    let mut first = SseClient::connect(&app, "?after=0", None).await;
+
+    let a = new_lookup(&app, "sse-a@example.com").await;
+    assert_eq!(a["status"], "pending");
+    // The first client reads one event, then disconnects.
+    let one = first.next().await;
+    assert_eq!(one.data["lookup_id"], a["id"]);
+    drop(first);
+
+    let seen_live = live.until(&a["id"], "lookup.completed").await;
+    let completed = seen_live.last().unwrap();
+    let stored = app.lookup(a["id"].as_str().unwrap()).await;
+    assert_eq!(stored["status"], "completed");
+    assert_eq!(completed.data["status"], "completed");
+    assert_eq!(completed.data["profile_id"], stored["profile"]["id"]);
+    assert!(completed.data["at"].as_str().is_some());
+    for e in &seen_live[..seen_live.len() - 1] {
+        assert!(e.data["profile_id"].is_null());
+        assert_eq!(
+            e.event,
+            format!("lookup.{}", e.data["status"].as_str().unwrap())
+        );
+    }
+
+    // More happens while the first client is away.
+    let b = new_lookup(&app, "sse-b@example.com").await;
+    app.wait_for_status(b["id"].as_str().unwrap(), "completed", WAIT)
+        .await;
+
+    let mut resumed = SseClient::connect(&app, "", Some(one.id)).await;
+    let rest = resumed.until(&b["id"], "lookup.completed").await;
+    let mut ids = vec![one.id];
+    ids.extend(rest.iter().map(|e| e.id));
+    assert_eq!(ids, all_event_ids(&app).await, "every event once, in order");
+
+    // The live client saw the same sequence.
+    let more = live.until(&b["id"], "lookup.completed").await;
+    let live_ids: Vec<i64> = seen_live.iter().chain(&more).map(|e| e.id).collect();
+    assert_eq!(live_ids, ids);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn bad_resume_points_are_named_and_streams_are_bounded(db: PgPool) {
+    let mut settings = Settings::sandbox();
+    settings.options.max_event_streams = 2;
+    let app = spawn(db, settings).await;
+
+    let bad = problem(app.get("/v1/events?after=abc").await, 422).await;
+    assert_eq!(error_fields(&bad), vec!["after"]);
+    let response = app
+        .http
+        .get(app.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("Last-Event-ID", "-5")
+        .send()
+        .await
+        .unwrap();
+    let bad = problem(response, 422).await;
+    assert_eq!(error_fields(&bad), vec!["Last-Event-ID"]);
+    problem(
+        app.http.get(app.url("/v1/events")).send().await.unwrap(),
+        401,
+    )
+    .await;
+
+    let one = SseClient::connect(&app, "", None).await;
+    let _two = SseClient::connect(&app, "", None).await;
+    let third = app.get("/v1/events").await;
+    assert_eq!(third.headers()["retry-after"], "5");
+    problem(third, 503).await;
+
+    // A client that goes away frees its slot.
+    drop(one);
+    let started = tokio::time::Instant::now();
+    loop {
+        let response = app.get("/v1/events").await;
+        if response.status() == 200 {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_idle_stream_gets_keep_alive_comments_and_stays_live(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let mut client = SseClient::connect(&app, "", None).await;
+    // The first keep-alive comes after 15 s: longer than any request
+    // timeout, so the stream also outlives those.
+    client.comment(Duration::from_secs(25)).await;
+    let lookup = new_lookup(&app, "idle@example.com").await;
+    let seen = client.until(&lookup["id"], "lookup.completed").await;
+    assert!(!seen.is_empty());
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_status_change_is_recorded_only_when_it_commits_and_only_once(db: PgPool) {
+    let app = spawn(db.clone(), Settings::sandbox()).await;
+    let lookup = new_lookup(&app, "commit@example.com").await;
+    let id = lookup["id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&id, "completed", WAIT).await;
+    app.stop().await;
+    let events_of = || {
+        sqlx::query_scalar::<_, String>(
+            "SELECT type FROM events WHERE lookup_id = $1::uuid ORDER BY id",
+        )
+        .bind(&id)
+        .fetch_all(&db)
+    };
+    let before = events_of().await.unwrap();
+    assert_eq!(before.last().unwrap(), "lookup.completed");
+    assert!(before.contains(&"lookup.queued".to_owned()), "{before:?}");
+
+    // A change that rolls back leaves no event; one that sets the same
+    // status again is no change.
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE lookups SET status = 'expired' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    sqlx::query("UPDATE lookups SET status = 'completed' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(events_of().await.unwrap(), before);
+}
+
+#[sqlx::test]
+async fn events_older_than_seven_days_are_purged_and_newer_ones_kept(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let lookup = new_lookup(&app, "old@example.com").await;
+    let id = lookup["id"].as_str().unwrap();
+    app.wait_for_status(id, "completed", WAIT).await;
+    let all = all_event_ids(&app).await;
+    assert!(all.len() >= 2);
+    // The oldest event is backdated past the retention; one just inside it.
+    sqlx::query("UPDATE events SET at = now() - interval '8 days' WHERE id = $1")
+        .bind(all[0])
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET at = now() - interval '6 days' WHERE id = $1")
+        .bind(all[1])
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while all_event_ids(&app).await.contains(&all[0]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "old event not purged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(all_event_ids(&app).await, all[1..].to_vec());
+    app.stop().await;
+}

@@ -1,0 +1,343 @@
+//! The `import` and `export` client subcommands (contract section 3), run as
+//! the real binary against a server in sandbox mode: a real CSV with bad
+//! rows, quoting, a BOM and CRLF; re-runs and interrupted runs that pay for
+//! nobody twice; exports read back with a CSV parser.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use crate::common::{Settings, TOKEN, TestApp, spawn};
+use interests_receiver::facets::Facets;
+use serde_json::Value;
+use sqlx::PgPool;
+
+const BIN: &str = env!("CARGO_BIN_EXE_interests-receiver");
+
+fn csv_file(content: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("import-{}.csv", uuid::Uuid::new_v4()));
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+fn client(app: &TestApp, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args(args)
+        .env_clear()
+        .env("INTERESTS_SERVER", app.url(""))
+        .env("INTERESTS_TOKEN", TOKEN)
+        .kill_on_drop(true);
+    command
+}
+
+async fn run(app: &TestApp, args: &[&str]) -> Output {
+    let output = tokio::time::timeout(Duration::from_secs(120), client(app, args).output())
+        .await
+        .expect("the client finishes")
+        .unwrap();
+    if std::env::var("TEST_LOG").is_ok() {
+        eprintln!("stdout: {}", String::from_utf8_lossy(&output.stdout));
+        eprintln!("stderr: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    output
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn submits_accepted(app: &TestApp) -> u64 {
+    app.sandbox_json("stats").await["submits_accepted"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Every lookup, by subject email.
+async fn lookups_by_email(app: &TestApp) -> HashMap<String, Value> {
+    let page = app.get_json("/v1/lookups?limit=500").await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["subject"]["email"].as_str().unwrap().to_owned(),
+                l.clone(),
+            )
+        })
+        .collect()
+}
+
+/// A BOM, CRLF line ends, quoted commas, quotes and a line break inside a
+/// field, a bad email (line 3), a row with no identifier (line 6), a row
+/// with too few fields (line 9), and Ann twice (lines 2 and 7).
+const CONTACTS: &str = "\u{feff}Email,Name,COMPANY,Notes\r\n\
+ann@example.com,Ann Lee,\"Acme, Inc\",\"likes \"\"running\"\", hiking\"\r\n\
+not-an-email,Bob,,x\r\n\
+carol@example.com,Carol,Beta,\"two\r\nlines\"\r\n\
+,,,nobody\r\n\
+ANN@example.com,ann lee,\"acme, inc\",again\r\n\
+dave@example.com,Dave,Gamma,\r\n\
+eve@example.com,Eve\r\n";
+
+#[sqlx::test]
+async fn import_reports_bad_rows_by_line_and_looks_each_person_up_once(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let file = csv_file(CONTACTS);
+
+    let output = run(&app, &["import", file.to_str().unwrap(), "--wait"]).await;
+
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("line 3: email: "), "{stderr}");
+    assert!(stderr.contains("line 6: "), "{stderr}");
+    assert!(stderr.contains("at least one of"), "{stderr}");
+    assert!(
+        stderr.contains("line 9: row: expected 4 fields"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("line 2:") && !stderr.contains("line 4:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sent 7/7 rows"),
+        "plain progress lines: {stderr}"
+    );
+    assert!(stdout.contains("rows: 7, accepted: 4, bad: 3"), "{stdout}");
+    assert!(stdout.contains("people: 3, completed: 3"), "{stdout}");
+
+    assert_eq!(submits_accepted(&app).await, 3);
+    let lookups = lookups_by_email(&app).await;
+    assert_eq!(lookups.len(), 3, "{lookups:?}");
+    let ann = &lookups["ann@example.com"];
+    assert_eq!(ann["status"], "completed");
+    assert_eq!(ann["subject"]["company"], "Acme, Inc");
+    assert_eq!(ann["metadata"]["Notes"], "likes \"running\", hiking");
+    let carol_notes = lookups["carol@example.com"]["metadata"]["Notes"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(carol_notes.starts_with("two") && carol_notes.ends_with("\nlines"));
+    assert_eq!(lookups["dave@example.com"]["metadata"]["Notes"], "");
+
+    // The same file again: the same answers, nobody paid for twice.
+    let again = run(&app, &["import", file.to_str().unwrap(), "--wait"]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stdout).contains("people: 3, completed: 3"));
+    assert_eq!(submits_accepted(&app).await, 3);
+    assert_eq!(lookups_by_email(&app).await.len(), 3);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_person_repeated_with_another_company_spelling_is_paid_for_once(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let file = csv_file(
+        "email,name,company\n\
+         ann@example.com,Ann Lee,Acme Inc\n\
+         Ann@Example.com,Ann Lee,ACME Incorporated\n\
+         ann+crm@example.com,Ann,Acme\n",
+    );
+
+    let output = run(&app, &["import", file.to_str().unwrap(), "--wait"]).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(submits_accepted(&app).await, 1);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_interrupted_import_run_again_pays_for_nobody_twice(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let mut content = String::from("email,name,segment\n");
+    for n in 0..30 {
+        content.push_str(&format!("person{n}@example.com,Person {n},trial\n"));
+    }
+    let file = csv_file(&content);
+    let path = file.to_str().unwrap();
+
+    // Interrupted with ctrl-c (SIGINT) once a few rows are in.
+    let mut first = client(&app, &["import", path, "--batch-size", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if app.count("SELECT count(*) FROM lookups").await >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = first.id().expect("still running").to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let _ = first.wait().await;
+
+    let resumed = run(&app, &["import", path, "--batch-size", "1", "--wait"]).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert!(text(&resumed.stdout).contains("people: 30, completed: 30"));
+    let after_resume = submits_accepted(&app).await;
+
+    let third = run(&app, &["import", path, "--wait"]).await;
+    assert_eq!(third.status.code(), Some(0), "{}", text(&third.stderr));
+
+    assert_eq!(after_resume, 30);
+    assert_eq!(submits_accepted(&app).await, 30);
+    assert_eq!(app.count("SELECT count(*) FROM lookups").await, 30);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_unusable_server_exits_2(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let file = csv_file("email\nann@example.com\n");
+    let path = file.to_str().unwrap();
+
+    let wrong_token = run(&app, &["import", path, "--token", "wrong-token-0123456789"]).await;
+    assert_eq!(wrong_token.status.code(), Some(2));
+    assert!(
+        text(&wrong_token.stderr).contains("401"),
+        "{}",
+        text(&wrong_token.stderr)
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("http://127.0.0.1:{port}");
+    let nobody = run(&app, &["import", path, "--server", &unreachable]).await;
+    assert_eq!(nobody.status.code(), Some(2));
+    let export = run(
+        &app,
+        &["export", "--format", "csv", "--server", &unreachable],
+    )
+    .await;
+    assert_eq!(export.status.code(), Some(2));
+    assert_eq!(app.count("SELECT count(*) FROM lookups").await, 0);
+    app.stop().await;
+}
+
+/// All profiles of `GET /v1/profiles?{query}`, by id.
+async fn profiles(app: &TestApp, query: &str) -> HashMap<String, Value> {
+    let mut all = HashMap::new();
+    let mut cursor = String::new();
+    loop {
+        let page = app
+            .get_json(&format!("/v1/profiles?{query}&limit=500{cursor}"))
+            .await;
+        for p in page["items"].as_array().unwrap() {
+            all.insert(p["id"].as_str().unwrap().to_owned(), p.clone());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return all,
+        }
+    }
+}
+
+fn joined(values: &[String]) -> String {
+    values.join("; ")
+}
+
+#[sqlx::test]
+async fn export_writes_every_matching_profile_as_csv_and_as_json_lines(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let mut content = String::from("email,name,company\n");
+    for n in 0..7 {
+        content.push_str(&format!("buyer{n}@example.com,\"Buyer, {n}\",Shop {n}\n"));
+    }
+    let file = csv_file(&content);
+    let imported = run(&app, &["import", file.to_str().unwrap(), "--wait"]).await;
+    assert_eq!(
+        imported.status.code(),
+        Some(0),
+        "{}",
+        text(&imported.stderr)
+    );
+    let stored = profiles(&app, "").await;
+    assert_eq!(stored.len(), 7);
+
+    // CSV, following cursors three profiles at a time.
+    let csv_out = run(&app, &["export", "--format", "csv", "--page-size", "3"]).await;
+    assert_eq!(csv_out.status.code(), Some(0), "{}", text(&csv_out.stderr));
+    let mut reader = csv::Reader::from_reader(&csv_out.stdout[..]);
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "id",
+            "lookup_id",
+            "email",
+            "phone",
+            "social_media_url",
+            "name",
+            "company",
+            "completed_on",
+            "archetypes",
+            "categories",
+            "interests",
+            "brands",
+            "industries"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 7);
+    let ids: BTreeSet<&str> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(ids.len(), 7);
+    for row in &rows {
+        let profile = &stored[&row[0]];
+        let facets = Facets::as_written(&profile["result"]);
+        assert_eq!(&row[1], profile["lookup_id"].as_str().unwrap());
+        assert_eq!(&row[2], profile["subject"]["email"].as_str().unwrap());
+        assert_eq!(&row[3], "");
+        assert_eq!(&row[5], profile["subject"]["name"].as_str().unwrap());
+        assert!(row[5].starts_with("Buyer, "), "quoted comma survives");
+        assert_eq!(&row[7], profile["completed_on"].as_str().unwrap_or(""));
+        assert_eq!(&row[8], joined(&facets.archetypes));
+        assert_eq!(&row[9], joined(&facets.categories));
+        assert_eq!(&row[10], joined(&facets.interests));
+        assert_eq!(&row[11], joined(&facets.brands));
+        assert_eq!(&row[12], joined(&facets.industries));
+    }
+
+    // JSON lines: each line is the profile as GET /v1/profiles/{id} shows it.
+    let jsonl = run(&app, &["export", "--format", "jsonl", "--page-size", "2"]).await;
+    assert_eq!(jsonl.status.code(), Some(0), "{}", text(&jsonl.stderr));
+    let lines: Vec<Value> = text(&jsonl.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    for line in &lines {
+        let id = line["id"].as_str().unwrap();
+        assert_eq!(line, &app.get_json(&format!("/v1/profiles/{id}")).await);
+    }
+
+    // A filter exports exactly the matching profiles.
+    let brand = rows
+        .iter()
+        .find_map(|r| r[11].split("; ").next().filter(|b| !b.is_empty()))
+        .expect("some profile has a brand")
+        .to_uppercase();
+    let matching = profiles(&app, &format!("brand={brand}")).await;
+    let filtered = run(&app, &["export", "--format", "csv", "--brand", &brand]).await;
+    assert_eq!(filtered.status.code(), Some(0));
+    let mut reader = csv::Reader::from_reader(&filtered.stdout[..]);
+    let got: BTreeSet<String> = reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
+    let expected: BTreeSet<String> = matching.keys().cloned().collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+    app.stop().await;
+}

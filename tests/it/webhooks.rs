@@ -1,0 +1,512 @@
+//! Outgoing webhooks: registration, Standard Webhooks signatures checked by
+//! an independent implementation, retries with one webhook-id, restarts,
+//! replicas, the SSRF guard, replay, and secrets sealed at rest.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::common::receiver::{Received, Receiver};
+use crate::common::{Settings, TOKEN, TestApp, error_fields, problem, spawn};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Sandbox settings with a retry schedule scaled by `scale`.
+fn sandbox(scale: f64) -> Settings {
+    let mut settings = Settings::sandbox();
+    settings.options.webhook_retry_scale = scale;
+    settings
+}
+
+async fn register(app: &TestApp, body: Value) -> reqwest::Response {
+    app.http
+        .post(app.url("/v1/webhooks"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Registers `url` and returns (webhook id, secret).
+async fn registered(app: &TestApp, url: &str) -> (String, String) {
+    let response = register(app, json!({"url": url, "description": "test receiver"})).await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    (
+        body["id"].as_str().unwrap().to_owned(),
+        body["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Creates a sandbox lookup for `email` and waits until it completed.
+async fn completed_lookup(app: &TestApp, email: &str) -> Value {
+    let response = app.post_lookup(&json!({"email": email})).await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_for_status(&id, "completed", WAIT).await
+}
+
+fn verify(secret: &str, received: &Received) -> Result<(), standardwebhooks::WebhookError> {
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(&received.body, &received.headers)
+}
+
+async fn attempts(app: &TestApp, webhook_id: &str) -> Vec<Value> {
+    app.get_json(&format!("/v1/webhooks/{webhook_id}/attempts"))
+        .await["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[sqlx::test]
+async fn a_completed_lookup_reaches_the_endpoint_signed_as_standard_webhooks(db: PgPool) {
+    let app = spawn(db, sandbox(0.01)).await;
+    let receiver = Receiver::start(0).await;
+    let (webhook_id, secret) = registered(&app, &receiver.url()).await;
+    assert!(secret.starts_with("whsec_"));
+
+    let lookup = completed_lookup(&app, "alice@example.com").await;
+    let got = receiver.wait_for(1, WAIT).await;
+    let sent = &got[0];
+
+    verify(&secret, sent).expect("the signature verifies with the standardwebhooks crate");
+    let body = sent.json();
+    assert_eq!(body["type"], "lookup.completed");
+    assert!(body["timestamp"].as_str().is_some());
+    assert_eq!(body["data"]["id"], lookup["id"]);
+    assert_eq!(body["data"]["status"], "completed");
+    assert_eq!(body["data"]["profile"]["id"], lookup["profile"]["id"]);
+    assert!(body["data"]["profile"]["result"].is_object());
+    let event_id: i64 = sent.header("webhook-id").parse().unwrap();
+    let stored: String = sqlx::query_scalar("SELECT type FROM events WHERE id = $1")
+        .bind(event_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, "lookup.completed");
+
+    // A tampered body or signature, or another secret, does not verify.
+    let mut tampered = sent.clone();
+    let mut bytes = tampered.body.to_vec();
+    let at = bytes.iter().position(|b| *b == b'c').unwrap();
+    bytes[at] = b'C';
+    tampered.body = bytes.into();
+    assert!(verify(&secret, &tampered).is_err());
+    let mut forged = sent.clone();
+    forged
+        .headers
+        .insert("webhook-id", (event_id + 1).to_string().parse().unwrap());
+    assert!(verify(&secret, &forged).is_err());
+    assert!(verify(&interests_receiver::webhooks::secret::generate(), sent).is_err());
+
+    // The attempt is listed; the secret is never shown again.
+    let listed = attempts(&app, &webhook_id).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["event_id"], event_id);
+    assert_eq!(listed[0]["type"], "lookup.completed");
+    assert_eq!(listed[0]["attempt"], 1);
+    assert_eq!(listed[0]["status_code"], 204);
+    assert!(listed[0]["error"].is_null());
+    let shown = app.get_json(&format!("/v1/webhooks/{webhook_id}")).await;
+    assert!(shown.get("secret").is_none(), "{shown}");
+    assert_eq!(
+        shown["events"],
+        json!(["lookup.completed", "lookup.expired", "lookup.failed"])
+    );
+    // Only the subscribed event types are sent (no lookup.queued).
+    assert_eq!(receiver.received().len(), 1);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_endpoint_failing_twice_gets_the_event_three_times_with_one_webhook_id(db: PgPool) {
+    let app = spawn(db, sandbox(0.002)).await;
+    let receiver = Receiver::start(2).await;
+    let (webhook_id, secret) = registered(&app, &receiver.url()).await;
+
+    completed_lookup(&app, "bob@example.com").await;
+    let got = receiver.wait_for(3, WAIT).await;
+    let ids: HashSet<String> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 1, "retries keep their webhook-id");
+    for r in &got {
+        verify(&secret, r).unwrap();
+    }
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let listed = loop {
+        let listed = attempts(&app, &webhook_id).await;
+        if listed.len() == 3 || tokio::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let codes: Vec<Value> = listed.iter().map(|a| a["status_code"].clone()).collect();
+    assert_eq!(
+        codes,
+        vec![json!(204), json!(500), json!(500)],
+        "newest first"
+    );
+    let numbers: Vec<Value> = listed.iter().map(|a| a["attempt"].clone()).collect();
+    assert_eq!(numbers, vec![json!(3), json!(2), json!(1)]);
+    // Paging with a cursor walks the same list.
+    let page = app
+        .get_json(&format!("/v1/webhooks/{webhook_id}/attempts?limit=2"))
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let rest = app
+        .get_json(&format!(
+            "/v1/webhooks/{webhook_id}/attempts?limit=2&cursor={}",
+            page["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(rest["items"][0]["attempt"], 1);
+    assert!(rest["next_cursor"].is_null());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.received().len(), 3, "nothing after the 2xx");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_restart_in_the_middle_of_the_retries_loses_nothing(db: PgPool) {
+    // The first retry is due 2 s after the failure: the app is gone by then.
+    let app = spawn(db.clone(), sandbox(0.4)).await;
+    let receiver = Receiver::start(1).await;
+    let (webhook_id, secret) = registered(&app, &receiver.url()).await;
+    completed_lookup(&app, "carol@example.com").await;
+    receiver.wait_for(1, WAIT).await;
+    // Stop once the failed attempt is recorded and the retry scheduled.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.count("SELECT count(*) FROM webhook_attempts").await < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "attempt not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.stop().await;
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_sends WHERE attempts = 1")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(pending, 1, "the retry waits in PostgreSQL");
+
+    let again = spawn(db, sandbox(0.4)).await;
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    verify(&secret, &got[1]).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while again.count("SELECT count(*) FROM webhook_sends").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "send not finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(attempts(&again, &webhook_id).await.len(), 2);
+    again.stop().await;
+}
+
+#[sqlx::test]
+async fn two_replicas_send_each_event_once(db: PgPool) {
+    let a = spawn(db.clone(), sandbox(0.01)).await;
+    let b = spawn(db, sandbox(0.01)).await;
+    let receiver = Receiver::start(0).await;
+    registered(&a, &receiver.url()).await;
+
+    let people = 12;
+    for i in 0..people {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let response = app
+            .post_lookup(&json!({"email": format!("r{i}@example.com")}))
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = a
+            .count("SELECT count(*) FROM lookups WHERE status = 'completed'")
+            .await;
+        let pending = a.count("SELECT count(*) FROM webhook_sends").await;
+        if done == people && pending == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} completed, {pending} sends pending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = receiver.received();
+    let ids: HashSet<String> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(got.len(), people as usize, "each event sent once");
+    assert_eq!(ids.len(), people as usize);
+    assert_eq!(
+        a.count("SELECT count(*) FROM webhook_attempts").await,
+        people
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[sqlx::test]
+async fn private_addresses_are_refused_unless_allowed(db: PgPool) {
+    let mut settings = sandbox(1.0);
+    settings.webhook_allow_private = false;
+    let app = spawn(db.clone(), settings).await;
+    let receiver = Receiver::start(0).await;
+    for url in [
+        receiver.url(),
+        "http://localhost:8080/hook".into(),
+        "http://169.254.169.254/latest/meta-data".into(),
+        "http://[::1]/hook".into(),
+        "http://10.0.0.5/hook".into(),
+        "http://[fd00:ec2::254]/".into(),
+        "http://100.64.1.1/".into(),
+    ] {
+        let body = problem(register(&app, json!({"url": url})).await, 422).await;
+        assert_eq!(error_fields(&body), vec!["url"], "{url}: {body}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM webhooks").await, 0);
+    app.stop().await;
+
+    // The same receiver is accepted with WEBHOOK_ALLOW_PRIVATE=true.
+    let allowed = spawn(db, sandbox(1.0)).await;
+    registered(&allowed, &receiver.url()).await;
+    allowed.stop().await;
+}
+
+#[sqlx::test]
+async fn a_name_that_resolves_to_a_private_address_at_send_time_is_refused(db: PgPool) {
+    let mut settings = sandbox(1.0);
+    settings.webhook_allow_private = false;
+    let app = spawn(db, settings).await;
+    let receiver = Receiver::start(0).await;
+    // Registered while its name pointed at a public address; since then the
+    // name was re-pointed at loopback (as a DNS rebinding attack would).
+    let (webhook_id, _) = registered(&app, "https://93.184.216.34/hook").await;
+    sqlx::query("UPDATE webhooks SET url = $1")
+        .bind(format!("http://localhost:{}/hook", receiver.addr.port()))
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    completed_lookup(&app, "dave@example.com").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let listed = loop {
+        let listed = attempts(&app, &webhook_id).await;
+        if !listed.is_empty() {
+            break listed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(listed[0]["status_code"].is_null());
+    let error = listed[0]["error"].as_str().unwrap();
+    assert!(error.contains("refused"), "{error}");
+    assert!(receiver.received().is_empty(), "nothing reached loopback");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn replay_sends_the_events_again_with_the_same_webhook_ids(db: PgPool) {
+    let app = spawn(db, sandbox(0.01)).await;
+    let receiver = Receiver::start(0).await;
+    let (webhook_id, secret) = registered(&app, &receiver.url()).await;
+    completed_lookup(&app, "erin@example.com").await;
+    let first = receiver.wait_for(1, WAIT).await;
+
+    let replay = |body: Value| {
+        app.http
+            .post(app.url(&format!("/v1/webhooks/{webhook_id}/replay")))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let bad = problem(replay(json!({"since": "yesterday"})).await.unwrap(), 422).await;
+    assert_eq!(error_fields(&bad), vec!["since"]);
+    let future = replay(json!({"since": "2999-01-01T00:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(future.status(), 202);
+    assert_eq!(future.json::<Value>().await.unwrap()["queued"], 0);
+
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let response = replay(json!({"since": since})).await.unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.json::<Value>().await.unwrap()["queued"], 1);
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(got[1].header("webhook-id"), first[0].header("webhook-id"));
+    verify(&secret, &got[1]).unwrap();
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn endpoints_are_listed_updated_and_deleted_and_bad_input_is_named(db: PgPool) {
+    let app = spawn(db, sandbox(1.0)).await;
+    let (id, _) = registered(&app, "http://127.0.0.1:9/hook").await;
+
+    let bad = problem(
+        register(
+            &app,
+            json!({"url": "ftp://x.example/", "events": ["lookup.nope"], "extra": 1}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let mut fields = error_fields(&bad);
+    fields.sort();
+    assert_eq!(fields, vec!["events", "extra", "url"]);
+    problem(register(&app, json!({})).await, 422).await;
+    assert_eq!(app.count("SELECT count(*) FROM webhooks").await, 1);
+
+    let list = app.get_json("/v1/webhooks").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert!(list["items"][0].get("secret").is_none());
+
+    let patch = |body: Value| {
+        app.http
+            .patch(app.url(&format!("/v1/webhooks/{id}")))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let updated: Value =
+        patch(json!({"disabled": true, "events": ["lookup.failed"], "description": null}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(updated["disabled"], true);
+    assert_eq!(updated["events"], json!(["lookup.failed"]));
+    assert!(updated["description"].is_null());
+    let bad = problem(patch(json!({"disabled": "yes"})).await.unwrap(), 422).await;
+    assert_eq!(error_fields(&bad), vec!["disabled"]);
+
+    let delete = || {
+        app.http
+            .delete(app.url(&format!("/v1/webhooks/{id}")))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    assert_eq!(delete().await.unwrap().status(), 204);
+    problem(delete().await.unwrap(), 404).await;
+    problem(app.get(&format!("/v1/webhooks/{id}")).await, 404).await;
+    problem(app.get("/v1/webhooks/not-an-id").await, 404).await;
+    let anonymous = app.http.get(app.url("/v1/webhooks")).send().await.unwrap();
+    problem(anonymous, 401).await;
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_database_dump_does_not_reveal_webhook_secrets(db: PgPool) {
+    let app = spawn(db.clone(), sandbox(1.0)).await;
+    let (_, secret) = registered(&app, "http://127.0.0.1:9/hook").await;
+    let raw = secret.strip_prefix("whsec_").unwrap();
+    let output = std::process::Command::new("pg_dump")
+        .arg("--dbname")
+        .arg(crate::common::child::database_url(&db))
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dump = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        dump.contains("COPY public.webhooks"),
+        "the dump holds the table"
+    );
+    assert!(!dump.contains(raw), "the dump reveals the secret");
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .unwrap();
+    assert!(
+        !dump.contains(&hex::encode(&key)),
+        "the dump reveals the key bytes"
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_endpoint_gets_only_the_event_types_it_subscribed_to(db: PgPool) {
+    let app = spawn(db, sandbox(0.01)).await;
+    let failures = Receiver::start(0).await;
+    let everything = Receiver::start(0).await;
+    let response = register(
+        &app,
+        json!({"url": failures.url(), "events": ["lookup.failed"]}),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    registered(&app, &everything.url()).await;
+
+    let failed = app
+        .post_lookup(&json!({"email": "f+sandbox-fail@example.com"}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    app.wait_for_status(failed["id"].as_str().unwrap(), "failed", WAIT)
+        .await;
+    completed_lookup(&app, "ok@example.com").await;
+
+    let all = everything.wait_for(2, WAIT).await;
+    let mut types: Vec<String> = all
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(types, vec!["lookup.completed", "lookup.failed"]);
+    let only = failures.wait_for(1, WAIT).await;
+    assert_eq!(only[0].json()["type"], "lookup.failed");
+    assert_eq!(only[0].json()["data"]["id"], failed["id"]);
+    assert!(only[0].json()["data"]["error"].as_str().is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(failures.received().len(), 1);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn redirects_are_not_followed(db: PgPool) {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let app = spawn(db, sandbox(1.0)).await;
+    let receiver = Receiver::start(0).await;
+    let redirecting = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(307).insert_header("location", receiver.url()))
+        .expect(1)
+        .mount(&redirecting)
+        .await;
+    let (webhook_id, _) = registered(&app, &format!("{}/hook", redirecting.uri())).await;
+
+    completed_lookup(&app, "redirect@example.com").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let listed = loop {
+        let listed = attempts(&app, &webhook_id).await;
+        if !listed.is_empty() {
+            break listed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(listed[0]["status_code"], 307);
+    assert!(listed[0]["error"].as_str().unwrap().contains("redirect"));
+    assert!(receiver.received().is_empty(), "the redirect was followed");
+    app.stop().await;
+}
