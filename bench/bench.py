@@ -5,6 +5,8 @@
   bench.py template FIXTURE > body with @RID@ in place of the request_id
   bench.py forged N > N callback paths with well-formed but wrong tokens
   bench.py dburl URL NAME > URL with its database replaced by NAME
+  bench.py quote < lines > the lines, URL-encoded
+  bench.py subject-paths SUBJECTS PREFIX   search paths per identifier
   bench.py report RESULTS.jsonl > the report (markdown)
 
 Callback tokens are computed exactly as the service does
@@ -87,6 +89,21 @@ def pgbench_literal(body: str) -> str:
     return re.sub(r":(?=[A-Za-z0-9_])", r"\\u003a", text).replace("'", "''")
 
 
+def quote() -> None:
+    for line in sys.stdin:
+        print(urllib.parse.quote(line.rstrip("\n"), safe=""))
+
+
+def subject_paths(subjects: str, prefix: str) -> None:
+    """One file of /v1/profiles?<identifier>= paths per identifier column."""
+    names = ["email", "phone", "social_media_url"]
+    rows = [line.split() for line in open(subjects) if line.strip()]
+    for col, name in enumerate(names):
+        with open(f"{prefix}{name}.paths", "w") as out:
+            for row in rows:
+                out.write(f"/v1/profiles?{name}={urllib.parse.quote(row[col], safe='')}\n")
+
+
 def ms(us) -> str:
     return f"{us / 1000:.2f} ms"
 
@@ -126,10 +143,15 @@ def report(path: str) -> None:
     apply_tps = facts.get("pgbench_apply_tps")
     if apply_tps:
         p(f"| diagnostic: pgbench running the service's own statement (`apply_job_update`, first delivery), 32 clients | {apply_tps:,.0f}/s = {apply_tps / ceiling:.2f} of the ceiling | | |")
+    no_event = facts.get("pgbench_apply_no_event_tps")
+    if no_event:
+        p(f"| diagnostic: the same with the lookup event trigger (`lookups_event_on_status`) off | {no_event:,.0f}/s = {no_event / ceiling:.2f} of the ceiling | | |")
     first = one("first")
     fr = first["applied"] / (first["duration_us"] / 1e6)
     p(f"| first deliveries, 32 connections: throughput | {fr:,.0f}/s = **{fr / ceiling:.2f}** of the ceiling | >= 0.5 of the ceiling | {verdict(fr / ceiling >= 0.5)} |")
     p(f"| first deliveries: p50 / p99 | {ms(first['p50_us'])} / {ms(first['p99_us'])} | | |")
+    if facts.get("waits"):
+        p(f"| first deliveries: what active sessions waited on (samples every 100 ms) | {facts['waits']} | | |")
     if apply_tps:
         p(f"| first deliveries beside `apply_job_update` alone | {fr / apply_tps:.2f} of it | | |")
     dup = one("duplicate")
@@ -158,6 +180,14 @@ def report(path: str) -> None:
                 continue
             v = verdict(r["p95_us"] < 50_000) if size >= 1_000_000 else ""
             p(f"| `{name.split(':', 1)[1]}` | {size:,} | {ms(r['p50_us'])} | {ms(r['p95_us'])} | {v} |")
+    explains = sorted(k for k in facts if k.startswith("explain:"))
+    if explains:
+        p()
+        p("EXPLAIN ANALYZE of the store's search query, most common value of each facet filter (full plans in the work directory):")
+        p()
+        for k in explains:
+            _, f, size = k.split(":")
+            p(f"- `{f}` at {int(size):,} profiles: {facts[k]}")
     p()
     p("Raw wrk results (JSON, one per run):")
     p()
@@ -178,6 +208,10 @@ def main() -> None:
         forged(int(args[0]))
     elif cmd == "dburl":
         dburl(args[0], args[1])
+    elif cmd == "quote":
+        quote()
+    elif cmd == "subject-paths":
+        subject_paths(args[0], args[1])
     elif cmd == "report":
         report(args[0])
     else:

@@ -171,7 +171,9 @@ sql -c "CREATE SEQUENCE bench_apply START $((LOOKUPS + 1))" \
              encode(sha256(convert_to('queued-' || i, 'UTF8')), 'hex'),
              md5('rid-' || i) || '_1717000000_' || lpad((i % 10000)::text, 4, '0'),
              now(), now() + interval '30 days'
-        FROM generate_series($((LOOKUPS + 1)), $((LOOKUPS + APPLY_N))) AS i"
+        FROM generate_series($((LOOKUPS + 1)), $((LOOKUPS + APPLY_N))) AS i" \
+  -c "INSERT INTO lookup_identities (identity, lookup_id)
+      SELECT 'bench:' || id, id FROM lookups WHERE email LIKE 'apply%@bench.example'"
 python3 - "$WORK/template.json" >"$WORK/apply.pgbench" <<'PY'
 import json, sys
 sys.path.insert(0, "bench")
@@ -191,6 +193,17 @@ APPLY_TPS=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p
 APPLIED=$(sql -c "SELECT count(*) FROM lookups WHERE email LIKE 'apply%' AND status = 'completed'")
 [ "$APPLIED" -lt "$APPLY_N" ] || die "the apply diagnostic ran out of lookups"
 fact pgbench_apply_tps "$APPLY_TPS"
+# The same with the lookup event trigger (lookups_event_on_status: an event
+# row and NOTIFY under one global advisory lock, at commit) switched off:
+# the difference is what that trigger costs a delivery.
+sql -c "ALTER TABLE lookups DISABLE TRIGGER lookups_event_on_status"
+pgbench -n -M prepared -c 32 -j 2 -T "$SECONDS_PER_RUN" -f "$WORK/apply.pgbench" "$DB_URL" \
+  >"$WORK/pgbench-apply-no-event.out" 2>&1 || { cat "$WORK/pgbench-apply-no-event.out" >&2; die "pgbench (apply, no event) failed"; }
+sql -c "ALTER TABLE lookups ENABLE TRIGGER lookups_event_on_status"
+APPLIED=$(sql -c "SELECT count(*) FROM lookups WHERE email LIKE 'apply%' AND status = 'completed'")
+[ "$APPLIED" -lt "$APPLY_N" ] || die "the apply diagnostic ran out of lookups"
+fact pgbench_apply_no_event_tps \
+  "$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' "$WORK/pgbench-apply-no-event.out")"
 sql -c "CHECKPOINT"
 
 # --- the service ------------------------------------------------------------------
@@ -218,18 +231,33 @@ SAMPLER_PID=$!
 run_wrk() {
   local name=$1 conns=$2 script=$3 extra=${EXTRA_JSON:-}
   shift 3
+  local out="$WORK/$(tr -c 'a-z0-9_\n-' '_' <<<"$name").wrk"
   wrk -t2 -c"$conns" -d"${SECONDS_PER_RUN}s" --timeout 10s -s "$ROOT/bench/wrk/$script" "$BASE" -- "$@" \
-    >"$WORK/$name.wrk" 2>&1 || { cat "$WORK/$name.wrk" >&2; die "wrk $name failed"; }
+    >"$out" 2>&1 || { cat "$out" >&2; die "wrk $name failed"; }
   local result
-  result=$(sed -n 's/^RESULT //p' "$WORK/$name.wrk")
-  [ -n "$result" ] || { cat "$WORK/$name.wrk" >&2; die "no result from wrk $name"; }
+  result=$(sed -n 's/^RESULT //p' "$out")
+  [ -n "$result" ] || { cat "$out" >&2; die "no result from wrk $name"; }
   printf '{"kind":"run","name":"%s","result":%s}\n' "$name" "${result%\}}${extra}}" >>"$RESULTS"
   echo "$result"
 }
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
+# What the database sessions wait for during first deliveries: every 100 ms,
+# the wait events of the service's connections (pg_stat_activity).
+sample_waits() {
+  while :; do
+    sql -c "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU (no wait)') FROM pg_stat_activity
+             WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()"
+    sleep 0.1
+  done
+}
 log "first deliveries: 32 connections, ${SECONDS_PER_RUN} s"
+sample_waits >"$WORK/waits.samples" 2>/dev/null &
+WAITS_PID=$!
 R=$(run_wrk first 32 deliveries.lua "$WORK/first.targets" "$WORK/template.json" 2)
+kill "$WAITS_PID" 2>/dev/null || true
+sort "$WORK/waits.samples" | uniq -c | sort -rn | head -8 >"$WORK/waits.txt"
+fact waits "\"$(awk '{printf "%s%s x%s", (NR>1?"; ":""), $2, $1}' "$WORK/waits.txt")\""
 [ "$(field "$R" wrapped)" = 0 ] || die "first deliveries ran out of queued lookups: raise BENCH_LOOKUPS"
 [ "$(field "$R" other)" = 0 ] || die "first deliveries: unexpected answers ($R); see $WORK/service.log"
 
@@ -278,13 +306,17 @@ if [ -n "${BENCH_PERF:-}" ]; then
     run_wrk "perf-$what" "$conns" "$@" >/dev/null
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
-    perf report -i "$WORK/perf-$what.data" --no-children --sort comm --stdio 2>/dev/null |
-      grep -v '^#' | grep -v '^$' | head -12 >"$WORK/perf-$what.comm.txt"
-    perf report -i "$WORK/perf-$what.data" --no-children --comm interests-recei --sort dso,sym --stdio -g none 2>/dev/null |
-      grep -v '^#' | grep -v '^$' | head -30 >"$WORK/perf-$what.service.txt"
-    perf report -i "$WORK/perf-$what.data" --no-children --comm postgres --sort sym --stdio -g none 2>/dev/null |
-      grep -v '^#' | grep -v '^$' | head -20 >"$WORK/perf-$what.postgres.txt"
-    log "perf $what: by process"; cat "$WORK/perf-$what.comm.txt" >&2
+    perf_top() { # file lines perf-report-args...: the first lines of a report
+      local out=$1 lines=$2
+      shift 2
+      perf report -i "$WORK/perf-$what.data" --no-children --stdio "$@" >"$out.full" 2>/dev/null || true
+      { grep -v -e '^#' -e '^$' "$out.full" || true; } | sed -n "1,${lines}p" >"$out"
+    }
+    perf_top "$WORK/perf-$what.comm.txt" 12 --sort comm -g none
+    perf_top "$WORK/perf-$what.service.txt" 40 --pid "$SERVICE_PID" --sort dso,sym -g none
+    perf_top "$WORK/perf-$what.postgres.txt" 25 --comm postgres --sort sym -g none
+    log "perf $what: CPU by process"
+    cat "$WORK/perf-$what.comm.txt" >&2
   done
 fi
 
@@ -310,30 +342,41 @@ for size in $PROFILE_SIZES; do
      WHERE n <= 200" -F' ' >"$WORK/values"
   for f in interest category brand archetype industry; do
     awk -v f="$f" '$1 == f { $1 = ""; sub(/^ /, ""); print }' "$WORK/values" |
-      python3 -c 'import sys, urllib.parse as u; [print(u.quote(l.rstrip("\n"))) for l in sys.stdin]' \
-      >"$WORK/$f.values"
+      $HELPER quote >"$WORK/$f.values"
     sed "s|^|/v1/profiles?$f=|" "$WORK/$f.values" >"$WORK/search-$f.paths"
     sed "s|^|/v1/facets?field=brand\&$f=|" "$WORK/$f.values" >"$WORK/facets-$f.paths"
   done
-  sql -c "SELECT 'email=' || email, 'phone=' || replace(phone, '+', '%2B'), 'social_media_url=' || social_media_url
-            FROM lookups TABLESAMPLE SYSTEM (1) WHERE email LIKE 'person%' LIMIT 200" -F' ' >"$WORK/subjects"
-  for i in 1 2 3; do
-    python3 -c 'import sys, urllib.parse as u
-for line in open(sys.argv[1]):
-    k, v = line.split()[int(sys.argv[2]) - 1].split("=", 1)
-    print(f"/v1/profiles?{k}={u.quote(u.unquote(v), safe=\"\")}")' "$WORK/subjects" "$i" >"$WORK/search-subject$i.paths"
-  done
+  sql -c "SELECT email, phone, social_media_url FROM lookups TABLESAMPLE SYSTEM (1)
+           WHERE email LIKE 'person%' LIMIT 200" -F' ' >"$WORK/subjects"
+  $HELPER subject-paths "$WORK/subjects" "$WORK/search-"
   for paths in "$WORK"/search-*.paths; do
     filter=$(head -1 "$paths" | sed -E 's|^/v1/profiles\?([a-z_]+)=.*|\1|')
     log "search ?$filter= at $size profiles"
     EXTRA_JSON=",\"profiles\":$size" run_wrk "search:/v1/profiles?$filter=" 4 paths.lua "$paths" GET 200 >/dev/null
   done
+  # Where the time of a search goes: EXPLAIN ANALYZE of the store's query
+  # (src/store/profiles.rs, first page) for the most common value of each
+  # facet filter, the hardest case for a page sorted by time.
+  for f in interest category brand archetype industry; do
+    top=$(sql -c "SELECT x FROM (SELECT unnest(${f}_facets) x FROM profiles TABLESAMPLE SYSTEM (1)) s
+                  GROUP BY x ORDER BY count(*) DESC LIMIT 1")
+    sql -v v="$top" >"$WORK/explain-$f-$size.txt" <<SQL
+EXPLAIN (ANALYZE, BUFFERS)
+SELECT p.id, p.lookup_id, p.request_id, p.result, p.completed_on, p.received_via, p.created_at,
+       l.synthetic, l.email, l.phone, l.social_media_url, l.name, l.company
+  FROM (SELECT * FROM profiles p WHERE true AND p.${f}_facets @> ARRAY[:'v']::text[]
+         ORDER BY p.created_at DESC, p.id DESC LIMIT 51) p
+  JOIN lookups l ON l.id = p.lookup_id ORDER BY p.created_at DESC, p.id DESC;
+SQL
+    printf '{"kind":"fact","name":"explain:%s:%s","value":"%s"}\n' "$f" "$size" \
+      "$(grep -m1 'Execution Time' "$WORK/explain-$f-$size.txt" | sed 's/^ *//'), value $top" >>"$RESULTS"
+  done
+  if [ "$have_facets" = 404 ]; then
+    printf '{"kind":"run","name":"facets:/v1/facets?field=...","result":{"missing":true,"profiles":%s}}\n' "$size" >>"$RESULTS"
+    continue
+  fi
   for f in "" interest category brand archetype industry; do
     name="facets:/v1/facets?field=brand${f:+&$f=}"
-    if [ "$have_facets" = 404 ]; then
-      printf '{"kind":"run","name":"%s","result":{"missing":true,"profiles":%s}}\n' "$name" "$size" >>"$RESULTS"
-      continue
-    fi
     if [ -z "$f" ]; then
       for field in interest category brand archetype industry; do echo "/v1/facets?field=$field"; done >"$WORK/facets-all.paths"
       paths="$WORK/facets-all.paths"; name="facets:/v1/facets?field=<each>"

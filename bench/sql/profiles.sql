@@ -64,6 +64,10 @@ SELECT lookup_id, 'completed',
        created_at, created_at, created_at, 5, created_at
   FROM gen;
 
+INSERT INTO lookup_identities (identity, lookup_id)
+SELECT 'bench:' || lookup_id, lookup_id FROM gen;
+
+ALTER TABLE profiles DISABLE TRIGGER USER;
 INSERT INTO profiles (id, lookup_id, request_id, result, completed_on, received_via, created_at,
                       interest_facets, category_facets, brand_facets, archetype_facets, industry_facets)
 SELECT profile_id, lookup_id,
@@ -91,3 +95,24 @@ SELECT profile_id, lookup_id,
 DO $$ DECLARE r record; BEGIN
   FOR r IN SELECT def FROM saved_indexes LOOP EXECUTE r.def; END LOOP;
 END $$;
+
+-- Facet counts. The service's insert trigger would queue every new profile
+-- for `facet_fold`, which adds them one batch at a time; for a bulk load
+-- the same counts (totals, spellings, value pairs, from the schema's own
+-- profile_facet_values) are added here in one set-based pass, and the
+-- trigger is off meanwhile (ALTER TABLE ... DISABLE TRIGGER above).
+CREATE TEMP TABLE fv AS
+SELECT g.profile_id AS id, f.field, f.value_lower, f.spelling
+  FROM gen g JOIN profiles p ON p.id = g.profile_id, profile_facet_values(p.result) f;
+INSERT INTO facet_totals AS t (field, value_lower, count)
+SELECT field, value_lower, count(*) FROM fv GROUP BY 1, 2
+ON CONFLICT (field, value_lower) DO UPDATE SET count = t.count + EXCLUDED.count;
+INSERT INTO facet_spellings AS s (field, value_lower, spelling, count)
+SELECT field, value_lower, spelling, count(*) FROM fv GROUP BY 1, 2, 3
+ON CONFLICT (field, value_lower, spelling) DO UPDATE SET count = s.count + EXCLUDED.count;
+INSERT INTO facet_pairs AS p (filter_field, filter_value, field, value_lower, count)
+SELECT a.field, a.value_lower, b.field, b.value_lower, count(*)
+  FROM fv a JOIN fv b ON a.id = b.id
+ GROUP BY 1, 2, 3, 4
+ON CONFLICT (filter_field, filter_value, field, value_lower) DO UPDATE SET count = p.count + EXCLUDED.count;
+ALTER TABLE profiles ENABLE TRIGGER USER;
