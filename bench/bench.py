@@ -176,7 +176,8 @@ def report(path: str) -> None:
         for r in runs[name]:
             size = r.get("profiles", 0)
             if r.get("missing"):
-                p(f"| `{name.split(':', 1)[1]}` | {size:,} | not on main yet | | |")
+                why = r["missing"] if isinstance(r["missing"], str) else "not on main yet"
+                p(f"| `{name.split(':', 1)[1]}` | {size:,} | {why} | | |")
                 continue
             v = verdict(r["p95_us"] < 50_000) if size >= 1_000_000 else ""
             p(f"| `{name.split(':', 1)[1]}` | {size:,} | {ms(r['p50_us'])} | {ms(r['p95_us'])} | {v} |")

@@ -327,6 +327,7 @@ have_facets=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $
 loaded=0
 for size in $PROFILE_SIZES; do
   log "profiles: generating $((loaded + 1))..$size in SQL"
+  added=$((size - loaded))
   sql -1 -v from=$((loaded + 1)) -v to="$size" -f bench/sql/profiles.sql
   sql -c "VACUUM ANALYZE lookups" -c "VACUUM ANALYZE profiles"
   loaded=$size
@@ -372,7 +373,11 @@ SQL
       "$(grep -m1 'Execution Time' "$WORK/explain-$f-$size.txt" | sed 's/^ *//'), value $top" >>"$RESULTS"
   done
   if [ "$have_facets" = 404 ]; then
-    printf '{"kind":"run","name":"facets:/v1/facets?field=...","result":{"missing":true,"profiles":%s}}\n' "$size" >>"$RESULTS"
+    printf '{"kind":"run","name":"facets:/v1/facets?field=...","result":{"missing":"not on main yet","profiles":%s}}\n' "$size" >>"$RESULTS"
+    continue
+  fi
+  if [ "$added" -ge 200000 ]; then # see bench/sql/profiles.sql: no counts generated
+    printf '{"kind":"run","name":"facets:/v1/facets?field=...","result":{"missing":"not measured: facet pair counts for %s generated profiles take longer than the run","profiles":%s}}\n' "$added" "$size" >>"$RESULTS"
     continue
   fi
   for f in "" interest category brand archetype industry; do
