@@ -1,46 +1,398 @@
 #!/usr/bin/env bash
-# Runs the service benchmark:   scripts/bench.sh
+# Measures the release binary from outside, with a standard load tool:
 #
-# Builds the bench in release mode (`cargo bench --bench service`), which
-# creates a database of its own on the PostgreSQL server of DATABASE_URL
-# (default postgres://postgres@127.0.0.1:5432/postgres; the role must be
-# allowed to CREATE DATABASE), measures, writes bench/RESULTS.md, prints it
-# and drops the database. What is measured and how to read it:
-# bench/README.md.
+#   scripts/bench.sh
 #
-# Environment variables read by this script and the bench:
-#   DATABASE_URL   server to use (any database on it; the bench makes its own)
-#   BENCH_SCALE    multiplies the request and profile counts (default 1);
-#                  e.g. 0.1 for a quick smoke run. Do not compare ratios of
-#                  runs made at different scales.
+# One run prints (and writes to target/bench/report.md):
+#   - the pgbench ceiling: single-row JSONB inserts of the delivery body at
+#     32 clients, and callback ingestion as a ratio of it;
+#   - first deliveries and duplicates at 32 connections: throughput, p50, p99;
+#   - p50 / p99 / max of first deliveries at a fixed 1,000/s;
+#   - forged-token refusals/s at 64 connections beside GET /healthz measured
+#     the same way, interleaved (ratio);
+#   - RSS idle and under load (VmRSS of the service); start to /readyz 200;
+#   - search and facet latency p50 / p95 per filter at 100,000 and
+#     1,000,000 profiles generated in SQL.
+# BENCHMARKS.md holds the latest output and what limits each missed target.
+#
+# What it needs and does:
+#   - PostgreSQL at DATABASE_URL (default postgres://postgres@127.0.0.1:5432/
+#     postgres; the role must be allowed to CREATE DATABASE). It makes a
+#     scratch database ir_bench_<random> there and drops it at exit.
+#   - wrk (Debian package; installed with apt-get when missing: it is the load
+#     tool whose Lua hooks can pair each callback URL with its own body), and
+#     pgbench/psql (postgresql-client, installed likewise), python3 (stdlib).
+#   - Builds with scripts/build-release.sh (cargo build --release --locked).
+#   - Runs the service in real mode (upstream credentials set) against an
+#     upstream address that is never called: every lookup is already queued
+#     with its request_id and nothing is due, so the workers stay idle.
+#
+# Settings (environment):
+#   BENCH_SECONDS   length of each load run (default 10)
+#   BENCH_LOOKUPS   queued lookups seeded for deliveries (default 200000)
+#   BENCH_PROFILES  profile counts for search, space separated
+#                   (default "100000 1000000")
+# Timings are never asserted; ratios are against baselines of the same run.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
 
 log() { printf 'scripts/bench.sh: %s\n' "$*" >&2; }
-
-# postgres://user:secret@host/db -> postgres://user:***@host/db
+die() { log "error: $*"; exit 1; }
 redact() { sed -E 's#(://[^/:@]*):[^@/]*@#\1:***@#' <<<"$1"; }
 
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-# Named here rather than in the bench so that, should the bench be killed
-# before it can drop its database, the EXIT trap below still can.
-BENCH_DATABASE="ir_bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
-export BENCH_DATABASE
+SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
+LOOKUPS="${BENCH_LOOKUPS:-200000}"
+PROFILE_SIZES="${BENCH_PROFILES:-100000 1000000}"
+
+# --- tools ------------------------------------------------------------------
+apt_install() {
+  log "installing $* with apt-get"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  fi
+}
+command -v wrk >/dev/null || apt_install wrk
+command -v pgbench >/dev/null && command -v psql >/dev/null || apt_install postgresql-client
+command -v python3 >/dev/null || apt_install python3
+command -v curl >/dev/null || apt_install curl
+for tool in wrk pgbench psql python3 curl; do
+  command -v "$tool" >/dev/null || die "$tool is still missing after installing it"
+done
+HELPER="python3 $ROOT/bench/bench.py"
+
+# --- build ------------------------------------------------------------------
+log "building the release binary (scripts/build-release.sh)"
+scripts/build-release.sh
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+BIN="$TARGET_DIR/release/interests-receiver"
+[ -x "$BIN" ] || die "no binary at $BIN"
+
+# --- scratch database and files ---------------------------------------------
+BENCH_DB="ir_bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+DB_URL=$($HELPER dburl "$DATABASE_URL" "$BENCH_DB")
+WORK="$TARGET_DIR/bench"
+rm -rf "$WORK" && mkdir -p "$WORK"
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+SERVICE_PID=""
+SAMPLER_PID=""
 
 cleanup() {
   local rc=$?
-  if command -v psql >/dev/null 2>&1; then
-    psql "$DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS $BENCH_DATABASE WITH (FORCE)" \
-      >/dev/null 2>&1 || true
+  [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
+  if [ -n "$SERVICE_PID" ]; then
+    kill "$SERVICE_PID" 2>/dev/null && wait "$SERVICE_PID" 2>/dev/null
   fi
+  psql "$DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
   exit "$rc"
 }
 trap cleanup EXIT
-# Turn Ctrl-C / kill into an ordinary exit so that the EXIT trap cleans up.
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "DATABASE_URL=$(redact "$DATABASE_URL") (bench database $BENCH_DATABASE)"
-log "running: cargo bench --bench service"
-cargo bench --bench service
+fact() { # name json-value
+  printf '{"kind":"fact","name":"%s","value":%s}\n' "$1" "$2" >>"$RESULTS"
+}
+sql() { psql "$DB_URL" -XAtq -v ON_ERROR_STOP=1 "$@"; }
+
+log "DATABASE_URL=$(redact "$DATABASE_URL"), scratch database $BENCH_DB, work files in $WORK"
+psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c "CREATE DATABASE $BENCH_DB"
+
+fact date "\"$(date -u '+%Y-%m-%d %H:%M UTC')\""
+fact commit "\"$(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')\""
+fact machine "\"$(nproc) CPUs, load average at start $(cut -d' ' -f1-3 /proc/loadavg)\""
+fact cpu "\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\""
+fact memory "\"$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)\""
+fact postgres "\"$(sql -c 'SHOW server_version')\""
+fact pg_settings "\"$(sql -c "SELECT string_agg(name || '=' || setting || COALESCE(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','synchronous_commit','max_connections','fsync','wal_level')")\""
+fact load_tool "\"$(wrk -v 2>&1 | head -1 | cut -c1-60), pgbench $(pgbench --version | awk '{print $NF}')\""
+fact durations "\"${SECONDS_PER_RUN} s per load run\""
+
+# --- schema and delivery data -------------------------------------------------
+export SERVICE_SECRET
+SERVICE_SECRET="bench-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+API_TOKEN="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+BASE="http://127.0.0.1:$PORT"
+SERVICE_ENV=(DATABASE_URL="$DB_URL" LISTEN_ADDR="127.0.0.1:$PORT" PUBLIC_BASE_URL="$BASE"
+  UPSTREAM_BASE_URL="http://127.0.0.1:9" UPSTREAM_API_KEY=bench UPSTREAM_API_SECRET=bench
+  API_TOKENS="bench=$API_TOKEN" SERVICE_SECRET="$SERVICE_SECRET"
+  POLL_AFTER_SECS=86400 JOB_DEADLINE_SECS=31536000 RUST_LOG=info LOG_FORMAT=json)
+log "applying migrations"
+env "${SERVICE_ENV[@]}" "$BIN" migrate >"$WORK/migrate.log" 2>&1 || { cat "$WORK/migrate.log" >&2; die "migrate failed"; }
+
+log "seeding $LOOKUPS queued lookups in SQL"
+sql -v n="$LOOKUPS" -f bench/sql/queued_lookups.sql
+$HELPER template tests/fixtures/completed.json >"$WORK/template.json"
+queued_targets() { # file: targets of the lookups still queued
+  sql -F' ' -c "SELECT id, request_id FROM lookups WHERE status = 'queued' ORDER BY email" |
+    $HELPER targets "$SERVICE_SECRET" >"$1"
+}
+queued_targets "$WORK/first.targets"
+$HELPER forged 1000 >"$WORK/forged.paths"
+echo /healthz >"$WORK/healthz.paths"
+
+# --- pgbench ceiling ------------------------------------------------------------
+log "pgbench ceiling: single-row JSONB inserts, 32 clients, ${SECONDS_PER_RUN} s"
+sql -f bench/sql/ceiling.sql
+python3 - "$WORK/template.json" >"$WORK/ceiling.pgbench" <<'PY'
+import sys
+sys.path.insert(0, "bench")
+from bench import pgbench_literal
+pre, post = pgbench_literal(open(sys.argv[1]).read()).split("@RID@")
+print("\\set r random(1, 9000000000000000)")
+rid = "CAST(:client_id AS text) || '_' || CAST(:r AS text)"
+print(f"INSERT INTO ceiling (request_id, body) VALUES ({rid}, "
+      f"('{pre}' || {rid} || '{post}')::jsonb) ON CONFLICT DO NOTHING;")
+PY
+pgbench -n -M prepared -c 32 -j 2 -T "$SECONDS_PER_RUN" -f "$WORK/ceiling.pgbench" "$DB_URL" \
+  >"$WORK/pgbench.out" 2>&1 || { cat "$WORK/pgbench.out" >&2; die "pgbench failed"; }
+TPS=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' "$WORK/pgbench.out")
+[ -n "$TPS" ] || { cat "$WORK/pgbench.out" >&2; die "no tps in pgbench output"; }
+fact pgbench_tps "$TPS"
+sql -c "DROP TABLE ceiling"
+
+# Diagnostic: the service's own statement (apply_job_update, as
+# src/store/results.rs calls it for a first callback delivery) driven by
+# pgbench at the same concurrency, on lookups of its own. The service's rate
+# beside this one says whether a delivery is bound by its SQL or by the
+# service around it.
+log "pgbench diagnostic: apply_job_update itself, 32 clients, ${SECONDS_PER_RUN} s"
+APPLY_N=100000
+sql -c "CREATE SEQUENCE bench_apply START $((LOOKUPS + 1))" \
+  -c "INSERT INTO lookups (id, status, email, subject_key, request_id, submitted_at, next_action_at)
+      SELECT md5('queued-' || i)::uuid, 'queued', 'apply' || i || '@bench.example',
+             encode(sha256(convert_to('queued-' || i, 'UTF8')), 'hex'),
+             md5('rid-' || i) || '_1717000000_' || lpad((i % 10000)::text, 4, '0'),
+             now(), now() + interval '30 days'
+        FROM generate_series($((LOOKUPS + 1)), $((LOOKUPS + APPLY_N))) AS i" \
+  -c "INSERT INTO lookup_identities (identity, lookup_id)
+      SELECT 'bench:' || id, id FROM lookups WHERE email LIKE 'apply%@bench.example'"
+python3 - "$WORK/template.json" >"$WORK/apply.pgbench" <<'PY'
+import json, sys
+sys.path.insert(0, "bench")
+from bench import facets, pgbench_literal
+body = open(sys.argv[1]).read()
+result = json.loads(body.replace("@RID@", "x"))["data"]["result"]
+arrays = ", ".join("'{%s}'::text[]" % ",".join('"%s"' % v for v in f) for f in facets(result))
+pre, post = pgbench_literal(body).split("@RID@")
+print(f"""SELECT apply_job_update(l.id, l.request_id, 'completed',
+  (('{pre}' || l.request_id || '{post}')::jsonb) -> 'data' -> 'result', now(), NULL, 'callback',
+  gen_random_uuid(), {arrays}, true, md5(l.request_id), ('{pre}' || l.request_id || '{post}')::jsonb)
+  FROM (SELECT md5('queued-' || nextval('bench_apply'))::uuid AS id) n JOIN lookups l ON l.id = n.id;""".replace("\n", " "))
+PY
+pgbench -n -M prepared -c 32 -j 2 -T "$SECONDS_PER_RUN" -f "$WORK/apply.pgbench" "$DB_URL" \
+  >"$WORK/pgbench-apply.out" 2>&1 || { cat "$WORK/pgbench-apply.out" >&2; die "pgbench (apply) failed"; }
+APPLY_TPS=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' "$WORK/pgbench-apply.out")
+APPLIED=$(sql -c "SELECT count(*) FROM lookups WHERE email LIKE 'apply%' AND status = 'completed'")
+[ "$APPLIED" -lt "$APPLY_N" ] || die "the apply diagnostic ran out of lookups"
+fact pgbench_apply_tps "$APPLY_TPS"
+# The same with the lookup event trigger (lookups_event_on_status: an event
+# row and NOTIFY under one global advisory lock, at commit) switched off:
+# the difference is what that trigger costs a delivery.
+sql -c "ALTER TABLE lookups DISABLE TRIGGER lookups_event_on_status"
+pgbench -n -M prepared -c 32 -j 2 -T "$SECONDS_PER_RUN" -f "$WORK/apply.pgbench" "$DB_URL" \
+  >"$WORK/pgbench-apply-no-event.out" 2>&1 || { cat "$WORK/pgbench-apply-no-event.out" >&2; die "pgbench (apply, no event) failed"; }
+sql -c "ALTER TABLE lookups ENABLE TRIGGER lookups_event_on_status"
+APPLIED=$(sql -c "SELECT count(*) FROM lookups WHERE email LIKE 'apply%' AND status = 'completed'")
+[ "$APPLIED" -lt "$APPLY_N" ] || die "the apply diagnostic ran out of lookups"
+fact pgbench_apply_no_event_tps \
+  "$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' "$WORK/pgbench-apply-no-event.out")"
+sql -c "CHECKPOINT"
+
+# --- the service ------------------------------------------------------------------
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVICE_PID/status"; }
+log "starting the service on $BASE"
+START_NS=$(date +%s%N)
+# env execs the binary: $! is the service's own pid (for /proc/<pid>/status).
+env "${SERVICE_ENV[@]}" "$BIN" serve >"$WORK/service.log" 2>&1 &
+SERVICE_PID=$!
+until curl -fs -o /dev/null "$BASE/readyz"; do
+  kill -0 "$SERVICE_PID" 2>/dev/null || { tail -20 "$WORK/service.log" >&2; die "the service stopped"; }
+  [ $(( ($(date +%s%N) - START_NS) / 1000000000 )) -lt 60 ] || die "not ready after 60 s"
+  sleep 0.005
+done
+READY_NS=$(date +%s%N)
+fact ready_ms "$(( (READY_NS - START_NS) / 1000000 ))"
+fact ready_rows "$LOOKUPS"
+sleep 2
+fact rss_idle_kib "$(rss_kib)"
+# RSS under load: sampled every 100 ms through every load run below.
+( while kill -0 "$SERVICE_PID" 2>/dev/null; do rss_kib; sleep 0.1; done ) >"$WORK/rss.samples" 2>/dev/null &
+SAMPLER_PID=$!
+
+# wrk NAME CONNECTIONS SCRIPT ARGS... : one run, its RESULT line kept.
+run_wrk() {
+  local name=$1 conns=$2 script=$3 extra=${EXTRA_JSON:-}
+  shift 3
+  local out="$WORK/$(tr -c 'a-z0-9_\n-' '_' <<<"$name").wrk"
+  wrk -t2 -c"$conns" -d"${SECONDS_PER_RUN}s" --timeout 10s -s "$ROOT/bench/wrk/$script" "$BASE" -- "$@" \
+    >"$out" 2>&1 || { cat "$out" >&2; die "wrk $name failed"; }
+  local result
+  result=$(sed -n 's/^RESULT //p' "$out")
+  [ -n "$result" ] || { cat "$out" >&2; die "no result from wrk $name"; }
+  printf '{"kind":"run","name":"%s","result":%s}\n' "$name" "${result%\}}${extra}}" >>"$RESULTS"
+  echo "$result"
+}
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+# What the database sessions wait for during first deliveries: every 100 ms,
+# the wait events of the service's connections (pg_stat_activity).
+sample_waits() {
+  while :; do
+    sql -c "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU (no wait)') FROM pg_stat_activity
+             WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()"
+    sleep 0.1
+  done
+}
+log "first deliveries: 32 connections, ${SECONDS_PER_RUN} s"
+sample_waits >"$WORK/waits.samples" 2>/dev/null &
+WAITS_PID=$!
+R=$(run_wrk first 32 deliveries.lua "$WORK/first.targets" "$WORK/template.json" 2)
+kill "$WAITS_PID" 2>/dev/null || true
+sort "$WORK/waits.samples" | uniq -c | sort -rn | head -8 >"$WORK/waits.txt"
+fact waits "\"$(awk '{printf "%s%s x%s", (NR>1?"; ":""), $2, $1}' "$WORK/waits.txt")\""
+[ "$(field "$R" wrapped)" = 0 ] || die "first deliveries ran out of queued lookups: raise BENCH_LOOKUPS"
+[ "$(field "$R" other)" = 0 ] || die "first deliveries: unexpected answers ($R); see $WORK/service.log"
+
+log "duplicates: 32 connections, ${SECONDS_PER_RUN} s"
+sql -F' ' -c "SELECT id, request_id FROM lookups WHERE status = 'completed' ORDER BY completed_at" |
+  $HELPER targets "$SERVICE_SECRET" >"$WORK/duplicate.targets"
+R=$(run_wrk duplicate 32 deliveries.lua "$WORK/duplicate.targets" "$WORK/template.json" 2)
+[ "$(field "$R" other)" = 0 ] && [ "$(field "$R" applied)" = 0 ] ||
+  die "duplicates: unexpected answers ($R)"
+
+log "fixed rate: first deliveries at 1,000/s, 50 connections, ${SECONDS_PER_RUN} s"
+queued_targets "$WORK/paced.targets"
+R=$(WRK_RATE=1000 run_wrk paced 50 deliveries.lua "$WORK/paced.targets" "$WORK/template.json" 2)
+[ "$(field "$R" other)" = 0 ] && [ "$(field "$R" wrapped)" = 0 ] || die "paced: unexpected answers ($R)"
+
+log "forged refusals and GET /healthz: 64 connections, interleaved, 3 rounds each"
+for round in 1 2 3; do
+  R=$(run_wrk healthz 64 paths.lua "$WORK/healthz.paths" GET 200)
+  [ "$(field "$R" other)" = 0 ] || die "healthz: unexpected answers ($R)"
+  R=$(run_wrk forged 64 paths.lua "$WORK/forged.paths" POST 404)
+  [ "$(field "$R" other)" = 0 ] || die "forged: unexpected answers ($R)"
+done
+kill "$SAMPLER_PID" 2>/dev/null || true
+SAMPLER_PID=""
+fact rss_load_kib "$(sort -n "$WORK/rss.samples" | tail -1)"
+fact rss_hwm_kib "$(awk '/^VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")"
+[ "$(sql -c "SELECT count(*) FROM deliveries WHERE outcome = 'refused'")" = 0 ] ||
+  die "forged deliveries were written to the database"
+
+# Optional: where the CPU goes, by process and by symbol (perf, Debian
+# linux-perf), during more first deliveries and more forged refusals.
+if [ -n "${BENCH_PERF:-}" ]; then
+  command -v perf >/dev/null || apt_install linux-perf
+  for what in first forged; do
+    log "perf: system-wide profile of $what for ${SECONDS_PER_RUN} s"
+    if [ "$what" = first ]; then
+      queued_targets "$WORK/perf.targets"
+      set -- deliveries.lua "$WORK/perf.targets" "$WORK/template.json" 2
+      conns=32
+    else
+      set -- paths.lua "$WORK/forged.paths" POST 404
+      conns=64
+    fi
+    perf record -a -g -F 499 -o "$WORK/perf-$what.data" >"$WORK/perf-$what.log" 2>&1 &
+    perf_pid=$!
+    run_wrk "perf-$what" "$conns" "$@" >/dev/null
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    perf_top() { # file lines perf-report-args...: the first lines of a report
+      local out=$1 lines=$2
+      shift 2
+      perf report -i "$WORK/perf-$what.data" --no-children --stdio "$@" >"$out.full" 2>/dev/null || true
+      { grep -v -e '^#' -e '^$' "$out.full" || true; } | sed -n "1,${lines}p" >"$out"
+    }
+    perf_top "$WORK/perf-$what.comm.txt" 12 --sort comm -g none
+    perf_top "$WORK/perf-$what.service.txt" 40 --pid "$SERVICE_PID" --sort dso,sym -g none
+    perf_top "$WORK/perf-$what.postgres.txt" 25 --comm postgres --sort sym -g none
+    log "perf $what: CPU by process"
+    cat "$WORK/perf-$what.comm.txt" >&2
+  done
+fi
+
+# --- search and facets --------------------------------------------------------------
+export BENCH_TOKEN="$API_TOKEN"
+have_facets=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $API_TOKEN" \
+  "$BASE/v1/facets?field=brand")
+loaded=0
+for size in $PROFILE_SIZES; do
+  log "profiles: generating $((loaded + 1))..$size in SQL"
+  added=$((size - loaded))
+  sql -1 -v from=$((loaded + 1)) -v to="$size" -f bench/sql/profiles.sql
+  sql -c "VACUUM ANALYZE lookups" -c "VACUUM ANALYZE profiles"
+  loaded=$size
+  # Values to ask for: spread over the skewed distribution, common to rare.
+  sql -c "
+    WITH v AS (
+      SELECT 'interest' AS f, x FROM (SELECT unnest(interest_facets) x FROM profiles TABLESAMPLE SYSTEM (1)) s
+      UNION ALL SELECT 'category', unnest(category_facets) FROM profiles TABLESAMPLE SYSTEM (1)
+      UNION ALL SELECT 'brand', unnest(brand_facets) FROM profiles TABLESAMPLE SYSTEM (1)
+      UNION ALL SELECT 'archetype', unnest(archetype_facets) FROM profiles TABLESAMPLE SYSTEM (1)
+      UNION ALL SELECT 'industry', unnest(industry_facets) FROM profiles TABLESAMPLE SYSTEM (1))
+    SELECT f, x FROM (SELECT f, x, row_number() OVER (PARTITION BY f ORDER BY random()) n FROM v) r
+     WHERE n <= 200" -F' ' >"$WORK/values"
+  for f in interest category brand archetype industry; do
+    awk -v f="$f" '$1 == f { $1 = ""; sub(/^ /, ""); print }' "$WORK/values" |
+      $HELPER quote >"$WORK/$f.values"
+    sed "s|^|/v1/profiles?$f=|" "$WORK/$f.values" >"$WORK/search-$f.paths"
+    sed "s|^|/v1/facets?field=brand\&$f=|" "$WORK/$f.values" >"$WORK/facets-$f.paths"
+  done
+  sql -c "SELECT email, phone, social_media_url FROM lookups TABLESAMPLE SYSTEM (1)
+           WHERE email LIKE 'person%' LIMIT 200" -F' ' >"$WORK/subjects"
+  $HELPER subject-paths "$WORK/subjects" "$WORK/search-"
+  for paths in "$WORK"/search-*.paths; do
+    filter=$(head -1 "$paths" | sed -E 's|^/v1/profiles\?([a-z_]+)=.*|\1|')
+    log "search ?$filter= at $size profiles"
+    EXTRA_JSON=",\"profiles\":$size" run_wrk "search:/v1/profiles?$filter=" 4 paths.lua "$paths" GET 200 >/dev/null
+  done
+  # Where the time of a search goes: EXPLAIN ANALYZE of the store's query
+  # (src/store/profiles.rs, first page) for the most common value of each
+  # facet filter, the hardest case for a page sorted by time.
+  for f in interest category brand archetype industry; do
+    top=$(sql -c "SELECT x FROM (SELECT unnest(${f}_facets) x FROM profiles TABLESAMPLE SYSTEM (1)) s
+                  GROUP BY x ORDER BY count(*) DESC LIMIT 1")
+    sql -v v="$top" >"$WORK/explain-$f-$size.txt" <<SQL
+EXPLAIN (ANALYZE, BUFFERS)
+SELECT p.id, p.lookup_id, p.request_id, p.result, p.completed_on, p.received_via, p.created_at,
+       l.synthetic, l.email, l.phone, l.social_media_url, l.name, l.company
+  FROM (SELECT * FROM profiles p WHERE true AND p.${f}_facets @> ARRAY[:'v']::text[]
+         ORDER BY p.created_at DESC, p.id DESC LIMIT 51) p
+  JOIN lookups l ON l.id = p.lookup_id ORDER BY p.created_at DESC, p.id DESC;
+SQL
+    printf '{"kind":"fact","name":"explain:%s:%s","value":"%s"}\n' "$f" "$size" \
+      "$(grep -m1 'Execution Time' "$WORK/explain-$f-$size.txt" | sed 's/^ *//'), value $top" >>"$RESULTS"
+  done
+  if [ "$have_facets" = 404 ]; then
+    printf '{"kind":"run","name":"facets:/v1/facets?field=...","result":{"missing":"not on main yet","profiles":%s}}\n' "$size" >>"$RESULTS"
+    continue
+  fi
+  if [ "$added" -ge 200000 ]; then # see bench/sql/profiles.sql: no counts generated
+    printf '{"kind":"run","name":"facets:/v1/facets?field=...","result":{"missing":"not measured: facet pair counts for %s generated profiles take longer than the run","profiles":%s}}\n' "$added" "$size" >>"$RESULTS"
+    continue
+  fi
+  for f in "" interest category brand archetype industry; do
+    name="facets:/v1/facets?field=brand${f:+&$f=}"
+    if [ -z "$f" ]; then
+      for field in interest category brand archetype industry; do echo "/v1/facets?field=$field"; done >"$WORK/facets-all.paths"
+      paths="$WORK/facets-all.paths"; name="facets:/v1/facets?field=<each>"
+    else
+      paths="$WORK/facets-$f.paths"
+    fi
+    log "facets $name at $size profiles"
+    EXTRA_JSON=",\"profiles\":$size" run_wrk "$name" 4 paths.lua "$paths" GET 200 >/dev/null
+  done
+done
+
+log "report"
+$HELPER report "$RESULTS" | tee "$WORK/report.md"
+log "report written to $WORK/report.md"

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Helpers of scripts/bench.sh (standard library only).
+
+  bench.py targets SECRET < "lookup_id request_id" lines > "path request_id" lines
+  bench.py template FIXTURE > body with @RID@ in place of the request_id
+  bench.py forged N > N callback paths with well-formed but wrong tokens
+  bench.py dburl URL NAME > URL with its database replaced by NAME
+  bench.py quote < lines > the lines, URL-encoded
+  bench.py subject-paths SUBJECTS PREFIX   search paths per identifier
+  bench.py report RESULTS.jsonl > the report (markdown)
+
+Callback tokens are computed exactly as the service does
+(src/secrets.rs): key = HMAC-SHA256(SERVICE_SECRET,
+"interests-receiver/v1/callback-token"); token = base64url, unpadded, of
+HMAC-SHA256(key, the lookup id's 16 bytes).
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import statistics
+import sys
+import urllib.parse
+import uuid
+
+
+def callback_key(secret: bytes) -> bytes:
+    return hmac.new(secret, b"interests-receiver/v1/callback-token", hashlib.sha256).digest()
+
+
+def token(key: bytes, lookup_id: str) -> str:
+    mac = hmac.new(key, uuid.UUID(lookup_id).bytes, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def targets(secret: str) -> None:
+    key = callback_key(secret.encode())
+    out = sys.stdout
+    for line in sys.stdin:
+        lookup_id, request_id = line.split()
+        out.write(f"/callbacks/{lookup_id}/{token(key, lookup_id)} {request_id}\n")
+
+
+def template(fixture: str) -> None:
+    with open(fixture) as f:
+        body = json.load(f)
+    body["data"]["request_id"] = "@RID@"
+    sys.stdout.write(json.dumps(body, separators=(",", ":")))
+
+
+def forged(n: int) -> None:
+    for _ in range(n):
+        fake = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        sys.stdout.write(f"/callbacks/{uuid.uuid4()}/{fake}\n")
+
+
+def dburl(url: str, name: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    print(urllib.parse.urlunsplit(parts._replace(path="/" + name)))
+
+
+def facets(result) -> list:
+    """The five facet arrays of a result, as src/facets.rs extracts them."""
+    interests, categories, brands, archetypes, industries = set(), set(), set(), set(), set()
+    for category, body in (result.get("interest_graph") or {}).items():
+        categories.add(category.lower())
+        for entry in (body or {}).get("interests") or []:
+            if isinstance(entry, dict):
+                interests.update(v.lower() for k, v in entry.items()
+                                 if k != "supporting_accounts" and isinstance(v, str))
+    for affinity in result.get("brand_affinities") or []:
+        brands.update(b.lower() for b in affinity.get("brands") or [] if isinstance(b, str))
+    archetypes.update(a.lower() for a in (result.get("core_profile") or {}).get("archetypes") or [])
+    industries.update(i.lower() for i in
+                      (result.get("professional_ecosystem") or {}).get("industry_focus") or [])
+    return [sorted(s) for s in (interests, categories, brands, archetypes, industries)]
+
+
+def pgbench_literal(body: str) -> str:
+    """The JSON body as the inside of an SQL string literal in a pgbench
+    script. pgbench takes `:name` for a variable even inside a literal, so
+    no colon may be followed by a name character: structural colons get a
+    space after them, colons inside strings become the JSON escape \\u003a
+    (the same value once parsed)."""
+    text = json.dumps(json.loads(body))
+    return re.sub(r":(?=[A-Za-z0-9_])", r"\\u003a", text).replace("'", "''")
+
+
+def quote() -> None:
+    for line in sys.stdin:
+        print(urllib.parse.quote(line.rstrip("\n"), safe=""))
+
+
+def subject_paths(subjects: str, prefix: str) -> None:
+    """One file of /v1/profiles?<identifier>= paths per identifier column."""
+    names = ["email", "phone", "social_media_url"]
+    rows = [line.split() for line in open(subjects) if line.strip()]
+    for col, name in enumerate(names):
+        with open(f"{prefix}{name}.paths", "w") as out:
+            for row in rows:
+                out.write(f"/v1/profiles?{name}={urllib.parse.quote(row[col], safe='')}\n")
+
+
+def ms(us) -> str:
+    return f"{us / 1000:.2f} ms"
+
+
+def rate(r) -> float:
+    return r["requests"] / (r["duration_us"] / 1e6)
+
+
+def verdict(ok) -> str:
+    return "met" if ok else "**missed**"
+
+
+def report(path: str) -> None:
+    facts, runs = {}, {}
+    with open(path) as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec["kind"] == "fact":
+                facts[rec["name"]] = rec["value"]
+            else:
+                runs.setdefault(rec["name"], []).append(rec["result"])
+
+    def one(name):
+        return runs[name][-1]
+
+    p = print
+    p("# scripts/bench.sh report")
+    p()
+    for k in ["date", "commit", "machine", "cpu", "memory", "postgres", "pg_settings", "load_tool", "durations"]:
+        if k in facts:
+            p(f"- {k.replace('_', ' ')}: {facts[k]}")
+    p()
+    p("| measurement | figure | target | verdict |")
+    p("|---|---|---|---|")
+    ceiling = facts["pgbench_tps"]
+    p(f"| pgbench ceiling: single-row JSONB insert (the delivery body), 32 clients | {ceiling:,.0f} inserts/s | (baseline) | |")
+    apply_tps = facts.get("pgbench_apply_tps")
+    if apply_tps:
+        p(f"| diagnostic: pgbench running the service's own statement (`apply_job_update`, first delivery), 32 clients | {apply_tps:,.0f}/s = {apply_tps / ceiling:.2f} of the ceiling | | |")
+    no_event = facts.get("pgbench_apply_no_event_tps")
+    if no_event:
+        p(f"| diagnostic: the same with the lookup event trigger (`lookups_event_on_status`) off | {no_event:,.0f}/s = {no_event / ceiling:.2f} of the ceiling | | |")
+    first = one("first")
+    fr = first["applied"] / (first["duration_us"] / 1e6)
+    p(f"| first deliveries, 32 connections: throughput | {fr:,.0f}/s = **{fr / ceiling:.2f}** of the ceiling | >= 0.5 of the ceiling | {verdict(fr / ceiling >= 0.5)} |")
+    p(f"| first deliveries: p50 / p99 | {ms(first['p50_us'])} / {ms(first['p99_us'])} | | |")
+    if facts.get("waits"):
+        p(f"| first deliveries: what active sessions waited on (samples every 100 ms) | {facts['waits']} | | |")
+    if apply_tps:
+        p(f"| first deliveries beside `apply_job_update` alone | {fr / apply_tps:.2f} of it | | |")
+    dup = one("duplicate")
+    dr = rate(dup)
+    p(f"| duplicates, 32 connections: throughput | {dr:,.0f}/s = **{dr / fr:.2f}x** first deliveries | >= 2x first deliveries | {verdict(dr / fr >= 2)} |")
+    p(f"| duplicates: p50 / p99 | {ms(dup['p50_us'])} / {ms(dup['p99_us'])} | | |")
+    paced = one("paced")
+    pr = rate(paced)
+    p(f"| fixed rate, first deliveries at 1,000/s (achieved {pr:,.0f}/s): p50 / p99 / max | {ms(paced['p50_us'])} / **{ms(paced['p99_us'])}** / {ms(paced['max_us'])} | p99 < 10 ms | {verdict(paced['p99_us'] < 10_000)} |")
+    forged_rates = [rate(r) for r in runs["forged"]]
+    health_rates = [rate(r) for r in runs["healthz"]]
+    fo, he = statistics.median(forged_rates), statistics.median(health_rates)
+    p(f"| forged-token refusals, 64 connections (median of {len(forged_rates)} rounds) | **{fo:,.0f}/s** = {fo / he:.2f} of `GET /healthz` ({he:,.0f}/s, same connections, interleaved) | >= 30,000/s | {verdict(fo >= 30_000)} |")
+    p(f"| RSS idle / under load (max sampled, VmHWM) | {facts['rss_idle_kib'] / 1024:.1f} MiB / **{facts['rss_load_kib'] / 1024:.1f} MiB** ({facts['rss_hwm_kib'] / 1024:.1f} MiB) | < 40 MiB under load | {verdict(facts['rss_load_kib'] < 40 * 1024)} |")
+    p(f"| start to `/readyz` 200 (schema current, {facts['ready_rows']:,} lookups in the table) | **{facts['ready_ms']:.0f} ms** | < 1 s | {verdict(facts['ready_ms'] < 1000)} |")
+    p()
+    p("Search and facets (`GET /v1/profiles?<filter>` and `GET /v1/facets?field=`), 4 connections, values drawn across the skewed distribution (common to rare):")
+    p()
+    p("| request | profiles | p50 | p95 | target p95 < 50 ms at 1M |")
+    p("|---|---|---|---|---|")
+    for name in sorted(k for k in runs if k.startswith("search:") or k.startswith("facets:")):
+        for r in runs[name]:
+            size = r.get("profiles", 0)
+            if r.get("missing"):
+                why = r["missing"] if isinstance(r["missing"], str) else "not on main yet"
+                p(f"| `{name.split(':', 1)[1]}` | {size:,} | {why} | | |")
+                continue
+            v = verdict(r["p95_us"] < 50_000) if size >= 1_000_000 else ""
+            p(f"| `{name.split(':', 1)[1]}` | {size:,} | {ms(r['p50_us'])} | {ms(r['p95_us'])} | {v} |")
+    explains = sorted(k for k in facts if k.startswith("explain:"))
+    if explains:
+        p()
+        p("EXPLAIN ANALYZE of the store's search query, most common value of each facet filter (full plans in the work directory):")
+        p()
+        for k in explains:
+            _, f, size = k.split(":")
+            p(f"- `{f}` at {int(size):,} profiles: {facts[k]}")
+    p()
+    p("Raw wrk results (JSON, one per run):")
+    p()
+    p("```")
+    for name, rs in runs.items():
+        for r in rs:
+            p(f"{name}: {json.dumps(r, separators=(',', ':'))}")
+    p("```")
+
+
+def main() -> None:
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "targets":
+        targets(args[0])
+    elif cmd == "template":
+        template(args[0])
+    elif cmd == "forged":
+        forged(int(args[0]))
+    elif cmd == "dburl":
+        dburl(args[0], args[1])
+    elif cmd == "quote":
+        quote()
+    elif cmd == "subject-paths":
+        subject_paths(args[0], args[1])
+    elif cmd == "report":
+        report(args[0])
+    else:
+        sys.exit(f"bench.py: unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
