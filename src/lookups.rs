@@ -120,11 +120,17 @@ impl LookupRequest {
 
 /// Records the identities of lookups made before they were recorded, so
 /// that dedup, the cache and erasure find them too. Returns how many.
+/// Runs once per database: new lookups get their identities when made.
 pub async fn backfill_identities(db: &PgPool, secret: &ServiceSecret) -> sqlx::Result<u64> {
+    const NAME: &str = "lookup_identities";
+    if lookups::backfill_done(db, NAME).await? {
+        return Ok(0);
+    }
     let mut total = 0;
     loop {
         let batch = lookups::without_identities(db, 500).await?;
         if batch.is_empty() {
+            lookups::mark_backfill_done(db, NAME).await?;
             return Ok(total);
         }
         for (id, subject) in &batch {

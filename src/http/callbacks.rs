@@ -7,13 +7,14 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
+use super::{AppState, Unlogged};
 use crate::store::deliveries::{self, Delivery};
 use crate::store::results::{self, DeliveryRecord, Outcome, Via};
 use crate::token::sha256_hex;
@@ -43,25 +44,44 @@ pub async fn receive(
     Path((lookup_id, token)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Acknowledgement>)> {
-    let Some(lookup_id) = state.gate.check(&state.db, &lookup_id, &token).await? else {
-        state.gate.refuse();
-        return Err(ApiError::NotFound("no such callback"));
+) -> Response {
+    let lookup_id = match state.gate.check(&state.db, &lookup_id, &token).await {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            state.gate.refuse();
+            let mut refused = ApiError::NotFound("no such callback").into_response();
+            refused.extensions_mut().insert(Unlogged);
+            return refused;
+        }
+        Err(e) => return ApiError::from(e).into_response(),
     };
-    let bytes = match read_body(&headers, body).await {
+    match authentic(&state, lookup_id, &headers, body).await {
+        Ok(acknowledged) => acknowledged.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// An authentic delivery: read, parsed, applied and recorded.
+async fn authentic(
+    state: &AppState,
+    lookup_id: Uuid,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Acknowledgement>)> {
+    let bytes = match read_body(headers, body).await {
         Ok(bytes) => bytes,
         Err(e) => {
             let reason = match e {
                 ApiError::PayloadTooLarge(_) => "body too large",
                 _ => "body unreadable",
             };
-            refuse(&state, lookup_id, reason, "", None).await?;
+            refuse(state, lookup_id, reason, "", None).await?;
             return Err(e);
         }
     };
     let digest = sha256_hex(&bytes);
     let Ok(mut json) = serde_json::from_slice::<Value>(&bytes) else {
-        refuse(&state, lookup_id, "body is not JSON", &digest, None).await?;
+        refuse(state, lookup_id, "body is not JSON", &digest, None).await?;
         return Err(ApiError::BadRequest(
             "callback body is not valid JSON".into(),
         ));
@@ -71,7 +91,7 @@ pub async fn receive(
         Err(e) => {
             state.intake.body(&mut json);
             refuse(
-                &state,
+                state,
                 lookup_id,
                 "body lacks a usable request_id or status",
                 &digest,

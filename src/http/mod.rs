@@ -40,7 +40,7 @@ use tower::limit::ConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 
@@ -144,7 +144,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(make_span)
-                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                        .on_response(log_response),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(record_metrics))
@@ -178,6 +178,24 @@ fn make_span(request: &Request) -> tracing::Span {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     tracing::info_span!("request", method = %request.method(), route, request_id)
+}
+
+/// Marks a response that must not be logged on its own: a refused forged
+/// callback (contract section 6: counted, summarised, never one line each).
+#[derive(Debug, Clone, Copy)]
+pub struct Unlogged;
+
+/// The access log line of a response (as tower-http's default, at info),
+/// except for responses marked [`Unlogged`].
+fn log_response(response: &Response, latency: Duration, _span: &tracing::Span) {
+    if response.extensions().get::<Unlogged>().is_some() {
+        return;
+    }
+    tracing::info!(
+        latency = %format_args!("{} ms", latency.as_millis()),
+        status = response.status().as_u16(),
+        "finished processing request"
+    );
 }
 
 /// Counts requests and their latency by route template and status.

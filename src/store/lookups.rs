@@ -152,6 +152,22 @@ pub async fn insert_identities(
     Ok(())
 }
 
+/// Has the one-off backfill `name` run to the end on this database?
+pub async fn backfill_done(db: &PgPool, name: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM completed_backfills WHERE name = $1)")
+        .bind(name)
+        .fetch_one(db)
+        .await
+}
+
+pub async fn mark_backfill_done(db: &PgPool, name: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO completed_backfills (name) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(name)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Lookups made before identities were recorded (at most `limit`).
 pub async fn without_identities(db: &PgPool, limit: i64) -> sqlx::Result<Vec<(Uuid, Subject)>> {
     #[derive(FromRow)]

@@ -783,3 +783,54 @@ fn the_schema_checker_rejects_responses_that_break_the_documented_schema() {
         "undocumented field accepted"
     );
 }
+
+#[sqlx::test]
+async fn forged_callbacks_get_no_log_line_each_only_a_summary(db: PgPool) {
+    let sandbox = TestSandbox::start(0.05).await;
+    let port = free_port();
+    let mut env = serve_env(&database_url(&db), &sandbox, port, port);
+    unset_env(&mut env, "LOG_FORMAT");
+    set_env(&mut env, "RUST_LOG", "info");
+    let child = LoggedChild::serve(&env, port).await;
+    let http = reqwest::Client::new();
+
+    for _ in 0..50 {
+        let forged = http
+            .post(format!(
+                "{}/callbacks/{}/{}",
+                child.base,
+                Uuid::new_v4(),
+                "F".repeat(43)
+            ))
+            .json(&json!({"request_id": "r", "status": "completed"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 404);
+    }
+    let health = http
+        .get(format!("{}/healthz", child.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let lines = child.stop().await;
+    let logged: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let per_request = logged
+        .iter()
+        .filter(|l| has_field(l, "route", "/callbacks/{lookup_id}/{token}"))
+        .count();
+    assert_eq!(per_request, 0, "forged callbacks were logged one by one");
+    // The control: an ordinary request is logged.
+    assert!(logged.iter().any(|l| has_field(l, "route", "/healthz")));
+    let summaries: Vec<&Value> = logged
+        .iter()
+        .filter(|l| l["message"] == "callbacks refused for a wrong token")
+        .collect();
+    let refused: u64 = summaries.iter().filter_map(|l| l["refused"].as_u64()).sum();
+    assert_eq!(refused, 50, "{summaries:?}");
+}
