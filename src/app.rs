@@ -324,7 +324,9 @@ async fn check_mode_matches_data(db: &PgPool, sandbox: bool) -> anyhow::Result<(
         anyhow::bail!(
             "refusing to start in sandbox mode: this database holds real lookups. Point \
              DATABASE_URL at a database of its own for the sandbox, or set \
-             UPSTREAM_API_KEY and UPSTREAM_API_SECRET to run for real"
+             UPSTREAM_API_KEY and UPSTREAM_API_SECRET to run for real. (Lookups made before \
+             this version count as real; if this database only ever served the sandbox, \
+             mark them: UPDATE lookups SET synthetic = true)"
         )
     } else {
         anyhow::bail!(
