@@ -43,6 +43,32 @@ pub enum Whom<'a> {
     Many(usize),
 }
 
+/// The keyed hash that names a person in the log: of their first identity.
+fn subject_hash(secret: &ServiceSecret, subject: &Subject) -> Option<String> {
+    subject
+        .identities()
+        .first()
+        .map(|i| secret.identity_hash(i))
+}
+
+/// One action on several lookups (a batch), in one statement.
+pub async fn record_lookups<'s>(
+    db: impl sqlx::PgExecutor<'_>,
+    secret: &ServiceSecret,
+    caller: &Caller,
+    action: Action,
+    lookups: impl IntoIterator<Item = (Uuid, &'s Subject)>,
+) -> sqlx::Result<()> {
+    let rows: Vec<(Uuid, Option<String>)> = lookups
+        .into_iter()
+        .map(|(id, subject)| (id, subject_hash(secret, subject)))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    audit::record_lookups(db, &caller.name, action.as_str(), &rows).await
+}
+
 pub async fn record(
     db: impl sqlx::PgExecutor<'_>,
     secret: &ServiceSecret,
@@ -51,14 +77,7 @@ pub async fn record(
     whom: Whom<'_>,
 ) -> sqlx::Result<()> {
     let (subject_hash, lookup_id, count) = match whom {
-        Whom::Lookup(id, subject) => (
-            subject
-                .identities()
-                .first()
-                .map(|i| secret.identity_hash(i)),
-            Some(id),
-            None,
-        ),
+        Whom::Lookup(id, subject) => (subject_hash(secret, subject), Some(id), None),
         Whom::Identity(identity) => (Some(secret.identity_hash(identity)), None, None),
         Whom::Many(n) => (None, None, Some(i32::try_from(n).unwrap_or(i32::MAX))),
     };

@@ -14,9 +14,12 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::lookups::idempotency_key;
 use super::views::LookupView;
+use crate::audit::{self, Action};
 use crate::batch::{self, BatchError, ItemError, MAX_ITEMS};
+use crate::config::Caller;
 use crate::subject::FieldError;
 use crate::token::sha256_hex;
+use axum::Extension;
 
 /// Largest batch body.
 pub const MAX_BATCH_BODY: usize = 4 * 1024 * 1024;
@@ -110,6 +113,7 @@ fn render(error: ItemError) -> (u16, Value) {
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<BatchView>> {
@@ -132,6 +136,19 @@ pub async fn create(
         ),
         BatchError::Database(e) => e.into(),
     })?;
+    // Every item that named a lookup counts as a create, as POST /v1/lookups.
+    let named = outcome
+        .answers
+        .iter()
+        .filter_map(|a| a.lookup.as_ref().map(|l| (l.id, &l.subject)));
+    audit::record_lookups(
+        &state.db,
+        &state.config.service_secret,
+        &caller,
+        Action::LookupCreate,
+        named,
+    )
+    .await?;
     if outcome.created > 0 {
         state.wake.notify_one();
         metrics::counter!("lookups_created_total").increment(outcome.created as u64);

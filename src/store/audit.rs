@@ -28,6 +28,27 @@ pub async fn record(db: impl PgExecutor<'_>, e: Entry<'_>) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// One action of `token` on several lookups, in one statement.
+pub async fn record_lookups(
+    db: impl PgExecutor<'_>,
+    token: &str,
+    action: &str,
+    lookups: &[(Uuid, Option<String>)],
+) -> sqlx::Result<()> {
+    let (ids, hashes): (Vec<Uuid>, Vec<Option<String>>) = lookups.iter().cloned().unzip();
+    sqlx::query(
+        "INSERT INTO audit_log (token, action, subject_hash, lookup_id) \
+         SELECT $1, $2, h, id FROM unnest($3::uuid[], $4::text[]) AS t(id, h)",
+    )
+    .bind(token)
+    .bind(action)
+    .bind(ids)
+    .bind(hashes)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, FromRow)]
 pub struct AuditRecord {
     pub id: i64,

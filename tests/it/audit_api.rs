@@ -105,3 +105,34 @@ async fn the_audit_log_pages_and_needs_a_token(db: PgPool) {
     crate::common::problem(app.get("/v1/audit?cursor=nope").await, 422).await;
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn each_lookup_of_a_batch_is_recorded_as_created(db: PgPool) {
+    let (_upstream, app) = spawn_with_accepting_upstream(db).await;
+    let response = app
+        .http
+        .post(app.url("/v1/lookups/batch"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"items": [
+            {"email": "b1@example.com"}, {"email": "not an email"}, {"phone": "+14155550199"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let log: Value = app.get_json("/v1/audit?limit=10").await;
+    let created: Vec<&Value> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "lookup.create")
+        .collect();
+    assert_eq!(created.len(), 2, "{log}");
+    assert!(
+        created
+            .iter()
+            .all(|e| e["token"] == "sandbox" && e["lookup_id"].is_string())
+    );
+    app.stop().await;
+}
