@@ -51,6 +51,7 @@ struct CommonResponses;
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let problem = |description: &str| {
             ResponseBuilder::new()
@@ -77,6 +78,20 @@ impl Modify for CommonResponses {
                 let Some(operation) = operation.as_mut() else {
                     continue;
                 };
+                // The handlers take 1 to 255 visible ASCII characters (and
+                // the HTTP parser refuses control characters in any header).
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.name == "Idempotency-Key" {
+                        parameter.schema = Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .min_length(Some(1))
+                                .max_length(Some(255))
+                                .pattern(Some("^[!-~]+$"))
+                                .into(),
+                        );
+                    }
+                }
                 let mut common = vec![
                     ("405", "this path does not answer that method"),
                     ("414", "request target too long"),
