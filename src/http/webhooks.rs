@@ -401,6 +401,7 @@ pub async fn attempts(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the webhook is disabled", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
@@ -427,8 +428,18 @@ pub async fn replay(
     }
     fields.finish()?;
     let since = since.expect("checked above");
-    if store::get(&state.db, id).await?.is_none() {
-        return Err(ApiError::NotFound("no webhook has this id"));
+    match store::get(&state.db, id).await? {
+        None => return Err(ApiError::NotFound("no webhook has this id")),
+        // Nothing would be sent, and disabling drops pending sends: queued
+        // sends would fire as a stale backlog once it is enabled again.
+        Some(webhook) if webhook.disabled => {
+            return Err(ApiError::Conflict(
+                "webhook_disabled",
+                "this webhook is disabled; enable it (PATCH {\"disabled\": false}) before a replay"
+                    .to_owned(),
+            ));
+        }
+        Some(_) => {}
     }
     let queued = store::replay(&state.db, id, since).await?;
     Ok((StatusCode::ACCEPTED, Json(ReplayView { queued })))

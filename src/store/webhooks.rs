@@ -109,8 +109,13 @@ pub async fn delete(db: &PgPool, id: Uuid) -> sqlx::Result<bool> {
 }
 
 /// Queues the endpoint's events since `since` again (same event ids, hence
-/// the same `webhook-id`s); an event whose send is still pending is counted
-/// and sent once. Returns how many events will be sent.
+/// the same `webhook-id`s) and returns how many sends that makes: one per
+/// matching event, each of which will be sent once more.
+///
+/// An event with no send queued gets a new one. A send waiting for its next
+/// retry is made due now (that send is the replay). A send in flight (its
+/// lease held) cannot be queued twice: it is marked, and the sender sends it
+/// again after recording the current attempt instead of deleting it.
 pub async fn replay(db: &PgPool, id: Uuid, since: DateTime<Utc>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "WITH matching AS ( \
@@ -118,8 +123,11 @@ pub async fn replay(db: &PgPool, id: Uuid, since: DateTime<Utc>) -> sqlx::Result
            WHERE e.at >= $2 AND e.type = ANY (w.events)), \
          queued AS ( \
            INSERT INTO webhook_sends (webhook_id, event_id) SELECT $1, id FROM matching \
-           ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING 1) \
-         SELECT count(*) FROM matching",
+           ON CONFLICT (webhook_id, event_id) DO UPDATE SET \
+             replay = webhook_sends.replay OR webhook_sends.lease_owner IS NOT NULL, \
+             next_attempt_at = LEAST(webhook_sends.next_attempt_at, now()) \
+           RETURNING 1) \
+         SELECT count(*) FROM queued",
     )
     .bind(id)
     .bind(since)
@@ -195,17 +203,37 @@ pub async fn record_attempt(
     .await?;
     match next {
         Next::Done => {
-            sqlx::query("DELETE FROM webhook_sends WHERE id = $1 AND lease_owner = $2")
+            // A send marked for replay while this attempt was under way is
+            // not finished: it starts over as a fresh send, due now. The
+            // DELETE re-reads `replay` once it holds the row lock, so a
+            // replay committed meanwhile is never lost.
+            let deleted = sqlx::query(
+                "DELETE FROM webhook_sends WHERE id = $1 AND lease_owner = $2 AND NOT replay",
+            )
+            .bind(claim.send_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if deleted == 0 {
+                sqlx::query(
+                    "UPDATE webhook_sends SET replay = false, attempts = 0, next_attempt_at = now(), \
+                       lease_owner = NULL, lease_until = NULL \
+                     WHERE id = $1 AND lease_owner = $2",
+                )
                 .bind(claim.send_id)
                 .bind(owner)
                 .execute(&mut *tx)
                 .await?;
+            }
         }
         Next::RetryAfter(delay) => {
+            // A retry is a send: a pending replay is served by it, at once.
             sqlx::query(
                 "UPDATE webhook_sends SET attempts = attempts + 1, \
-                   next_attempt_at = now() + make_interval(secs => $3), \
-                   lease_owner = NULL, lease_until = NULL \
+                   next_attempt_at = CASE WHEN replay THEN now() \
+                     ELSE now() + make_interval(secs => $3) END, \
+                   replay = false, lease_owner = NULL, lease_until = NULL \
                  WHERE id = $1 AND lease_owner = $2",
             )
             .bind(claim.send_id)

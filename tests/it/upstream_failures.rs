@@ -705,12 +705,6 @@ async fn stats_count_credits_outcomes_deliveries_and_polls(db: PgPool) {
     let mut settings = Settings::with_upstream_url(url(&upstream));
     settings.poll_after = Duration::from_secs(1);
     let app = spawn(db, settings).await;
-    // Polls of any job answer 404: the third lookup expires after one poll.
-    Mock::given(method("GET"))
-        .and(path("/person/interests"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(fixture("not-found-404.json")))
-        .mount(&upstream)
-        .await;
 
     let (done, done_rid, done_cb) =
         submitted_lookup(&app, &upstream, json!({"email": "max@example.com"})).await;
@@ -726,8 +720,17 @@ async fn stats_count_credits_outcomes_deliveries_and_polls(db: PgPool) {
             .is_success()
     );
     app.wait_for_status(&failed, "failed", WAIT).await;
-    let (unpolled, _, _) =
+    let (unpolled, unpolled_rid, _) =
         submitted_lookup(&app, &upstream, json!({"email": "oz@example.com"})).await;
+    // Only the third job is unknown upstream: it expires at its first poll
+    // that finds this answer. (A 404 for every job would let a slow test
+    // expire the other two before their callbacks were applied.)
+    Mock::given(method("GET"))
+        .and(path("/person/interests"))
+        .and(query_param("request_id", unpolled_rid.as_str()))
+        .respond_with(ResponseTemplate::new(404).set_body_json(fixture("not-found-404.json")))
+        .mount(&upstream)
+        .await;
     app.wait_for_status(&unpolled, "expired", WAIT).await;
 
     let stats = app.get_json("/v1/stats").await;

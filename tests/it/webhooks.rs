@@ -106,8 +106,8 @@ async fn a_completed_lookup_reaches_the_endpoint_signed_as_standard_webhooks(db:
     assert!(verify(&secret, &forged).is_err());
     assert!(verify(&interests_receiver::webhooks::secret::generate(), sent).is_err());
 
-    // The attempt is listed; the secret is never shown again.
-    let listed = attempts(&app, &webhook_id).await;
+    // The attempt is listed once recorded; the secret is never shown again.
+    let listed = wait_for_attempts(&app, &webhook_id, 1).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["event_id"], event_id);
     assert_eq!(listed[0]["type"], "lookup.completed");
@@ -139,14 +139,7 @@ async fn an_endpoint_failing_twice_gets_the_event_three_times_with_one_webhook_i
         verify(&secret, r).unwrap();
     }
 
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let listed = loop {
-        let listed = attempts(&app, &webhook_id).await;
-        if listed.len() == 3 || tokio::time::Instant::now() > deadline {
-            break listed;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let listed = wait_for_attempts(&app, &webhook_id, 3).await;
     let codes: Vec<Value> = listed.iter().map(|a| a["status_code"].clone()).collect();
     assert_eq!(
         codes,
@@ -168,15 +161,18 @@ async fn an_endpoint_failing_twice_gets_the_event_three_times_with_one_webhook_i
         .await;
     assert_eq!(rest["items"][0]["attempt"], 1);
     assert!(rest["next_cursor"].is_null());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The acknowledged send left the queue: nothing can be sent after the 2xx.
+    wait_for_empty_queue(&app, &webhook_id).await;
+    assert_eq!(listed.len(), 3);
     assert_eq!(receiver.received().len(), 3, "nothing after the 2xx");
     app.stop().await;
 }
 
 #[sqlx::test]
 async fn a_restart_in_the_middle_of_the_retries_loses_nothing(db: PgPool) {
-    // The first retry is due 2 s after the failure: the app is gone by then.
-    let app = spawn(db.clone(), sandbox(0.4)).await;
+    // The first retry is due minutes after the failure: the app is gone by
+    // then, however slowly it stops; the test then makes the retry due.
+    let app = spawn(db.clone(), sandbox(100.0)).await;
     let receiver = Receiver::start(1).await;
     let (webhook_id, secret) = registered(&app, &receiver.url()).await;
     completed_lookup(&app, "carol@example.com").await;
@@ -196,8 +192,12 @@ async fn a_restart_in_the_middle_of_the_retries_loses_nothing(db: PgPool) {
         .await
         .unwrap();
     assert_eq!(pending, 1, "the retry waits in PostgreSQL");
+    sqlx::query("UPDATE webhook_sends SET next_attempt_at = now()")
+        .execute(&db)
+        .await
+        .unwrap();
 
-    let again = spawn(db, sandbox(0.4)).await;
+    let again = spawn(db, sandbox(100.0)).await;
     let got = receiver.wait_for(2, WAIT).await;
     assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
     verify(&secret, &got[1]).unwrap();
@@ -309,9 +309,71 @@ async fn a_name_that_resolves_to_a_private_address_at_send_time_is_refused(db: P
     };
     assert!(listed[0]["status_code"].is_null());
     let error = listed[0]["error"].as_str().unwrap();
-    assert!(error.contains("refused"), "{error}");
+    assert!(
+        error.contains("resolves only to loopback, private or non-public addresses"),
+        "{error}"
+    );
     assert!(receiver.received().is_empty(), "nothing reached loopback");
     app.stop().await;
+}
+
+/// Waits until the endpoint lists at least `n` attempts (the sender records
+/// an attempt after the POST returned: seeing the request is not enough).
+async fn wait_for_attempts(app: &TestApp, webhook_id: &str, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let listed = attempts(app, webhook_id).await;
+        if listed.len() >= n {
+            return listed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} attempts recorded in {WAIT:?}",
+            listed.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until no send of the endpoint is queued or in flight.
+async fn wait_for_empty_queue(app: &TestApp, webhook_id: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let query = format!("SELECT count(*) FROM webhook_sends WHERE webhook_id = '{webhook_id}'");
+    while app.count(&query).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sends still queued after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn replay(app: &TestApp, webhook_id: &str, body: Value) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/v1/webhooks/{webhook_id}/replay")))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn queued(response: reqwest::Response) -> i64 {
+    assert_eq!(response.status(), 202);
+    response.json::<Value>().await.unwrap()["queued"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The time of the event sent with `webhook_id`, as RFC 3339.
+async fn event_time(app: &TestApp, received: &Received) -> String {
+    let at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT at FROM events WHERE id = $1")
+            .bind(received.header("webhook-id").parse::<i64>().unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    at.to_rfc3339()
 }
 
 #[sqlx::test]
@@ -320,30 +382,147 @@ async fn replay_sends_the_events_again_with_the_same_webhook_ids(db: PgPool) {
     let receiver = Receiver::start(0).await;
     let (webhook_id, secret) = registered(&app, &receiver.url()).await;
     completed_lookup(&app, "erin@example.com").await;
-    let first = receiver.wait_for(1, WAIT).await;
+    completed_lookup(&app, "fay@example.com").await;
+    let first = receiver.wait_for(2, WAIT).await;
+    // Both first sends are finished (recorded and dequeued) before any replay.
+    wait_for_attempts(&app, &webhook_id, 2).await;
+    wait_for_empty_queue(&app, &webhook_id).await;
 
-    let replay = |body: Value| {
-        app.http
-            .post(app.url(&format!("/v1/webhooks/{webhook_id}/replay")))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-    };
-    let bad = problem(replay(json!({"since": "yesterday"})).await.unwrap(), 422).await;
+    let bad = problem(
+        replay(&app, &webhook_id, json!({"since": "yesterday"})).await,
+        422,
+    )
+    .await;
     assert_eq!(error_fields(&bad), vec!["since"]);
-    let future = replay(json!({"since": "2999-01-01T00:00:00Z"}))
-        .await
-        .unwrap();
-    assert_eq!(future.status(), 202);
-    assert_eq!(future.json::<Value>().await.unwrap()["queued"], 0);
+    let future = replay(&app, &webhook_id, json!({"since": "2999-01-01T00:00:00Z"})).await;
+    assert_eq!(queued(future).await, 0);
+    assert_eq!(receiver.received().len(), 2);
 
+    // Since the second event: that one only, with its own webhook-id.
+    let since_second = event_time(&app, &first[1]).await;
+    assert_eq!(
+        queued(replay(&app, &webhook_id, json!({"since": since_second})).await).await,
+        1
+    );
+    let got = receiver.wait_for(3, WAIT).await;
+    assert_eq!(got[2].header("webhook-id"), first[1].header("webhook-id"));
+    verify(&secret, &got[2]).unwrap();
+    wait_for_empty_queue(&app, &webhook_id).await;
+
+    // Since an hour ago: both, each with the id it was first sent with.
     let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
-    let response = replay(json!({"since": since})).await.unwrap();
-    assert_eq!(response.status(), 202);
-    assert_eq!(response.json::<Value>().await.unwrap()["queued"], 1);
+    assert_eq!(
+        queued(replay(&app, &webhook_id, json!({"since": since})).await).await,
+        2
+    );
+    let got = receiver.wait_for(5, WAIT).await;
+    let ids = |r: &[Received]| {
+        r.iter()
+            .map(|r| r.header("webhook-id"))
+            .collect::<HashSet<_>>()
+    };
+    assert_eq!(ids(&got[3..5]), ids(&first));
+    for sent in &got[3..5] {
+        verify(&secret, sent).unwrap();
+    }
+    wait_for_empty_queue(&app, &webhook_id).await;
+    assert_eq!(
+        receiver.received().len(),
+        5,
+        "each replayed event is sent once"
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_replay_while_the_first_send_is_in_flight_sends_the_event_again(db: PgPool) {
+    let app = spawn(db, sandbox(0.01)).await;
+    let receiver = Receiver::held().await;
+    let (webhook_id, _) = registered(&app, &receiver.url()).await;
+    completed_lookup(&app, "gail@example.com").await;
+    // The first POST has arrived and its answer is held: the send is in
+    // flight, its row still queued under the sender's lease.
+    let first = receiver.wait_for(1, WAIT).await;
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    assert_eq!(
+        queued(replay(&app, &webhook_id, json!({"since": since})).await).await,
+        1
+    );
+    assert!(
+        attempts(&app, &webhook_id).await.is_empty(),
+        "still in flight"
+    );
+
+    receiver.release();
     let got = receiver.wait_for(2, WAIT).await;
     assert_eq!(got[1].header("webhook-id"), first[0].header("webhook-id"));
-    verify(&secret, &got[1]).unwrap();
+    let listed = wait_for_attempts(&app, &webhook_id, 2).await;
+    assert!(listed.iter().all(|a| a["status_code"] == 204), "{listed:?}");
+    wait_for_empty_queue(&app, &webhook_id).await;
+    assert_eq!(receiver.received().len(), 2, "sent once more, not more");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_replay_makes_a_send_waiting_for_its_retry_due_at_once(db: PgPool) {
+    // At this scale the first retry is due minutes after the failure.
+    let app = spawn(db, sandbox(100.0)).await;
+    let receiver = Receiver::start(1).await;
+    let (webhook_id, _) = registered(&app, &receiver.url()).await;
+    completed_lookup(&app, "hana@example.com").await;
+    let listed = wait_for_attempts(&app, &webhook_id, 1).await;
+    assert_eq!(listed[0]["status_code"], 500);
+    let due_later: bool = sqlx::query_scalar(
+        "SELECT next_attempt_at > now() + interval '1 minute' FROM webhook_sends",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(due_later, "the retry is scheduled minutes ahead");
+
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    assert_eq!(
+        queued(replay(&app, &webhook_id, json!({"since": since})).await).await,
+        1
+    );
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    wait_for_empty_queue(&app, &webhook_id).await;
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_replay_of_a_disabled_webhook_is_refused_and_queues_nothing(db: PgPool) {
+    let app = spawn(db, sandbox(0.01)).await;
+    let receiver = Receiver::start(0).await;
+    let (webhook_id, _) = registered(&app, &receiver.url()).await;
+    completed_lookup(&app, "ida@example.com").await;
+    wait_for_attempts(&app, &webhook_id, 1).await;
+    wait_for_empty_queue(&app, &webhook_id).await;
+    let disabled = app
+        .http
+        .patch(app.url(&format!("/v1/webhooks/{webhook_id}")))
+        .bearer_auth(TOKEN)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 200);
+
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let refused = problem(
+        replay(&app, &webhook_id, json!({"since": since})).await,
+        409,
+    )
+    .await;
+    assert!(
+        refused["type"]
+            .as_str()
+            .unwrap()
+            .contains("webhook_disabled"),
+        "{refused}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_sends").await, 0);
     app.stop().await;
 }
 
@@ -472,8 +651,15 @@ async fn an_endpoint_gets_only_the_event_types_it_subscribed_to(db: PgPool) {
     assert_eq!(only[0].json()["type"], "lookup.failed");
     assert_eq!(only[0].json()["data"]["id"], failed["id"]);
     assert!(only[0].json()["data"]["error"].as_str().is_some());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every event was queued at its commit; with the queue empty, nothing
+    // more can reach either endpoint.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.count("SELECT count(*) FROM webhook_sends").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "sends still queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(failures.received().len(), 1);
+    assert_eq!(everything.received().len(), 2);
     app.stop().await;
 }
 

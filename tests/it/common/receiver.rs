@@ -1,5 +1,8 @@
 //! A real HTTP endpoint for outgoing webhooks: records every request and
-//! answers 500 to the first `fail_first` of them, 204 after.
+//! answers 500 to the first `fail_first` of them, 204 after. A held
+//! receiver (`Receiver::held`) records each request at once but keeps its
+//! answer back until the test calls `release`, so a test can act while a
+//! send is provably in flight.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
+use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -34,11 +38,14 @@ impl Received {
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     fail_first: Arc<AtomicUsize>,
+    /// `false` while answers are held back.
+    open: Option<watch::Receiver<bool>>,
 }
 
 pub struct Receiver {
     pub addr: std::net::SocketAddr,
     shared: Shared,
+    release: Option<watch::Sender<bool>>,
 }
 
 async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
@@ -47,6 +54,10 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
         .lock()
         .unwrap()
         .push(Received { headers, body });
+    if let Some(mut open) = shared.open.clone() {
+        // The sender has sent the whole request; it waits for this answer.
+        let _ = open.wait_for(|open| *open).await;
+    }
     let failing = shared
         .fail_first
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -60,7 +71,31 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
 
 impl Receiver {
     pub async fn start(fail_first: usize) -> Receiver {
-        let shared = Shared::default();
+        Self::serve(Shared::default(), fail_first, None).await
+    }
+
+    /// A receiver that answers nothing until `release` is called.
+    pub async fn held() -> Receiver {
+        let (release, open) = watch::channel(false);
+        let shared = Shared {
+            open: Some(open),
+            ..Shared::default()
+        };
+        Self::serve(shared, 0, Some(release)).await
+    }
+
+    /// Lets every held answer (and every later one) go.
+    pub fn release(&self) {
+        if let Some(release) = &self.release {
+            release.send_replace(true);
+        }
+    }
+
+    async fn serve(
+        shared: Shared,
+        fail_first: usize,
+        release: Option<watch::Sender<bool>>,
+    ) -> Receiver {
         shared.fail_first.store(fail_first, Ordering::SeqCst);
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
@@ -68,7 +103,11 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { addr, shared }
+        Receiver {
+            addr,
+            shared,
+            release,
+        }
     }
 
     pub fn url(&self) -> String {
