@@ -268,6 +268,11 @@ impl Application {
                 .clone()
                 .run(self.state.db.clone(), shutdown.clone()),
         );
+        // Every replica runs it; the one elected places the events.
+        tasks.spawn(crate::events::sequencer::run(
+            self.state.db.clone(),
+            shutdown.clone(),
+        ));
         if let Some(sender) = self.webhook_sender {
             tasks.spawn(sender.run(shutdown.clone()));
         }

@@ -1,7 +1,8 @@
-//! The event record: one row per lookup status change, written by the
-//! `record_lookup_event` trigger (see its migration) in the transaction that
-//! made the change. Ids become visible in increasing order, so a reader
-//! that remembers the last id it saw misses nothing and repeats nothing.
+//! The event record: one row per lookup status change. The
+//! `record_lookup_event` trigger appends it to `event_inbox` in the
+//! transaction that made the change; the sequencer (`events::sequencer`)
+//! moves it here. Ids become visible in increasing order, so a reader that
+//! remembers the last id it saw misses nothing and repeats nothing.
 
 use std::time::Duration;
 

@@ -16,6 +16,7 @@ pub mod pacing;
 pub mod profiles;
 pub mod results;
 pub mod retention;
+pub mod sequencer;
 pub mod stats;
 pub mod webhooks;
 pub mod work;

@@ -11,6 +11,7 @@ use crate::common::{
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -73,6 +74,26 @@ async fn a_forged_callback_is_refused_before_its_body_is_read(db: PgPool) {
     assert_eq!(forged.status(), 404);
     let authentic = app.http.post(&callback).body(huge).send().await.unwrap();
     assert_eq!(authentic.status(), 413);
+
+    // A body that never comes: a door that read the body before the token
+    // would wait for it forever; this one answers 404 with the body unsent.
+    let path = url::Url::parse(&format!("{base}/{}", "D".repeat(43)))
+        .unwrap()
+        .path()
+        .to_owned();
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 500000\r\n\r\n{{\"request_id\": ",
+        app.addr
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 12];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut answer))
+        .await
+        .expect("answered while the body was still unsent")
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 404");
     app.stop().await;
 }
 

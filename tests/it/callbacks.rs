@@ -66,6 +66,22 @@ async fn concurrent_duplicate_deliveries_give_one_profile_and_one_status_change(
     assert_eq!(deliveries(&app, "applied").await, 1);
     assert_eq!(deliveries(&app, "duplicate").await, 11);
     assert_eq!(app.lookup(&id).await["status"], "completed");
+    // One status change: one `lookup.completed` event. It was committed
+    // with the change, before the 200s; wait for its place in `events`.
+    let sql = format!(
+        "SELECT (SELECT count(*) FROM events WHERE lookup_id = '{id}' AND type = 'lookup.completed') \
+              + (SELECT count(*) FROM event_inbox WHERE lookup_id = '{id}' AND type = 'lookup.completed') \
+              + 1000 * (SELECT count(*) FROM event_inbox)"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.count(&sql).await >= 1000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events never placed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.count(&sql).await, 1);
     app.stop().await;
 }
 

@@ -248,3 +248,82 @@ async fn a_crash_in_the_middle_of_a_poll_loses_nothing(db: PgPool) {
     assert_eq!(sandbox.jobs_for("ed+sandbox-no-callback@example.com"), 1);
     assert_eq!(count(&db, "SELECT count(*) FROM profiles").await, 1);
 }
+
+#[sqlx::test]
+async fn the_event_sequencer_killed_mid_batch_is_replaced_and_no_event_is_lost_or_doubled(
+    db: PgPool,
+) {
+    let sandbox = TestSandbox::start(0.02).await;
+    let (port_a, port_b) = (free_port(), free_port());
+    let url = database_url(&db);
+    // Callbacks go to B, the replica that survives.
+    let mut armed = serve_env(&url, &sandbox, port_a, port_b);
+    armed.push((
+        "INTERESTS_RECEIVER_CRASHPOINT".into(),
+        "sequencer_before_commit".into(),
+    ));
+    let leader = Child::serve(&armed).await;
+    // A leads (epoch 1) before B exists; B waits as a follower.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while count(&db, "SELECT epoch FROM event_sequencer").await < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "A never led");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let follower = Child::serve(&serve_env(&url, &sandbox, port_b, port_b)).await;
+
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let created: Value = http
+            .post(format!("{}/v1/lookups", follower.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"email": format!("seq{i}@example.com")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    // A has moved a batch into `events`, uncommitted, and stops there.
+    leader
+        .wait_for_line(
+            "CRASHPOINT sequencer_before_commit",
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 0);
+    leader.kill9().await;
+
+    // B takes over and places everything: every lookup completes and each
+    // status change is in `events` exactly once.
+    for id in &ids {
+        crate::common::wait_for_lookup_at(&http, &follower.base, TOKEN, id, RECOVERY, |l| {
+            l["status"] == "completed"
+        })
+        .await;
+    }
+    let deadline = tokio::time::Instant::now() + RECOVERY;
+    while count(&db, "SELECT count(*) FROM event_inbox").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events left unplaced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(&db, "SELECT epoch FROM event_sequencer").await, 2);
+    let doubled = count(
+        &db,
+        "SELECT count(*) FROM (SELECT lookup_id, type FROM events \
+         GROUP BY 1, 2 HAVING count(*) > 1) d",
+    )
+    .await;
+    assert_eq!(doubled, 0, "an event was placed twice");
+    let completed = count(
+        &db,
+        "SELECT count(DISTINCT lookup_id) FROM events WHERE type = 'lookup.completed'",
+    )
+    .await;
+    assert_eq!(completed, ids.len() as i64, "a completion event was lost");
+}

@@ -107,6 +107,29 @@ async fn new_lookup(app: &TestApp, email: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// Waits until every lookup is finished and every committed status change
+/// has its place in `events` (the sequencer has emptied the inbox).
+async fn wait_until_placed(app: &TestApp) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let unfinished = app
+            .count(
+                "SELECT count(*) FROM lookups \
+                 WHERE status NOT IN ('completed', 'failed', 'expired')",
+            )
+            .await;
+        let waiting = app.count("SELECT count(*) FROM event_inbox").await;
+        if unfinished == 0 && waiting == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{unfinished} lookups unfinished, {waiting} events unplaced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn all_event_ids(app: &TestApp) -> Vec<i64> {
     sqlx::query_scalar("SELECT id FROM events ORDER BY id")
         .fetch_all(&app.db)
@@ -223,10 +246,15 @@ async fn a_status_change_is_recorded_only_when_it_commits_and_only_once(db: PgPo
     let lookup = new_lookup(&app, "commit@example.com").await;
     let id = lookup["id"].as_str().unwrap().to_owned();
     app.wait_for_status(&id, "completed", WAIT).await;
+    wait_until_placed(&app).await;
     app.stop().await;
+    // Placed events and those still waiting for the sequencer (stopped
+    // now, so a change below would stay in the inbox).
     let events_of = || {
         sqlx::query_scalar::<_, String>(
-            "SELECT type FROM events WHERE lookup_id = $1::uuid ORDER BY id",
+            "SELECT type FROM (SELECT id, type FROM events WHERE lookup_id = $1::uuid \
+             UNION ALL SELECT id + 1000000000, type FROM event_inbox WHERE lookup_id = $1::uuid) e \
+             ORDER BY id",
         )
         .bind(&id)
         .fetch_all(&db)
@@ -281,4 +309,151 @@ async fn events_older_than_seven_days_are_purged_and_newer_ones_kept(db: PgPool)
     }
     assert_eq!(all_event_ids(&app).await, all[1..].to_vec());
     app.stop().await;
+}
+
+/// Up to `n` events, each within `within`; fewer when the stream goes quiet.
+async fn read_some(client: &mut SseClient, n: usize, within: Duration) -> Vec<SseEvent> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match tokio::time::timeout(within, client.next()).await {
+            Ok(e) => got.push(e),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+#[sqlx::test]
+async fn readers_resuming_anywhere_on_either_replica_miss_nothing_and_see_nothing_twice(
+    db: PgPool,
+) {
+    // Two replicas on one database: both write events, one sequences them.
+    let a = spawn(db.clone(), Settings::sandbox()).await;
+    let b = spawn(db, Settings::sandbox()).await;
+    let people = 40;
+    let writers = async {
+        let posts = (0..people).map(|i| {
+            let app = if i % 2 == 0 { &a } else { &b };
+            async move { new_lookup(app, &format!("seq{i}@example.com")).await }
+        });
+        futures::future::join_all(posts).await
+    };
+    // One reader hops between the replicas while the writers commit,
+    // reading a few events each time and resuming from the last id seen.
+    let reader = async {
+        let mut seen: Vec<SseEvent> = Vec::new();
+        let mut hop = 0usize;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let app = if hop.is_multiple_of(2) { &a } else { &b };
+            let last = seen.last().map_or(0, |e| e.id);
+            let mut client = SseClient::connect(app, "", Some(last)).await;
+            let got = read_some(&mut client, 1 + hop % 7, Duration::from_millis(500)).await;
+            drop(client);
+            hop += 1;
+            let quiet = got.is_empty();
+            seen.extend(got);
+            if quiet {
+                let finished = a
+                    .count(
+                        "SELECT count(*) FROM lookups \
+                         WHERE status IN ('completed', 'failed', 'expired')",
+                    )
+                    .await;
+                let waiting = a.count("SELECT count(*) FROM event_inbox").await;
+                let newest = a.count("SELECT COALESCE(max(id), 0) FROM events").await;
+                let last = seen.last().map_or(0, |e| e.id);
+                if finished == people && waiting == 0 && newest == last {
+                    return (seen, hop);
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the reader never caught up"
+            );
+        }
+    };
+    let (created, (seen, hops)) = tokio::join!(writers, reader);
+    assert_eq!(created.len(), people as usize);
+    assert!(hops > 4, "the reader resumed only {hops} times");
+
+    let ids: Vec<i64> = seen.iter().map(|e| e.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids not strictly increasing: {ids:?}"
+    );
+    assert_eq!(ids, all_event_ids(&a).await, "every event, once, in order");
+    // Each lookup's changes, once each and in their order.
+    for lookup in &created {
+        let mine: Vec<&str> = seen
+            .iter()
+            .filter(|e| e.data["lookup_id"] == lookup["id"])
+            .map(|e| e.event.as_str())
+            .collect();
+        assert_eq!(mine.last(), Some(&"lookup.completed"), "{mine:?}");
+        let unique: std::collections::HashSet<_> = mine.iter().collect();
+        assert_eq!(unique.len(), mine.len(), "an event twice: {mine:?}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[sqlx::test]
+async fn a_replaced_sequencer_cannot_place_events(db: PgPool) {
+    use interests_receiver::store::sequencer::{self, Batch};
+    let app = spawn(db.clone(), Settings::sandbox()).await;
+    let lookup = new_lookup(&app, "fence@example.com").await;
+    app.wait_for_status(lookup["id"].as_str().unwrap(), "completed", WAIT)
+        .await;
+    wait_until_placed(&app).await;
+    let placed = all_event_ids(&app).await;
+    app.stop().await;
+    let ids = || sqlx::query_scalar::<_, i64>("SELECT id FROM events ORDER BY id").fetch_all(&db);
+    let waiting =
+        || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM event_inbox").fetch_one(&db);
+    // A status change committed while no sequencer runs.
+    sqlx::query("INSERT INTO event_inbox (lookup_id, type) VALUES ($1::uuid, 'lookup.expired')")
+        .bind(lookup["id"].as_str().unwrap())
+        .execute(&db)
+        .await
+        .unwrap();
+
+    // Two would-be leaders, one after the other (the first resigned).
+    let mut old = db.acquire().await.unwrap().detach();
+    let stale = sequencer::try_lead(&mut old, uuid::Uuid::new_v4())
+        .await
+        .unwrap()
+        .expect("nobody leads");
+    sequencer::resign(&mut old).await.unwrap();
+    let mut new = db.acquire().await.unwrap().detach();
+    let current = sequencer::try_lead(&mut new, uuid::Uuid::new_v4())
+        .await
+        .unwrap()
+        .expect("the lock is free again");
+    assert!(current > stale);
+    // Only one holds the lock at a time.
+    assert_eq!(
+        sequencer::try_lead(&mut old, uuid::Uuid::new_v4())
+            .await
+            .unwrap(),
+        None
+    );
+
+    let outcome = sequencer::batch(&mut old, stale, 100, async {})
+        .await
+        .unwrap();
+    assert_eq!(outcome, Batch::Superseded);
+    assert_eq!(
+        ids().await.unwrap(),
+        placed,
+        "the stale leader placed an event"
+    );
+    assert_eq!(waiting().await.unwrap(), 1);
+
+    let outcome = sequencer::batch(&mut new, current, 100, async {})
+        .await
+        .unwrap();
+    let newest = *placed.last().unwrap();
+    assert!(matches!(outcome, Batch::Done { taken: 1, newest: Some(id) } if id > newest));
+    assert_eq!(waiting().await.unwrap(), 0);
 }

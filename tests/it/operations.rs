@@ -498,12 +498,27 @@ async fn sigterm_with_a_submit_in_flight_exits_zero_releases_the_lease_and_loses
 // ---------------------------------------------------------------------------
 // 5. Logs
 
-/// A `serve` child whose stderr is kept whole.
+/// A `serve` child whose stderr (its log) and stdout are kept whole.
 struct LoggedChild {
     process: tokio::process::Child,
     reader: tokio::task::JoinHandle<()>,
     lines: Arc<Mutex<Vec<String>>>,
+    stdout_reader: tokio::task::JoinHandle<()>,
+    stdout: Arc<Mutex<Vec<String>>>,
     base: String,
+}
+
+/// Collects every line of `source` into `sink` until it closes.
+fn collect_lines(
+    source: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(source).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    })
 }
 
 impl LoggedChild {
@@ -513,20 +528,15 @@ impl LoggedChild {
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("binary starts");
-        let stderr = process.stderr.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let reader = collect_lines(process.stderr.take().unwrap(), lines.clone());
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stdout_reader = collect_lines(process.stdout.take().unwrap(), stdout.clone());
         let base = format!("http://127.0.0.1:{port}");
         for _ in 0..200 {
             if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
@@ -536,6 +546,8 @@ impl LoggedChild {
                     process,
                     reader,
                     lines,
+                    stdout_reader,
+                    stdout,
                     base,
                 };
             }
@@ -553,8 +565,19 @@ impl LoggedChild {
             self.process.kill().await.unwrap();
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.reader).await;
+        // Stdout too is whole once this returns (read `stdout` after it).
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.stdout_reader).await;
         self.lines.lock().unwrap().clone()
     }
+}
+
+/// The value `env` gives `name`.
+fn env_value(env: &[(String, String)], name: &str) -> String {
+    env.iter()
+        .find(|(k, _)| k == name)
+        .unwrap_or_else(|| panic!("{name} is set for the child"))
+        .1
+        .clone()
 }
 
 /// Whether `value` holds `key: wanted` at any depth.
@@ -638,7 +661,9 @@ async fn logs_are_json_lines_with_request_ids_and_hold_no_personal_data_or_secre
     request_id_header(&unauthorized);
     let callback = callback_token(&id);
 
+    let stdout = child.stdout.clone();
     let lines = child.stop().await;
+    let stdout = stdout.lock().unwrap().clone();
     assert!(!lines.is_empty(), "the service logged nothing");
     let mut parsed = Vec::new();
     for line in &lines {
@@ -656,13 +681,17 @@ async fn logs_are_json_lines_with_request_ids_and_hold_no_personal_data_or_secre
         );
     }
     let phone_digits = phone.trim_start_matches('+');
-    for line in &lines {
+    let upstream_key = env_value(&env, "UPSTREAM_API_KEY");
+    let service_secret = env_value(&env, "SERVICE_SECRET");
+    for line in lines.iter().chain(&stdout) {
         let lower = line.to_lowercase();
         for (what, secret) in [
             ("the email", email),
             ("the phone", phone_digits),
             ("the API token", TOKEN),
+            ("the upstream key", upstream_key.as_str()),
             ("the upstream secret", SECRET),
+            ("SERVICE_SECRET", service_secret.as_str()),
             ("the callback token", callback.as_str()),
         ] {
             assert!(

@@ -66,6 +66,26 @@ async fn two_replicas_share_the_work_without_double_submits(db: PgPool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Every extra delivery has arrived too: a "duplicate-callback" person
+    // is delivered twice (1 duplicate), a "concurrent-callback" one three
+    // times at once (2 duplicates); 10 people of each.
+    let expected_duplicates = 10 + 2 * 10;
+    loop {
+        let duplicates: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE outcome = 'duplicate'")
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        if duplicates == expected_duplicates {
+            break;
+        }
+        assert!(
+            duplicates < expected_duplicates && tokio::time::Instant::now() < deadline,
+            "{duplicates} of {expected_duplicates} duplicate deliveries"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     let jobs = sandbox.sandbox.jobs();
     assert_eq!(jobs.len(), people.len(), "some person was submitted twice");
     for email in &people {

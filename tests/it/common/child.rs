@@ -62,12 +62,33 @@ impl Drop for TestSandbox {
     }
 }
 
+/// A port for a child process to listen on, that no other test of this
+/// run (nextest runs each in a process of its own) is handed and that no
+/// outgoing connection takes meanwhile.
+///
+/// A port picked with `bind(":0")` and released is an ephemeral port: an
+/// outgoing connection of any test may take it before the child binds it,
+/// and a restarted child must bind it again. So the port comes from below
+/// the kernel's ephemeral range (32768 up, by default), is reserved across
+/// test processes with an exclusive lock on a file named after it (held
+/// until this process exits), and is checked free by binding it once.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("interests-receiver-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    for _ in 0..1000 {
+        let port = 20_000 + (rand::random::<u16>() % 12_000);
+        let file = std::fs::File::create(dir.join(port.to_string())).unwrap();
+        if file.try_lock().is_err() {
+            continue; // another test process holds it
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue; // some other program uses it
+        }
+        HELD.lock().unwrap().push(file);
+        return port;
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 /// Environment of a `serve` child on `port` against `sandbox`.

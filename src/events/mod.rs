@@ -1,6 +1,6 @@
 //! Live lookup events for every replica. The `events` table is the truth;
-//! PostgreSQL `NOTIFY events` (sent by the trigger on commit) only says
-//! "look again". One `LISTEN` connection per process fans the wake-ups out
+//! PostgreSQL `NOTIFY events` (sent by the sequencer, `sequencer`, with each
+//! batch of events it places) only says "look again". One `LISTEN` connection per process fans the wake-ups out
 //! to every open stream and to the webhook sender through a watch channel,
 //! so a thousand clients cost one database connection, not a thousand.
 
@@ -12,7 +12,9 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
-/// Channel the `record_lookup_event` trigger notifies.
+pub mod sequencer;
+
+/// Channel the sequencer notifies.
 pub const CHANNEL: &str = "events";
 /// Open `GET /v1/events` streams one replica serves at once.
 pub const MAX_STREAMS: usize = 256;
