@@ -268,6 +268,12 @@ impl Application {
                 .clone()
                 .run(self.state.db.clone(), shutdown.clone()),
         );
+        tasks.spawn(
+            self.state
+                .events
+                .clone()
+                .run_feed(self.state.db.clone(), shutdown.clone()),
+        );
         // Every replica runs it; the one elected places the events.
         tasks.spawn(crate::events::sequencer::run(
             self.state.db.clone(),

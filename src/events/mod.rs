@@ -1,23 +1,35 @@
 //! Live lookup events for every replica. The `events` table is the truth;
 //! PostgreSQL `NOTIFY events` (sent by the sequencer, `sequencer`, with each
-//! batch of events it places) only says "look again". One `LISTEN` connection per process fans the wake-ups out
-//! to every open stream and to the webhook sender through a watch channel,
-//! so a thousand clients cost one database connection, not a thousand.
+//! batch of events it places) only says "look again". One `LISTEN`
+//! connection per process turns those into wake-ups (a watch channel, which
+//! the webhook sender follows), and one reader per process (`run_feed`)
+//! reads each new event once and broadcasts it in memory to every open
+//! stream: a thousand clients cost one query per batch, not a thousand. A
+//! stream that falls behind the broadcast buffer is ended (its client
+//! resumes with `Last-Event-ID`), so it never slows the others.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 pub mod sequencer;
+
+use crate::store::events::{self, EventRecord};
 
 /// Channel the sequencer notifies.
 pub const CHANNEL: &str = "events";
 /// Open `GET /v1/events` streams one replica serves at once.
 pub const MAX_STREAMS: usize = 256;
+/// Events a stream may fall behind the live feed before it is ended.
+const FEED_BUFFER: usize = 4096;
+/// Events read from the table per query.
+const FEED_BATCH: i64 = 500;
+/// Even with no wake-up, the feed looks at the table this often.
+const FEED_RECHECK: Duration = Duration::from_secs(10);
 
 /// The fan-out point; cheap to clone.
 #[derive(Clone)]
@@ -25,6 +37,8 @@ pub struct EventHub {
     /// Bumped on every notification, and after a reconnect (notifications
     /// sent while disconnected are lost, so everyone looks again).
     wake: Arc<watch::Sender<u64>>,
+    /// Every event this process has read, in id order, for the live streams.
+    feed: broadcast::Sender<Arc<EventRecord>>,
     streams: Arc<Semaphore>,
     /// Cancelled when the service stops, so that streams end and the HTTP
     /// server's graceful shutdown is not held open by them.
@@ -41,6 +55,7 @@ impl EventHub {
     pub fn new(max_streams: usize) -> Self {
         EventHub {
             wake: Arc::new(watch::channel(0).0),
+            feed: broadcast::channel(FEED_BUFFER).0,
             streams: Arc::new(Semaphore::new(max_streams)),
             stopping: CancellationToken::new(),
         }
@@ -49,6 +64,57 @@ impl EventHub {
     /// A receiver that changes whenever new events may exist.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
+    }
+
+    /// The live feed: every event read after this call, in id order.
+    /// Subscribe before reading the table for a catch-up, so that no event
+    /// falls between the two.
+    pub fn live(&self) -> broadcast::Receiver<Arc<EventRecord>> {
+        self.feed.subscribe()
+    }
+
+    /// Reads each new event once and broadcasts it, until `shutdown`.
+    pub async fn run_feed(self, db: PgPool, shutdown: CancellationToken) {
+        let mut wake = self.subscribe();
+        let mut last = loop {
+            match events::latest_id(&db).await {
+                Ok(id) => break id,
+                Err(e) => tracing::warn!(error = %e, "event feed cannot start; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        };
+        loop {
+            // Seen before reading, so an event placed during the read wakes
+            // the next wait.
+            wake.borrow_and_update();
+            loop {
+                match events::after(&db, last, FEED_BATCH).await {
+                    Ok(rows) => {
+                        let full = rows.len() as i64 == FEED_BATCH;
+                        for row in rows {
+                            last = row.id;
+                            // No receiver is fine: nobody is listening.
+                            let _ = self.feed.send(Arc::new(row));
+                        }
+                        if !full {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event feed cannot read events");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = wake.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(FEED_RECHECK) => {}
+            }
+        }
     }
 
     /// A slot for one more open stream, or `None` when all are taken.

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde_json::json;
 use sqlx::PgPool;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
@@ -24,8 +26,6 @@ use crate::store::events::{self, EventRecord};
 const BATCH: i64 = 500;
 /// A comment line this often keeps idle connections (and proxies) open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Even with no wake-up, a stream looks at the table this often.
-const RECHECK: Duration = Duration::from_secs(10);
 /// What a client is told to wait when every stream slot is taken.
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -75,9 +75,9 @@ pub async fn stream(
         );
         return Ok(response);
     };
-    // Subscribe before reading where to start, so that nothing committed in
-    // between goes unnoticed.
-    let wake = state.events.subscribe();
+    // Subscribe to the live feed before reading where to start, so that
+    // nothing placed in between goes unnoticed.
+    let live = state.events.live();
     let last = match after {
         Some(id) => id,
         None => events::latest_id(&state.db).await?,
@@ -86,7 +86,8 @@ pub async fn stream(
         db: state.db.clone(),
         last,
         buffer: VecDeque::new(),
-        wake,
+        caught_up: false,
+        live,
         stopping: state.events.stopping(),
         _permit: permit,
     });
@@ -95,13 +96,18 @@ pub async fn stream(
         .into_response())
 }
 
-/// One client's position in the event table.
+/// One client's position: first a catch-up from the table (after
+/// `Last-Event-ID`), then the replica's live feed, shared by every stream.
 struct Cursor {
     db: PgPool,
-    /// The last event id sent (or the starting point).
+    /// The last event id sent (or the starting point). Anything at or
+    /// below it (the feed repeats what the catch-up already read) is
+    /// skipped, so every event is sent once, in order.
     last: i64,
     buffer: VecDeque<EventRecord>,
-    wake: watch::Receiver<u64>,
+    /// The table held nothing newer at the last look: follow the feed.
+    caught_up: bool,
+    live: broadcast::Receiver<Arc<EventRecord>>,
     stopping: CancellationToken,
     /// Held while the stream is open: the bound on open streams.
     _permit: OwnedSemaphorePermit,
@@ -114,25 +120,35 @@ fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<Event, Infallible>>
                 c.last = e.id;
                 return Some((Ok(to_sse(&e)), c));
             }
-            // Mark the current wake-up as seen *before* reading, so that an
-            // event committed during the read wakes the next wait.
-            c.wake.borrow_and_update();
-            match events::after(&c.db, c.last, BATCH).await {
-                Ok(rows) if !rows.is_empty() => {
-                    c.buffer.extend(rows);
-                    continue;
+            if !c.caught_up {
+                match events::after(&c.db, c.last, BATCH).await {
+                    Ok(rows) if !rows.is_empty() => c.buffer.extend(rows),
+                    Ok(_) => c.caught_up = true,
+                    Err(e) => {
+                        // End the stream: the client reconnects with Last-Event-ID.
+                        tracing::warn!(error = %e, "cannot read events; closing the stream");
+                        return None;
+                    }
+                }
+                continue;
+            }
+            let next = tokio::select! {
+                _ = c.stopping.cancelled() => return None,
+                next = c.live.recv() => next,
+            };
+            match next {
+                Ok(e) if e.id > c.last => {
+                    c.last = e.id;
+                    return Some((Ok(to_sse(&e)), c));
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    // End the stream: the client reconnects with Last-Event-ID.
-                    tracing::warn!(error = %e, "cannot read events; closing the stream");
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // Too slow for the shared feed: end this stream only; its
+                    // client resumes from the last id it got.
+                    tracing::info!(missed, "an event stream fell behind; closing it");
                     return None;
                 }
-            }
-            tokio::select! {
-                _ = c.stopping.cancelled() => return None,
-                changed = c.wake.changed() => if changed.is_err() { return None },
-                _ = tokio::time::sleep(RECHECK) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     })

@@ -286,6 +286,7 @@ async fn events_older_than_seven_days_are_purged_and_newer_ones_kept(db: PgPool)
     let lookup = new_lookup(&app, "old@example.com").await;
     let id = lookup["id"].as_str().unwrap();
     app.wait_for_status(id, "completed", WAIT).await;
+    wait_until_placed(&app).await;
     let all = all_event_ids(&app).await;
     assert!(all.len() >= 2);
     // The oldest event is backdated past the retention; one just inside it.
