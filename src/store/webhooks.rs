@@ -146,19 +146,32 @@ pub struct Claim {
 }
 
 /// Claims the most overdue send of an enabled endpoint whose lease (if
-/// any) has run out; one replica wins each send.
-pub async fn claim(db: &PgPool, owner: Uuid, lease: Duration) -> sqlx::Result<Option<Claim>> {
+/// any) has run out and that has fewer than `per_endpoint` sends in flight;
+/// one replica wins each send. The bound keeps a dead or slow endpoint from
+/// holding every send slot: it delays only itself.
+pub async fn claim(
+    db: &PgPool,
+    owner: Uuid,
+    lease: Duration,
+    per_endpoint: i64,
+) -> sqlx::Result<Option<Claim>> {
     sqlx::query_as(
-        "UPDATE webhook_sends s SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
+        "WITH busy AS ( \
+           SELECT webhook_id FROM webhook_sends \
+           WHERE lease_owner IS NOT NULL AND lease_until >= now() \
+           GROUP BY webhook_id HAVING count(*) >= $3) \
+         UPDATE webhook_sends s SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
          WHERE s.id = ( \
            SELECT q.id FROM webhook_sends q JOIN webhooks w ON w.id = q.webhook_id \
            WHERE NOT w.disabled AND q.next_attempt_at <= now() \
              AND (q.lease_until IS NULL OR q.lease_until < now()) \
+             AND q.webhook_id NOT IN (SELECT webhook_id FROM busy) \
            ORDER BY q.next_attempt_at, q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED) \
          RETURNING s.id AS send_id, s.webhook_id, s.event_id, s.attempts",
     )
     .bind(owner)
     .bind(lease.as_secs_f64())
+    .bind(per_endpoint)
     .fetch_optional(db)
     .await
 }

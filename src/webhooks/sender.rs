@@ -22,7 +22,11 @@ use crate::store::webhooks::{self as store, Attempt, Claim, Next};
 use crate::store::{events, lookups};
 
 /// Sends one replica makes at once.
-const CONCURRENCY: usize = 8;
+const CONCURRENCY: usize = 16;
+/// Sends one replica claims for one endpoint at once: an endpoint that
+/// never answers holds at most these slots (for `SEND_TIMEOUT` each), and
+/// the others stay free for every other endpoint.
+const PER_ENDPOINT: i64 = 4;
 /// How long an idle sender waits before looking for due retries again (a
 /// new event wakes it at once).
 const IDLE_NAP: Duration = Duration::from_millis(250);
@@ -85,7 +89,7 @@ impl Sender {
                 _ = shutdown.cancelled() => break,
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
-            match store::claim(&self.db, self.owner, self.lease()).await {
+            match store::claim(&self.db, self.owner, self.lease(), PER_ENDPOINT).await {
                 Ok(Some(claim)) => {
                     let sender = self.clone();
                     let stop = shutdown.clone();

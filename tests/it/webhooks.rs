@@ -696,3 +696,37 @@ async fn redirects_are_not_followed(db: PgPool) {
     assert!(receiver.received().is_empty(), "the redirect was followed");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_endpoint_that_never_answers_delays_only_itself(db: PgPool) {
+    let app = spawn(db, sandbox(0.01)).await;
+    // Takes every request and never answers it (until the test ends).
+    let dead = Receiver::held().await;
+    let healthy = Receiver::start(0).await;
+    let (dead_id, _) = registered(&app, &dead.url()).await;
+    let (healthy_id, _) = registered(&app, &healthy.url()).await;
+
+    let people = 12;
+    let lookups = (0..people).map(|i| {
+        let app = &app;
+        async move { completed_lookup(app, &format!("iso{i}@example.com")).await }
+    });
+    futures::future::join_all(lookups).await;
+
+    // The healthy endpoint gets every event while each of the dead one's
+    // sends is still waiting for its answer: none of them timed out (an
+    // attempt is recorded only then), so none freed a slot for the others.
+    healthy.wait_for(people, WAIT).await;
+    wait_for_attempts(&app, &healthy_id, people).await;
+    assert!(
+        attempts(&app, &dead_id).await.is_empty(),
+        "a dead endpoint's send had to time out first"
+    );
+    let in_flight = dead.received().len();
+    assert!(
+        (1..=4).contains(&in_flight),
+        "{in_flight} sends in flight to the dead endpoint at once"
+    );
+    dead.release();
+    app.stop().await;
+}
