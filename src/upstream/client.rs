@@ -300,11 +300,33 @@ mod tests {
     #[test]
     fn only_answers_that_prove_no_job_was_made_are_retried_as_new() {
         let err = |code: &str| json!({"success": false, "error": {"code": code, "message": "x"}});
-        for status in [400, 401, 403, 429] {
+        // Invalid parameters end the lookup (0 credits): sending them again
+        // cannot succeed.
+        for status in [400, 422] {
             assert!(
                 matches!(
-                    submit_answer(status, err("x")),
-                    SubmitOutcome::NotAccepted { .. }
+                    submit_answer(status, err("invalid_parameters")),
+                    SubmitOutcome::NotAccepted {
+                        permanent: true,
+                        ..
+                    }
+                ),
+                "{status}"
+            );
+        }
+        // Credentials, a disabled key or the rate limit: retried later.
+        for (status, code) in [
+            (401, "invalid_api_key"),
+            (403, "api_key_disabled"),
+            (429, "rate_limit_exceeded"),
+        ] {
+            assert!(
+                matches!(
+                    submit_answer(status, err(code)),
+                    SubmitOutcome::NotAccepted {
+                        permanent: false,
+                        ..
+                    }
                 ),
                 "{status}"
             );

@@ -71,7 +71,15 @@ async fn each_access_to_personal_data_is_recorded_by_token_name(db: PgPool) {
     // creation name the same keyed hash, which is not the identifier.
     assert_eq!(hash_of("subject.erase"), hash_of("lookup.create"));
     assert_eq!(hash_of("profile.read"), hash_of("lookup.create"));
-    assert_eq!(hash_of("lookup.create").len(), 64);
+    // Keyed: the HMAC of the person's identity under the key derived from
+    // SERVICE_SECRET, which another secret does not reproduce.
+    use interests_receiver::secrets::ServiceSecret;
+    use interests_receiver::subject::{identity, normalise_email};
+    let person = identity("email", &normalise_email("audited@example.com").unwrap());
+    let keyed = ServiceSecret::new(crate::common::TEST_SECRET, None).identity_hash(&person);
+    assert_eq!(hash_of("lookup.create"), keyed);
+    let other = ServiceSecret::new("another-service-secret-0123456789-abcdefgh", None);
+    assert_ne!(hash_of("lookup.create"), other.identity_hash(&person));
     assert_eq!(
         app.count("SELECT count(*) FROM audit_log t WHERE t::text ILIKE '%audited%'")
             .await,
