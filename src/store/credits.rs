@@ -1,4 +1,5 @@
-//! Credits spent per UTC day, for the console's chart.
+//! Credits spent per UTC day, for the console's chart, from the kept
+//! day totals (spending stays counted after an erasure).
 
 use chrono::NaiveDate;
 use sqlx::PgPool;
@@ -21,12 +22,9 @@ pub async fn per_day(db: &PgPool, days: i32) -> sqlx::Result<Vec<Day>> {
              (now() AT TIME ZONE 'UTC')::date, \
              interval '1 day')::date AS day) \
          SELECT d.day, \
-                COALESCE(SUM(l.credits_charged), 0)::bigint AS credits, \
-                COUNT(l.id)::bigint AS completed \
-         FROM days d \
-         LEFT JOIN lookups l \
-           ON l.completed_at >= d.day::timestamp AT TIME ZONE 'UTC' \
-          AND l.completed_at < (d.day + 1)::timestamp AT TIME ZONE 'UTC' \
+                COALESCE(SUM(t.credits), 0)::bigint AS credits, \
+                COALESCE(SUM(t.finished), 0)::bigint AS completed \
+         FROM days d LEFT JOIN day_totals t ON t.day = d.day \
          GROUP BY d.day ORDER BY d.day",
     )
     .bind(days)

@@ -229,13 +229,15 @@ pub async fn lock_credit_budget(db: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Credits charged today plus credits that lookups in flight may still cost.
+/// Credits charged today plus credits that lookups in flight may still cost,
+/// from the kept totals (a few rows, whatever the size of `lookups`).
 /// Call under [`lock_credit_budget`].
 pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "SELECT COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('day', now())), 0)::bigint \
-         + $1 * COUNT(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')) \
-         FROM lookups",
+        "SELECT (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
+                  WHERE day = (now() AT TIME ZONE 'UTC')::date) \
+              + $1 * (SELECT COALESCE(sum(lookups), 0)::bigint FROM lookup_totals \
+                      WHERE status IN ('pending', 'queued', 'processing'))",
     )
     .bind(per_job)
     .fetch_one(db)

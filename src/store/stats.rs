@@ -22,13 +22,15 @@ pub struct Stats {
     pub oldest_unfinished_secs: Option<f64>,
 }
 
+/// Reads the kept totals (migration `kept_totals`): a few dozen rows
+/// whatever the size of the tables, exact as of the last commit.
 pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
     let mut stats = Stats::default();
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM lookups GROUP BY status")
-            .fetch_all(db)
-            .await?;
-    stats.lookups_by_status = by_status.into_iter().collect();
+    let by_status: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT status, sum(lookups)::bigint, sum(synthetic)::bigint FROM lookup_totals GROUP BY status",
+    )
+    .fetch_all(db)
+    .await?;
     for status in [
         "pending",
         "queued",
@@ -37,19 +39,24 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
         "failed",
         "expired",
     ] {
-        stats.lookups_by_status.entry(status.into()).or_insert(0);
+        stats.lookups_by_status.insert(status.into(), 0);
     }
-    let row: (i64, i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
+    for (status, lookups, synthetic) in by_status {
+        stats.lookups_by_status.insert(status, lookups);
+        stats.synthetic_lookups += synthetic;
+    }
+    let row: (i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
         "SELECT \
-           COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('day', now())), 0)::bigint, \
-           COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('month', now())), 0)::bigint, \
-           COALESCE(SUM(credits_charged), 0)::bigint, \
-           COALESCE(SUM(poll_count), 0)::bigint, \
-           COALESCE(SUM(submit_attempts), 0)::bigint, \
-           COALESCE(SUM(ambiguous_submits), 0)::bigint, \
-           COUNT(*) FILTER (WHERE synthetic), \
-           EXTRACT(EPOCH FROM now() - MIN(created_at) FILTER (WHERE status IN ('pending', 'queued', 'processing')))::float8 \
-         FROM lookups",
+           (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
+             WHERE day = (now() AT TIME ZONE 'UTC')::date), \
+           (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
+             WHERE day >= date_trunc('month', now() AT TIME ZONE 'UTC')::date), \
+           (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals), \
+           COALESCE(sum(polls), 0)::bigint, COALESCE(sum(submits), 0)::bigint, \
+           COALESCE(sum(ambiguous), 0)::bigint, \
+           (SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM lookups \
+             WHERE status IN ('pending', 'queued', 'processing')) \
+         FROM work_totals",
     )
     .fetch_one(db)
     .await?;
@@ -60,20 +67,17 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
         stats.polls_made,
         stats.submits_made,
         stats.ambiguous_submits,
-        stats.synthetic_lookups,
         stats.oldest_unfinished_secs,
     ) = row;
     stats.forged_callbacks = super::forged::total(db).await?;
-    let by_outcome: Vec<(String, i64)> =
-        sqlx::query_as("SELECT outcome, count(*) FROM deliveries GROUP BY outcome")
-            .fetch_all(db)
-            .await?;
-    stats.deliveries_by_outcome = by_outcome.into_iter().collect();
     for outcome in ["applied", "duplicate", "refused"] {
-        stats
-            .deliveries_by_outcome
-            .entry(outcome.into())
-            .or_insert(0);
+        stats.deliveries_by_outcome.insert(outcome.into(), 0);
     }
+    let by_outcome: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT outcome, sum(deliveries)::bigint FROM delivery_totals GROUP BY outcome",
+    )
+    .fetch_all(db)
+    .await?;
+    stats.deliveries_by_outcome.extend(by_outcome);
     Ok(stats)
 }

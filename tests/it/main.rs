@@ -20,6 +20,7 @@ mod events;
 mod facets_api;
 mod front_door;
 mod import_export;
+mod kept_totals;
 mod lookups_api;
 mod open_door;
 mod operations;

@@ -1,0 +1,133 @@
+//! `/v1/stats`, `/metrics` and the budget read kept totals, not the tables:
+//! they must equal what the tables hold (counted the slow way here), and
+//! spending must stay counted when the lookups behind it are erased.
+
+use std::time::Duration;
+
+use crate::common::{Settings, TOKEN, TestApp, spawn};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The figures of `/v1/stats` as the old full-table queries counted them.
+async fn counted_the_slow_way(app: &TestApp) -> Value {
+    let status = |s: &str| format!("SELECT count(*) FROM lookups WHERE status = '{s}'");
+    let mut lookups = serde_json::Map::new();
+    for s in [
+        "pending",
+        "queued",
+        "processing",
+        "completed",
+        "failed",
+        "expired",
+    ] {
+        lookups.insert(s.into(), json!(app.count(&status(s)).await));
+    }
+    let mut deliveries = serde_json::Map::new();
+    for o in ["applied", "duplicate", "refused"] {
+        let sql = format!("SELECT count(*) FROM deliveries WHERE outcome = '{o}'");
+        deliveries.insert(o.into(), json!(app.count(&sql).await));
+    }
+    json!({
+        "lookups": lookups,
+        "deliveries": deliveries,
+        "credits_today": app.count(
+            "SELECT COALESCE(sum(credits_charged), 0)::bigint FROM lookups \
+             WHERE completed_at >= date_trunc('day', now())").await,
+        "polls": app.count("SELECT COALESCE(sum(poll_count), 0)::bigint FROM lookups").await,
+        "submits": app.count("SELECT COALESCE(sum(submit_attempts), 0)::bigint FROM lookups").await,
+        "synthetic": app.count("SELECT count(*) FROM lookups WHERE synthetic").await,
+    })
+}
+
+fn as_read(stats: &Value) -> Value {
+    let pick = |section: &str, keys: &[&str]| {
+        keys.iter()
+            .map(|k| ((*k).to_owned(), stats[section][*k].clone()))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    json!({
+        "lookups": pick("lookups", &["pending", "queued", "processing", "completed", "failed", "expired"]),
+        "deliveries": pick("deliveries", &["applied", "duplicate", "refused"]),
+        "credits_today": stats["credits"]["today"],
+        "polls": stats["polls"],
+        "submits": stats["submits"],
+        "synthetic": stats["synthetic_lookups"],
+    })
+}
+
+#[sqlx::test]
+async fn stats_from_kept_totals_equal_the_tables_and_keep_spending_after_an_erasure(db: PgPool) {
+    let mut settings = Settings::sandbox();
+    // The no-callback person is found by a poll, soon.
+    settings.poll_after = Duration::from_secs(1);
+    let app = spawn(db, settings).await;
+    let emails = [
+        "kt1@example.com",
+        "kt2+sandbox-duplicate-callback@example.com",
+        "kt3+sandbox-fail@example.com",
+        "kt4+sandbox-no-match@example.com",
+        "kt5+sandbox-no-callback@example.com",
+        "kt6+sandbox-concurrent-callback@example.com",
+    ];
+    let mut ids = Vec::new();
+    for email in emails {
+        let created: Value = app
+            .post_lookup(&json!({"email": email}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        app.wait_for(id, WAIT, |l| {
+            ["completed", "failed"].contains(&l["status"].as_str().unwrap())
+        })
+        .await;
+    }
+    // Late duplicate deliveries are counted as they arrive: compare once
+    // every expected one is in (2 + 3 deliveries for the two cases).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app
+        .count("SELECT count(*) FROM deliveries WHERE outcome = 'duplicate'")
+        .await
+        < 3
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "duplicates never came"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let stats = app.get_json("/v1/stats").await;
+    let slow = counted_the_slow_way(&app).await;
+    assert_eq!(as_read(&stats), slow, "{stats}");
+    assert_eq!(stats["credits"]["today"], 5 * 4, "{stats}");
+
+    // Erasing a paid person removes their lookup from the counts by status,
+    // not their spending from the day (nor from the budget).
+    let erased = app
+        .http
+        .delete(app.url("/v1/subjects?email=kt1@example.com"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 200);
+    let after = app.get_json("/v1/stats").await;
+    assert_eq!(
+        after["credits"]["today"], stats["credits"]["today"],
+        "{after}"
+    );
+    assert_eq!(
+        after["lookups"]["completed"],
+        stats["lookups"]["completed"].as_i64().unwrap() - 1
+    );
+    let chart = app.get_json("/v1/stats/credits").await;
+    let today = chart["days"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(today["credits"], stats["credits"]["today"], "{chart}");
+    app.stop().await;
+}
