@@ -19,6 +19,7 @@ mod erasure_api;
 mod events;
 mod facets_api;
 mod front_door;
+mod guarantees;
 mod import_export;
 mod kept_totals;
 mod lookups_api;

@@ -749,3 +749,157 @@ async fn stats_count_credits_outcomes_deliveries_and_polls(db: PgPool) {
     assert_eq!(stats["polls"], polled as u64, "{stats}");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_unreadable_2xx_on_submit_is_ambiguous_and_not_resent(db: PgPool) {
+    assert_submit_answer_is_ambiguous(
+        db,
+        ResponseTemplate::new(202).set_body_string("<html>accepted</html>"),
+    )
+    .await;
+}
+
+#[sqlx::test]
+async fn a_403_api_key_disabled_is_retried_until_the_submit_is_accepted_once(db: PgPool) {
+    let upstream = MockServer::start().await;
+    let log = Log::default();
+    submit_mock()
+        .respond_with(recorded(
+            &log,
+            ResponseTemplate::new(403).set_body_json(error_body("api_key_disabled", "disabled")),
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    submit_mock()
+        .respond_with(recorded_accept(&log, |_| vec![]))
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+    let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+
+    let id = create(&app, json!({"email": "dee@example.com"})).await;
+    let done = app
+        .wait_for(&id, WAIT, |l| !l["request_id"].is_null())
+        .await;
+
+    let seen = log.submits();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(done["status"], "queued");
+    assert_eq!(done["request_id"].as_str(), seen[1].request_id.as_deref());
+    assert_eq!(column_i32(&app, &id, "ambiguous_submits").await, 0);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_422_fails_the_lookup_for_free_and_it_is_final(db: PgPool) {
+    let upstream = MockServer::start().await;
+    submit_mock()
+        .respond_with(ResponseTemplate::new(422).set_body_json(error_body(
+            "invalid_parameters",
+            "social_media_url is not a profile",
+        )))
+        .mount(&upstream)
+        .await;
+    let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+
+    let id = create(&app, json!({"email": "eli@example.com"})).await;
+    let failed = app.wait_for_status(&id, "failed", WAIT).await;
+
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("social_media_url is not a profile")),
+        "{failed}"
+    );
+    assert_eq!(failed["credits_charged"], 0);
+    assert_eq!(submits(&upstream).await.len(), 1);
+    // Final: no worker can claim it again (claims take only unfinished rows).
+    let claimable = app
+        .count(&format!(
+            "SELECT count(*) FROM lookups WHERE id = '{id}' \
+             AND status IN ('pending', 'queued', 'processing')"
+        ))
+        .await;
+    assert_eq!(claimable, 0);
+    app.stop().await;
+}
+
+/// An upstream that reads each whole request, then closes the connection
+/// without a word: the submit left, its fate is unknown. Counts requests.
+async fn hang_up_after_reading() -> (url::Url, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(socket); // the answer never comes
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[sqlx::test]
+async fn a_connection_lost_after_the_submit_was_sent_is_ambiguous_and_not_resent(db: PgPool) {
+    let (upstream, seen) = hang_up_after_reading().await;
+    let app = spawn(db, Settings::with_upstream_url(upstream)).await;
+
+    let id = create(&app, json!({"email": "flo@example.com"})).await;
+    wait_until(
+        &app,
+        &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
+    )
+    .await;
+
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let lookup = app.lookup(&id).await;
+    assert_eq!(lookup["status"], "pending");
+    assert!(lookup["request_id"].is_null());
+    // Held back for the ambiguous wait (an hour here), not retried soon.
+    let held: bool = sqlx::query_scalar(
+        "SELECT next_action_at > now() + interval '30 minutes' FROM lookups WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(
+        held,
+        "the ambiguous submit is scheduled to be sent again soon"
+    );
+    app.stop().await;
+}
