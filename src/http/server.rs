@@ -5,8 +5,12 @@
 //! - a client must send a request's headers within [`HEADER_READ_TIMEOUT`]
 //!   once it started sending them;
 //! - a connection on which nothing was read or written for [`IDLE_TIMEOUT`]
-//!   is closed (never-used and idle keep-alive connections; a live event
-//!   stream writes a keep-alive comment more often than that);
+//!   while no request of it is being handled is closed (never-used and idle
+//!   keep-alive connections; a live event stream writes a keep-alive comment
+//!   more often than that). A request being handled is bounded by its own
+//!   deadline (`guards::deadline`), which answers with a problem: a slow
+//!   request (a 1,000-item batch on a busy machine) is never cut off
+//!   without an answer;
 //! - at most [`max_connections`] connections are open; beyond it new ones
 //!   wait in the kernel's backlog instead of failing `accept`;
 //! - on shutdown, it stops accepting and lets open connections finish
@@ -15,7 +19,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -102,17 +106,22 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let (stream, activity) = Watched::new(stream);
+        let handling = activity.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let app = app.clone();
+            // Held until the response head is ready (or the request is
+            // dropped): the idle watchdog leaves the connection alone.
+            let busy = Busy::new(handling.clone());
             async move {
-                Ok::<_, Infallible>(
-                    app.oneshot(request.map(axum::body::Body::new))
-                        .await
-                        .unwrap_or_else(|never| match never {}),
-                )
+                let response = app
+                    .oneshot(request.map(axum::body::Body::new))
+                    .await
+                    .unwrap_or_else(|never| match never {});
+                drop(busy);
+                Ok::<_, Infallible>(response)
             }
         });
-        let (stream, activity) = Watched::new(stream);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
@@ -124,7 +133,7 @@ pub async fn serve(
                     // Errors here are the client's (reset, timeout, bad HTTP).
                     _ = &mut connection => break,
                     _ = tokio::time::sleep(IDLE_TIMEOUT / 4) => {
-                        if activity.idle_for() >= IDLE_TIMEOUT {
+                        if activity.idle_for() >= IDLE_TIMEOUT && !activity.handling() {
                             break; // dropping the connection closes it
                         }
                     }
@@ -160,13 +169,37 @@ impl AcceptErrors {
     }
 }
 
-/// When a connection last carried bytes, shared with its watchdog.
+/// When a connection last carried bytes, and how many of its requests are
+/// being handled, shared with its watchdog.
 struct Activity {
     since: tokio::time::Instant,
     last_ms: AtomicU64,
+    busy: AtomicUsize,
+}
+
+/// One request being handled on a connection, for as long as it lives.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        // The answer goes out now: idleness counts from here.
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Activity {
+    fn handling(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) > 0
+    }
+
     fn touch(&self) {
         let ms = self.since.elapsed().as_millis() as u64;
         self.last_ms.store(ms, Ordering::Relaxed);
@@ -189,6 +222,7 @@ impl Watched {
         let activity = Arc::new(Activity {
             since: tokio::time::Instant::now(),
             last_ms: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
         });
         let watched = Watched {
             inner,

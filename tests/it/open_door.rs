@@ -217,3 +217,36 @@ async fn a_client_request_id_is_kept_only_when_short_and_plain(db: PgPool) {
     }
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_request_slower_than_the_idle_timeout_gets_an_answer_not_a_closed_connection(db: PgPool) {
+    let mut settings = common::Settings::sandbox();
+    settings.credit_budget_daily = Some(1_000);
+    let app = common::spawn(db, settings).await;
+    // The batch waits for the budget lock, held here for longer than both
+    // the connection idle timeout (20 s) and the batch deadline (25 s):
+    // nothing moves on the connection meanwhile.
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('credit_budget', 0))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let response = app
+        .http
+        .post(app.url("/v1/lookups/batch"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"items": [{"email": "slow-batch@example.com"}]}))
+        .send()
+        .await
+        .expect("an answer, not a closed connection");
+    let waited = started.elapsed();
+    holder.rollback().await.unwrap();
+
+    assert!(waited > IDLE_TIMEOUT, "answered after {waited:?}");
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 503, "{problem}");
+    app.stop().await;
+}
