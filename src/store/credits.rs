@@ -1,4 +1,5 @@
-//! Credits spent per UTC day, for the console's chart.
+//! Credits spent per UTC day, for the console's chart (lookups no longer
+//! stored count through the spend ledger).
 
 use chrono::NaiveDate;
 use sqlx::PgPool;
@@ -21,7 +22,9 @@ pub async fn per_day(db: &PgPool, days: i32) -> sqlx::Result<Vec<Day>> {
              (now() AT TIME ZONE 'UTC')::date, \
              interval '1 day')::date AS day) \
          SELECT d.day, \
-                COALESCE(SUM(l.credits_charged), 0)::bigint AS credits, \
+                (COALESCE(SUM(l.credits_charged), 0) \
+                 + (SELECT COALESCE(SUM(s.credits), 0) FROM spend_ledger s WHERE s.day = d.day))::bigint \
+                  AS credits, \
                 COUNT(l.id)::bigint AS completed \
          FROM days d \
          LEFT JOIN lookups l \

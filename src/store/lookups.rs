@@ -229,12 +229,15 @@ pub async fn lock_credit_budget(db: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Credits charged today plus credits that lookups in flight may still cost.
-/// Call under [`lock_credit_budget`].
+/// Credits charged today (lookups erased or purged since included) plus
+/// credits that lookups in flight may still cost. Call under
+/// [`lock_credit_budget`].
 pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('day', now())), 0)::bigint \
          + $1 * COUNT(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')) \
+         + (SELECT COALESCE(SUM(credits), 0) FROM spend_ledger \
+             WHERE day >= (now() AT TIME ZONE 'UTC')::date)::bigint \
          FROM lookups",
     )
     .bind(per_job)
