@@ -264,13 +264,19 @@ async fn decide(
         .map(|i| policy.secret.identity_hash(i))
         .collect();
     let matched = policy.secret.identity_hashes(&identities);
-    let suppressible = policy
-        .secret
-        .identity_hashes(&req.subject.suppression_identities());
+    let suppression_identities = req.subject.suppression_identities();
+    let suppressible = policy.secret.identity_hashes(&suppression_identities);
+    // The locks an erasure of any of these identities takes too (under the
+    // current secret): an erasure and this request run one after the other,
+    // so suppression is checked only once they are held.
+    let locked: Vec<String> = suppression_identities
+        .iter()
+        .map(|i| policy.secret.identity_hash(i))
+        .collect();
+    lookups::lock_identities(tx, &locked).await?;
     if erasure::any_suppressed(&mut *tx, &suppressible, &req.legacy_digests()).await? {
         return Err(RequestError::Suppressed);
     }
-    lookups::lock_identities(tx, &written).await?;
     if !req.refresh {
         let since =
             Utc::now() - chrono::Duration::from_std(policy.profile_cache).unwrap_or_default();

@@ -10,7 +10,7 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
 use crate::audit::{self, Action, Whom};
 use crate::config::Caller;
-use crate::store::erasure;
+use crate::store::{erasure, lookups};
 use crate::subject::{identity, normalise_email, normalise_phone, normalise_text, normalise_url};
 use axum::Extension;
 
@@ -72,6 +72,9 @@ pub async fn erase(
     let matched = secret.identity_hashes(std::slice::from_ref(&identity));
     let name = (*kind == "name").then_some(value.as_str());
     let mut tx = state.db.begin().await?;
+    // The lock a request for this person takes: a lookup created meanwhile
+    // is either erased here or sees the suppression.
+    lookups::lock_identities(&mut tx, &[secret.identity_hash(&identity)]).await?;
     let erased = erasure::erase(&mut tx, &matched, name).await?;
     if suppress {
         erasure::suppress(&mut *tx, &secret.identity_hash(&identity)).await?;

@@ -404,3 +404,52 @@ async fn lookups_sharing_any_identifier_are_one_person_in_flight(db: PgPool) {
     assert_eq!(app.count("SELECT count(*) FROM lookups").await, 1);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_erasure_with_suppress_racing_a_create_of_the_same_person_leaves_no_lookup_of_them(
+    db: PgPool,
+) {
+    let (app, server) = app_with_mock(db).await;
+    let mut erased_in_flight = Vec::new();
+    for round in 0..25 {
+        let email = format!("race-{round}@example.com");
+        let (person, query) = (
+            json!({"email": email}),
+            format!("email={email}&suppress=true"),
+        );
+
+        let (created, erased) = tokio::join!(app.post_lookup(&person), erase(&app, &query));
+
+        assert_eq!(erased.status(), 200);
+        let erased: Value = erased.json().await.unwrap();
+        match created.status().as_u16() {
+            // The create went first: the erasure must have found its lookup.
+            202 => {
+                assert_eq!(erased["erased"]["lookups"], 1, "round {round}: {erased}");
+                erased_in_flight.push(email.clone());
+            }
+            409 => assert_eq!(erased["erased"]["lookups"], 0, "round {round}"),
+            other => panic!("round {round}: create answered {other}"),
+        }
+        let surviving =
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM lookups WHERE email = $1")
+                .bind(&email)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        assert_eq!(
+            surviving, 0,
+            "round {round}: a lookup of a suppressed person survived"
+        );
+    }
+    // Only lookups made before their suppression (and erased with it) can
+    // have reached upstream.
+    for sent in submits(&server).await {
+        let email = sent["email"].as_str().unwrap().to_owned();
+        assert!(
+            erased_in_flight.contains(&email),
+            "{email} was sent upstream"
+        );
+    }
+    app.stop().await;
+}
