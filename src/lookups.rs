@@ -118,6 +118,47 @@ impl LookupRequest {
     }
 }
 
+/// The current-key identities of a lookup, from its identifiers.
+fn current_hashes(secret: &ServiceSecret, subject: &Subject) -> Vec<String> {
+    subject
+        .identities()
+        .iter()
+        .map(|i| secret.identity_hash(i))
+        .collect()
+}
+
+/// Re-keys on use: a lookup matched (perhaps only under
+/// SERVICE_SECRET_PREVIOUS) gets its identities under the current secret.
+async fn rekey(
+    tx: &mut sqlx::PgConnection,
+    secret: &ServiceSecret,
+    lookup: &LookupRecord,
+) -> sqlx::Result<()> {
+    let hashes = current_hashes(secret, &lookup.subject);
+    lookups::rekey_if_stale(tx, lookup.id, &hashes, &secret.identity_key_id()).await
+}
+
+/// One batch of the re-keying pass after a rotation of SERVICE_SECRET: up
+/// to `limit` lookups whose identities are not yet under the current secret
+/// get them (lookups keep their identifiers, so their hashes can be made
+/// again; suppressions cannot: see README). Returns how many; 0 when done.
+pub async fn rekey_identities(
+    db: &PgPool,
+    secret: &ServiceSecret,
+    limit: i64,
+) -> sqlx::Result<usize> {
+    let key_id = secret.identity_key_id();
+    let mut tx = db.begin().await?;
+    let batch = lookups::claim_stale_identities(&mut tx, &key_id, limit).await?;
+    for (id, subject) in &batch {
+        lookups::insert_identities(&mut *tx, *id, &current_hashes(secret, subject)).await?;
+    }
+    let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
+    lookups::mark_identities_key(&mut tx, &ids, &key_id).await?;
+    tx.commit().await?;
+    Ok(batch.len())
+}
+
 /// Records the identities of lookups made before they were recorded, so
 /// that dedup, the cache and erasure find them too. Returns how many.
 /// Runs once per database: new lookups get their identities when made.
@@ -281,6 +322,7 @@ async fn decide(
         let since =
             Utc::now() - chrono::Duration::from_std(policy.profile_cache).unwrap_or_default();
         if let Some(cached) = lookups::find_cached(tx, &matched, since).await? {
+            rekey(tx, policy.secret, &cached).await?;
             return Ok(Answer::Cached(cached));
         }
     }
@@ -288,6 +330,7 @@ async fn decide(
         lookups::lock_credit_budget(tx).await?;
     }
     if let Some(running) = lookups::find_in_flight(tx, &matched).await? {
+        rekey(tx, policy.secret, &running).await?;
         return Ok(Answer::InFlight(running));
     }
     if let Some(budget) = policy.credit_budget_daily {
@@ -306,6 +349,7 @@ async fn decide(
             subject_key: &key,
             metadata: &req.metadata,
             synthetic: policy.synthetic,
+            identities_key: &policy.secret.identity_key_id(),
         },
     )
     .await?;

@@ -453,3 +453,82 @@ async fn an_erasure_with_suppress_racing_a_create_of_the_same_person_leaves_no_l
     }
     app.stop().await;
 }
+
+/// Settings after a rotation: SERVICE_SECRET `current`, optionally the old
+/// test secret as SERVICE_SECRET_PREVIOUS.
+fn rotated(server: &MockServer, current: &str, keep_previous: bool) -> Settings {
+    let mut settings = Settings::with_upstream_url(server.uri().parse().unwrap());
+    settings.service_secret = interests_receiver::secrets::ServiceSecret::new(
+        current,
+        keep_previous.then(|| crate::common::TEST_SECRET.as_bytes().to_vec()),
+    );
+    settings
+}
+
+/// Does lookup `id` hold its email identity under `secret`?
+async fn keyed_under(app: &TestApp, id: &str, secret: &str, email: &str) -> bool {
+    let hash = interests_receiver::secrets::ServiceSecret::new(secret, None)
+        .identity_hash(&format!("email:{email}"));
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM lookup_identities WHERE lookup_id = $1::uuid AND identity = $2)",
+    )
+    .bind(id)
+    .bind(hash)
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn a_lookup_matched_under_the_previous_secret_is_re_keyed_under_the_current_one(db: PgPool) {
+    const NEW: &str = "rotated-service-secret-0123456789-abcdefghij";
+    let (app, server) = app_with_mock(db.clone()).await;
+    let done = completed_lookup(&app, &server, json!({"email": ANN})).await;
+    let id = done["id"].as_str().unwrap().to_owned();
+    app.stop().await;
+    // Rotated, workers off: only the request itself can re-key.
+    let mut settings = rotated(&server, NEW, true);
+    settings.options.run_workers = false;
+    let app = spawn(db.clone(), settings).await;
+    assert!(!keyed_under(&app, &id, NEW, ANN).await);
+
+    let cached = app.post_lookup(&json!({"email": ANN})).await;
+
+    assert_eq!(cached.status(), 200);
+    assert!(
+        keyed_under(&app, &id, NEW, ANN).await,
+        "not re-keyed on use"
+    );
+    app.stop().await;
+    // Once the previous secret is dropped, the person is still known.
+    let app = spawn(db, rotated(&server, NEW, false)).await;
+    let again = app.post_lookup(&json!({"email": ANN})).await;
+    assert_eq!(again.status(), 200, "paid again after the rotation");
+    assert_eq!(submits(&server).await.len(), 1);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn after_a_rotation_maintenance_re_keys_every_lookup_so_the_previous_secret_can_go(
+    db: PgPool,
+) {
+    const NEW: &str = "rotated-service-secret-0123456789-abcdefghij";
+    let (app, server) = app_with_mock(db.clone()).await;
+    let done = completed_lookup(&app, &server, json!({"email": ANN})).await;
+    let id = done["id"].as_str().unwrap().to_owned();
+    app.stop().await;
+
+    let app = spawn(db.clone(), rotated(&server, NEW, true)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !keyed_under(&app, &id, NEW, ANN).await {
+        assert!(tokio::time::Instant::now() < deadline, "never re-keyed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+
+    let app = spawn(db, rotated(&server, NEW, false)).await;
+    let again = app.post_lookup(&json!({"email": ANN})).await;
+    assert_eq!(again.status(), 200, "paid again after the rotation");
+    assert_eq!(submits(&server).await.len(), 1);
+    app.stop().await;
+}
