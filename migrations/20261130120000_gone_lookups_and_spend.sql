@@ -9,7 +9,8 @@
 -- Credits of lookups that are no longer stored (erased, or removed by
 -- retention), per UTC day: the day's spend and the daily budget still count
 -- them. No lookup id, request_id or identifier: nothing links a row to a
--- person.
+-- person. Sandbox (synthetic) lookups cost nothing and leave no row, so
+-- deleting them before running for real leaves no invented spend.
 CREATE TABLE spend_ledger (
     day     date NOT NULL,
     credits bigint NOT NULL CHECK (credits > 0)
@@ -24,6 +25,7 @@ CREATE INDEX spend_ledger_day ON spend_ledger (day);
 CREATE TABLE gone_lookups (
     lookup_sha256 text PRIMARY KEY,
     settled       boolean NOT NULL,
+    synthetic     boolean NOT NULL DEFAULT false,
     gone_on       date NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')::date
 );
 CREATE INDEX gone_lookups_gone_on ON gone_lookups (gone_on);
@@ -35,10 +37,11 @@ BEGIN
     INSERT INTO spend_ledger (day, credits)
     SELECT (completed_at AT TIME ZONE 'UTC')::date, sum(credits_charged)
       FROM gone
-     WHERE credits_charged > 0 AND completed_at IS NOT NULL
+     WHERE credits_charged > 0 AND completed_at IS NOT NULL AND NOT synthetic
      GROUP BY 1;
-    INSERT INTO gone_lookups (lookup_sha256, settled)
-    SELECT encode(sha256(convert_to(id::text, 'UTF8')), 'hex'), status IN ('completed', 'failed')
+    INSERT INTO gone_lookups (lookup_sha256, settled, synthetic)
+    SELECT encode(sha256(convert_to(id::text, 'UTF8')), 'hex'),
+           status IN ('completed', 'failed'), synthetic
       FROM gone
     ON CONFLICT (lookup_sha256) DO NOTHING;
     RETURN NULL;
@@ -96,6 +99,7 @@ DECLARE
     outcome        text;
     reason         text;
     settled_now    boolean;
+    was_synthetic  boolean;
 BEGIN
     SELECT status INTO current_status FROM lookups WHERE id = p_lookup FOR UPDATE;
     IF NOT FOUND THEN
@@ -107,8 +111,8 @@ BEGIN
             VALUES (encode(sha256(convert_to(p_lookup::text, 'UTF8')), 'hex'), true)
             ON CONFLICT (lookup_sha256) DO UPDATE SET settled = true
                 WHERE NOT gone_lookups.settled
-            RETURNING true INTO settled_now;
-            IF settled_now AND p_status = 'completed' AND p_credits > 0 THEN
+            RETURNING true, gone_lookups.synthetic INTO settled_now, was_synthetic;
+            IF settled_now AND NOT was_synthetic AND p_status = 'completed' AND p_credits > 0 THEN
                 INSERT INTO spend_ledger (day, credits)
                 VALUES ((now() AT TIME ZONE 'UTC')::date, p_credits);
             END IF;

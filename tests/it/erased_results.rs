@@ -298,3 +298,32 @@ async fn a_late_result_for_a_lookup_removed_by_retention_is_acknowledged_and_cou
     assert_eq!(credits(&app).await["today"], 5);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn deleting_sandbox_lookups_before_running_for_real_leaves_no_spend(db: PgPool) {
+    let app = spawn(db.clone(), Settings::sandbox()).await;
+    let id = app.create(&json!({"email": "synthetic@example.com"})).await;
+    let done = app.wait_for_status(&id, "completed", WAIT).await;
+    assert_eq!(done["credits_charged"], 5);
+    app.stop().await;
+    // What the refusal to start in real mode tells the operator to do.
+    sqlx::query("DELETE FROM lookups WHERE synthetic")
+        .execute(&db)
+        .await
+        .unwrap();
+
+    let server = accepting_upstream().await;
+    let app = spawn(
+        db,
+        Settings::with_upstream_url(server.uri().parse().unwrap()),
+    )
+    .await;
+
+    let credits = credits(&app).await;
+    assert_eq!(
+        credits["today"], 0,
+        "sandbox credits became real spend: {credits}"
+    );
+    assert_eq!(credits["total"], 0, "{credits}");
+    app.stop().await;
+}
