@@ -118,6 +118,22 @@ impl LookupRequest {
     }
 }
 
+/// An Idempotency-Key and its request hash as remembered once their lookup
+/// was erased: keyed hashes under the current secret (a key may hold an
+/// identifier).
+pub fn sealed_idempotency(secret: &ServiceSecret, key: &str, request: &str) -> (String, String) {
+    (
+        secret.identity_hash(&format!("idempotency-key:{key}")),
+        secret.identity_hash(&format!("idempotency-request:{request}")),
+    )
+}
+
+/// The hashes an erased `key` may be remembered by (current and previous
+/// secret).
+fn erased_keys(secret: &ServiceSecret, key: &str) -> Vec<String> {
+    secret.identity_hashes(&[format!("idempotency-key:{key}")])
+}
+
 /// The current-key identities of a lookup, from its identifiers.
 fn current_hashes(secret: &ServiceSecret, subject: &Subject) -> Vec<String> {
     subject
@@ -243,6 +259,8 @@ pub enum RequestError {
     BudgetExhausted(u64),
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyConflict,
+    #[error("the lookup this Idempotency-Key made was erased; a replay does not make it again")]
+    Erased,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -280,6 +298,15 @@ pub async fn request(
             if let Some(lookup) = lookup {
                 return Ok(Answer::Replayed(stored.response_status as u16, lookup));
             }
+        } else if let Some(request) =
+            idempotency::find_erased(&mut tx, &erased_keys(policy.secret, key)).await?
+        {
+            let (_, this_request) = sealed_idempotency(policy.secret, key, &body_hash);
+            return Err(if request == this_request {
+                RequestError::Erased
+            } else {
+                RequestError::IdempotencyConflict
+            });
         }
     }
 

@@ -160,6 +160,7 @@ impl From<RequestError> for ApiError {
             RequestError::BudgetExhausted(_) => {
                 ApiError::TooManyRequests("credit_budget_exhausted", e.to_string())
             }
+            RequestError::Erased => ApiError::Gone("lookup_erased", e.to_string()),
             RequestError::IdempotencyConflict => ApiError::Validation(vec![FieldError::new(
                 "Idempotency-Key",
                 "already used with a different request body",

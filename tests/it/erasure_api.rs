@@ -532,3 +532,31 @@ async fn after_a_rotation_maintenance_re_keys_every_lookup_so_the_previous_secre
     assert_eq!(submits(&server).await.len(), 1);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn replaying_an_idempotency_key_of_an_erased_person_pays_for_nothing(db: PgPool) {
+    let (app, server) = app_with_mock(db).await;
+    let key = format!("crm-{ANN}");
+    let body = json!({"email": ANN, "refresh": true});
+    let send = |body: Value| {
+        app.http
+            .post(app.url("/v1/lookups"))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", &key)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(send(body.clone()).await.unwrap().status(), 202);
+    wait_for_submits(&server, 1).await;
+    assert_eq!(erase(&app, &format!("email={ANN}")).await.status(), 200);
+
+    let replay = problem(send(body.clone()).await.unwrap(), 410).await;
+    let other = send(json!({"email": "bob@example.com"})).await.unwrap();
+
+    assert_eq!(replay["type"], "lookup_erased", "{replay}");
+    assert_eq!(other.status(), 422, "the key was used with another body");
+    assert_eq!(app.count("SELECT count(*) FROM lookups").await, 0);
+    assert_eq!(submits(&server).await.len(), 1);
+    assert_eq!(tables_holding(&app, ANN).await, []);
+    app.stop().await;
+}
