@@ -20,11 +20,14 @@ CREATE INDEX spend_ledger_day ON spend_ledger (day);
 -- Lookups that are no longer stored, known only by a SHA-256 of their id
 -- (a random UUID, which no table keeps once the lookup is gone), so that a
 -- delivery arriving after them is counted once: `settled` says their credits
--- are already in the spend (or none can come: failed). Kept as long as
--- delivery records (RETENTION_DELIVERY_DAYS).
+-- are already in the spend (or none can come: failed, or never sent).
+-- `in_flight`: upstream was running its job when the lookup went, so the
+-- daily budget keeps room for it on that day until its result settles it.
+-- Kept as long as delivery records (RETENTION_DELIVERY_DAYS).
 CREATE TABLE gone_lookups (
     lookup_sha256 text PRIMARY KEY,
     settled       boolean NOT NULL,
+    in_flight     boolean NOT NULL DEFAULT false,
     synthetic     boolean NOT NULL DEFAULT false,
     gone_on       date NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')::date
 );
@@ -39,9 +42,13 @@ BEGIN
       FROM gone
      WHERE credits_charged > 0 AND completed_at IS NOT NULL AND NOT synthetic
      GROUP BY 1;
-    INSERT INTO gone_lookups (lookup_sha256, settled, synthetic)
+    INSERT INTO gone_lookups (lookup_sha256, settled, in_flight, synthetic)
     SELECT encode(sha256(convert_to(id::text, 'UTF8')), 'hex'),
-           status IN ('completed', 'failed'), synthetic
+           status IN ('completed', 'failed')
+             OR (status = 'pending' AND submit_started_at IS NULL AND ambiguous_submits = 0),
+           status IN ('queued', 'processing')
+             OR (status = 'pending' AND (submit_started_at IS NOT NULL OR ambiguous_submits > 0)),
+           synthetic
       FROM gone
     ON CONFLICT (lookup_sha256) DO NOTHING;
     RETURN NULL;

@@ -297,7 +297,8 @@ pub async fn lock_credit_budget(db: &mut PgConnection) -> sqlx::Result<()> {
 }
 
 /// Credits charged today (lookups erased or purged since included) plus
-/// credits that lookups in flight may still cost. Call under
+/// credits that jobs in flight may still cost (those of lookups erased
+/// today while upstream ran them included). Call under
 /// [`lock_credit_budget`].
 pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar(
@@ -305,6 +306,8 @@ pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sql
          + $1 * COUNT(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')) \
          + (SELECT COALESCE(SUM(credits), 0) FROM spend_ledger \
              WHERE day >= (now() AT TIME ZONE 'UTC')::date)::bigint \
+         + $1 * (SELECT count(*) FROM gone_lookups WHERE in_flight AND NOT settled \
+             AND NOT synthetic AND gone_on >= (now() AT TIME ZONE 'UTC')::date) \
          FROM lookups",
     )
     .bind(per_job)

@@ -327,3 +327,23 @@ async fn deleting_sandbox_lookups_before_running_for_real_leaves_no_spend(db: Pg
     assert_eq!(credits["total"], 0, "{credits}");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_erased_lookup_still_in_flight_upstream_keeps_its_room_in_the_daily_budget(db: PgPool) {
+    let server = accepting_upstream().await;
+    let mut settings = Settings::with_upstream_url(server.uri().parse().unwrap());
+    settings.credit_budget_daily = Some(5);
+    let app = spawn(db, settings).await;
+    // Accepted upstream: its result may still come, and be charged.
+    submitted_lookup(&app, &server, json!({"email": "running@example.com"})).await;
+    erase(&app, "email=running@example.com").await;
+
+    let response = app.post_lookup(&json!({"email": "next@example.com"})).await;
+
+    assert_eq!(
+        response.status(),
+        429,
+        "the erased job may still cost 5 credits"
+    );
+    app.stop().await;
+}
