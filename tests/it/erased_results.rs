@@ -347,3 +347,23 @@ async fn an_erased_lookup_still_in_flight_upstream_keeps_its_room_in_the_daily_b
     );
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_unusable_delivery_for_an_erased_lookup_is_refused_and_kept_nowhere(db: PgPool) {
+    let (app, server) = app_with_mock(db).await;
+    let (_, request_id, callback) =
+        submitted_lookup(&app, &server, json!({"email": "odd@example.com"})).await;
+    erase(&app, "email=odd@example.com").await;
+
+    let response = app
+        .post_callback(
+            &callback,
+            &json!({"request_id": request_id, "note": MARKER}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 400, "a 5xx would make upstream retry");
+    assert_eq!(rows_holding(&app, MARKER).await, []);
+    assert_eq!(app.count("SELECT count(*) FROM deliveries").await, 0);
+    app.stop().await;
+}
