@@ -7,10 +7,9 @@
 -- concurrent writers rarely touch the same counter row, so the totals add
 -- no lock that serialises the write path. Readers sum the shards.
 --
--- Spending is history: credits and finished lookups counted for a day stay
--- counted when the lookup is later erased or removed by retention (a paid
--- result is paid for; the budget must not forget it). Lookups by status and
--- deliveries by outcome follow the rows (they count what is stored).
+-- They count what is stored: a deleted lookup leaves them. Its spending is
+-- not forgotten: the `lookups_gone` trigger (migration gone_lookups_and_spend)
+-- moves its credits to the spend ledger, which stats and the budget add.
 
 CREATE TABLE lookup_totals (
     shard     smallint NOT NULL,
@@ -52,6 +51,20 @@ BEGIN
             VALUES (pick, OLD.status, -1, CASE WHEN OLD.synthetic THEN -1 ELSE 0 END)
             ON CONFLICT (status, shard) DO UPDATE
             SET lookups = t.lookups - 1, synthetic = t.synthetic + EXCLUDED.synthetic;
+        IF OLD.completed_at IS NOT NULL THEN
+            INSERT INTO day_totals AS t (day, shard, credits, finished)
+                VALUES ((OLD.completed_at AT TIME ZONE 'UTC')::date, pick,
+                        -OLD.credits_charged, -1)
+                ON CONFLICT (day, shard) DO UPDATE
+                SET credits = t.credits + EXCLUDED.credits, finished = t.finished - 1;
+        END IF;
+        IF OLD.poll_count <> 0 OR OLD.submit_attempts <> 0 OR OLD.ambiguous_submits <> 0 THEN
+            INSERT INTO work_totals AS t (shard, polls, submits, ambiguous)
+                VALUES (pick, -OLD.poll_count, -OLD.submit_attempts, -OLD.ambiguous_submits)
+                ON CONFLICT (shard) DO UPDATE
+                SET polls = t.polls + EXCLUDED.polls, submits = t.submits + EXCLUDED.submits,
+                    ambiguous = t.ambiguous + EXCLUDED.ambiguous;
+        END IF;
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM NEW.status THEN

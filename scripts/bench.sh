@@ -184,7 +184,7 @@ arrays = ", ".join("'{%s}'::text[]" % ",".join('"%s"' % v for v in f) for f in f
 pre, post = pgbench_literal(body).split("@RID@")
 print(f"""SELECT apply_job_update(l.id, l.request_id, 'completed',
   (('{pre}' || l.request_id || '{post}')::jsonb) -> 'data' -> 'result', now(), NULL, 'callback',
-  gen_random_uuid(), {arrays}, true, md5(l.request_id), ('{pre}' || l.request_id || '{post}')::jsonb)
+  gen_random_uuid(), {arrays}, true, md5(l.request_id), ('{pre}' || l.request_id || '{post}')::jsonb, 5)
   FROM (SELECT md5('queued-' || nextval('bench_apply'))::uuid AS id) n JOIN lookups l ON l.id = n.id;""".replace("\n", " "))
 PY
 pgbench -n -M prepared -c 32 -j 2 -T "$SECONDS_PER_RUN" -f "$WORK/apply.pgbench" "$DB_URL" \

@@ -188,6 +188,7 @@ impl Application {
             wake: wake.clone(),
             gate: gate.clone(),
             intake: intake.clone(),
+            secret: config.service_secret.clone(),
             retention: workers::Retention {
                 deliveries: config.retention_delivery,
                 lookups: config.retention_profile,

@@ -27,6 +27,9 @@ pub enum ItemError {
     TooLarge(usize),
     /// Refused by policy: suppressed subject, spent budget (409, 429).
     Refused(RequestError),
+    /// A replayed item whose lookup was erased (or removed by retention)
+    /// since the first answer (410): it is not served back, nor made again.
+    Erased,
 }
 
 /// What one item was answered.
@@ -74,13 +77,12 @@ pub async fn request(
         if stored.request_sha256 != body_hash {
             return Err(BatchError::IdempotencyConflict);
         }
-        if let Some(answers) = replay(&mut tx, &stored.answers).await? {
-            return Ok(Outcome {
-                answers,
-                created: 0,
-            });
-        }
-        // A lookup it named was erased since: the record is void.
+        // A replay executes nothing, whatever became of the lookups since.
+        let answers = replay(&mut tx, &stored.answers, &render).await?;
+        return Ok(Outcome {
+            answers,
+            created: 0,
+        });
     }
     let outcome = handle_items(db, policy, items, &render).await?;
     batches::store(&mut tx, key, body_hash, &record(&outcome.answers)).await?;
@@ -171,11 +173,13 @@ fn record(answers: &[ItemAnswer]) -> Value {
 }
 
 /// The recorded answers with each lookup read again (its current state, as
-/// a replayed `POST /v1/lookups` shows), or `None` when one is gone.
+/// a replayed `POST /v1/lookups` shows); an item whose lookup is gone
+/// (erased, or removed by retention) is answered as [`ItemError::Erased`].
 async fn replay(
     tx: &mut sqlx::PgConnection,
     recorded: &Value,
-) -> sqlx::Result<Option<Vec<ItemAnswer>>> {
+    render: &impl Fn(ItemError) -> (u16, Value),
+) -> sqlx::Result<Vec<ItemAnswer>> {
     let mut answers = Vec::new();
     for entry in recorded.as_array().into_iter().flatten() {
         let status = entry["status"].as_u64().unwrap_or(500) as u16;
@@ -189,7 +193,14 @@ async fn replay(
                     lookup: Some(lookup),
                     problem: None,
                 },
-                None => return Ok(None),
+                None => {
+                    let (status, problem) = render(ItemError::Erased);
+                    ItemAnswer {
+                        status,
+                        lookup: None,
+                        problem: Some(problem),
+                    }
+                }
             },
             None => ItemAnswer {
                 status,
@@ -199,5 +210,5 @@ async fn replay(
         };
         answers.push(answer);
     }
-    Ok(Some(answers))
+    Ok(answers)
 }

@@ -118,6 +118,63 @@ impl LookupRequest {
     }
 }
 
+/// An Idempotency-Key and its request hash as remembered once their lookup
+/// was erased: keyed hashes under the current secret (a key may hold an
+/// identifier).
+pub fn sealed_idempotency(secret: &ServiceSecret, key: &str, request: &str) -> (String, String) {
+    (
+        secret.identity_hash(&format!("idempotency-key:{key}")),
+        secret.identity_hash(&format!("idempotency-request:{request}")),
+    )
+}
+
+/// The hashes an erased `key` may be remembered by (current and previous
+/// secret).
+fn erased_keys(secret: &ServiceSecret, key: &str) -> Vec<String> {
+    secret.identity_hashes(&[format!("idempotency-key:{key}")])
+}
+
+/// The current-key identities of a lookup, from its identifiers.
+fn current_hashes(secret: &ServiceSecret, subject: &Subject) -> Vec<String> {
+    subject
+        .identities()
+        .iter()
+        .map(|i| secret.identity_hash(i))
+        .collect()
+}
+
+/// Re-keys on use: a lookup matched (perhaps only under
+/// SERVICE_SECRET_PREVIOUS) gets its identities under the current secret.
+async fn rekey(
+    tx: &mut sqlx::PgConnection,
+    secret: &ServiceSecret,
+    lookup: &LookupRecord,
+) -> sqlx::Result<()> {
+    let hashes = current_hashes(secret, &lookup.subject);
+    lookups::rekey_if_stale(tx, lookup.id, &hashes, &secret.identity_key_id()).await
+}
+
+/// One batch of the re-keying pass after a rotation of SERVICE_SECRET: up
+/// to `limit` lookups whose identities are not yet under the current secret
+/// get them (lookups keep their identifiers, so their hashes can be made
+/// again; suppressions cannot: see README). Returns how many; 0 when done.
+pub async fn rekey_identities(
+    db: &PgPool,
+    secret: &ServiceSecret,
+    limit: i64,
+) -> sqlx::Result<usize> {
+    let key_id = secret.identity_key_id();
+    let mut tx = db.begin().await?;
+    let batch = lookups::claim_stale_identities(&mut tx, &key_id, limit).await?;
+    for (id, subject) in &batch {
+        lookups::insert_identities(&mut *tx, *id, &current_hashes(secret, subject)).await?;
+    }
+    let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
+    lookups::mark_identities_key(&mut tx, &ids, &key_id).await?;
+    tx.commit().await?;
+    Ok(batch.len())
+}
+
 /// Records the identities of lookups made before they were recorded, so
 /// that dedup, the cache and erasure find them too. Returns how many.
 /// Runs once per database: new lookups get their identities when made.
@@ -202,6 +259,8 @@ pub enum RequestError {
     BudgetExhausted(u64),
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyConflict,
+    #[error("the lookup this Idempotency-Key made was erased; a replay does not make it again")]
+    Erased,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -239,6 +298,15 @@ pub async fn request(
             if let Some(lookup) = lookup {
                 return Ok(Answer::Replayed(stored.response_status as u16, lookup));
             }
+        } else if let Some(request) =
+            idempotency::find_erased(&mut tx, &erased_keys(policy.secret, key)).await?
+        {
+            let (_, this_request) = sealed_idempotency(policy.secret, key, &body_hash);
+            return Err(if request == this_request {
+                RequestError::Erased
+            } else {
+                RequestError::IdempotencyConflict
+            });
         }
     }
 
@@ -264,17 +332,24 @@ async fn decide(
         .map(|i| policy.secret.identity_hash(i))
         .collect();
     let matched = policy.secret.identity_hashes(&identities);
-    let suppressible = policy
-        .secret
-        .identity_hashes(&req.subject.suppression_identities());
+    let suppression_identities = req.subject.suppression_identities();
+    let suppressible = policy.secret.identity_hashes(&suppression_identities);
+    // The locks an erasure of any of these identities takes too (under the
+    // current secret): an erasure and this request run one after the other,
+    // so suppression is checked only once they are held.
+    let locked: Vec<String> = suppression_identities
+        .iter()
+        .map(|i| policy.secret.identity_hash(i))
+        .collect();
+    lookups::lock_identities(tx, &locked).await?;
     if erasure::any_suppressed(&mut *tx, &suppressible, &req.legacy_digests()).await? {
         return Err(RequestError::Suppressed);
     }
-    lookups::lock_identities(tx, &written).await?;
     if !req.refresh {
         let since =
             Utc::now() - chrono::Duration::from_std(policy.profile_cache).unwrap_or_default();
         if let Some(cached) = lookups::find_cached(tx, &matched, since).await? {
+            rekey(tx, policy.secret, &cached).await?;
             return Ok(Answer::Cached(cached));
         }
     }
@@ -282,6 +357,7 @@ async fn decide(
         lookups::lock_credit_budget(tx).await?;
     }
     if let Some(running) = lookups::find_in_flight(tx, &matched).await? {
+        rekey(tx, policy.secret, &running).await?;
         return Ok(Answer::InFlight(running));
     }
     if let Some(budget) = policy.credit_budget_daily {
@@ -300,6 +376,7 @@ async fn decide(
             subject_key: &key,
             metadata: &req.metadata,
             synthetic: policy.synthetic,
+            identities_key: &policy.secret.identity_key_id(),
         },
     )
     .await?;

@@ -127,6 +127,12 @@ impl ServiceSecret {
         hex::encode(self.mac(Purpose::IdentifierHash, identity.as_bytes()))
     }
 
+    /// Names the current identity key in the database (`lookups.identities_key`)
+    /// without revealing it: a truncated MAC of a message no identity can be.
+    pub fn identity_key_id(&self) -> String {
+        hex::encode(&self.mac(Purpose::IdentifierHash, b"\0identity-key-id")[..8])
+    }
+
     /// The keyed hashes of `identities` under the current and (during a
     /// rotation) the previous secret: what lookups must match against.
     pub fn identity_hashes(&self, identities: &[String]) -> Vec<String> {

@@ -194,7 +194,7 @@ impl<W: Write> Sink<W> {
 }
 
 /// One CSV row of a profile: several values of a column joined by `; `,
-/// each in the spelling its result uses.
+/// each in the spelling its result uses, every cell [`neutralised`].
 pub fn csv_row(profile: &Value) -> Vec<String> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let subject = &profile["subject"];
@@ -217,5 +217,34 @@ pub fn csv_row(profile: &Value) -> Vec<String> {
         .iter()
         .map(|values| values.join("; ")),
     );
-    row
+    row.into_iter().map(neutralised).collect()
+}
+
+/// First characters that make a spreadsheet read a cell as a formula.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell as a spreadsheet will show it and never run it: text from upstream
+/// or the operator that starts like a formula gets a leading `'` (OWASP,
+/// CSV injection). The console's Download CSV does the same (`segments.js`).
+pub fn neutralised(cell: String) -> String {
+    if cell.starts_with(FORMULA_STARTS) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_that_start_like_a_formula_get_a_leading_quote_and_others_stay() {
+        for risky in ["=1+1", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralised(risky.into()), format!("'{risky}"));
+        }
+        for safe in ["", "Nike", "a=b", "ann@example.com", "'quoted"] {
+            assert_eq!(neutralised(safe.into()), safe);
+        }
+    }
 }

@@ -89,6 +89,12 @@ fn render(error: ItemError) -> (u16, Value) {
         ItemError::Invalid(errors) => ApiError::Validation(errors),
         ItemError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
         ItemError::Refused(e) => ApiError::from(e),
+        ItemError::Erased => ApiError::Gone(
+            "lookup_erased",
+            "this item's lookup was erased (or removed by retention) since the first answer; \
+             a replay does not make it again"
+                .into(),
+        ),
     };
     let problem = api_error.problem();
     (

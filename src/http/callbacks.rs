@@ -1,7 +1,9 @@
 //! The callback receiver (contract section 6). The token in the path is
 //! checked before anything else (see `crate::callback_gate`); an authentic
 //! delivery is applied at most once per request_id and made durable, with
-//! its record, in one statement before the 2xx.
+//! its record, in one statement before the 2xx. A delivery for a lookup that
+//! is gone (erased, or removed by retention) is acknowledged and keeps
+//! nothing but its credits in the day's spend.
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -25,7 +27,8 @@ pub const MAX_CALLBACK_BODY: usize = 1024 * 1024;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Acknowledgement {
-    /// applied | duplicate
+    /// applied | duplicate | gone (the lookup was erased or removed by
+    /// retention: nothing of the delivery was kept)
     pub outcome: &'static str,
 }
 
@@ -33,7 +36,7 @@ pub struct Acknowledgement {
 #[utoipa::path(post, path = "/callbacks/{lookup_id}/{token}", tag = "callbacks",
     params(("lookup_id" = Uuid, Path), ("token" = String, Path, description = "this lookup's secret callback token")),
     request_body(content = inline(serde_json::Value), description = "the upstream job envelope, or its bare data object"),
-    responses((status = 200, body = Acknowledgement),
+    responses((status = 200, description = "stored, a duplicate, or for a lookup that is gone (nothing kept)", body = Acknowledgement),
         (status = 400, description = "not JSON, no request_id/status, or a request_id over 256 characters", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "unknown lookup or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "request_id belongs to another lookup", body = Problem, content_type = "application/problem+json"),

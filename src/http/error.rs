@@ -43,6 +43,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Conflict(&'static str, String),
+    #[error("{1}")]
+    Gone(&'static str, String),
     #[error("{0}")]
     TooManyRequests(&'static str, String),
     #[error("the database is unavailable")]
@@ -87,6 +89,7 @@ impl ApiError {
                 "Payload too large",
             ),
             ApiError::Conflict(kind, _) => (StatusCode::CONFLICT, *kind, "Conflict"),
+            ApiError::Gone(kind, _) => (StatusCode::GONE, *kind, "Gone"),
             ApiError::TooManyRequests(kind, _) => {
                 (StatusCode::TOO_MANY_REQUESTS, *kind, "Too many requests")
             }
@@ -157,6 +160,7 @@ impl From<RequestError> for ApiError {
             RequestError::BudgetExhausted(_) => {
                 ApiError::TooManyRequests("credit_budget_exhausted", e.to_string())
             }
+            RequestError::Erased => ApiError::Gone("lookup_erased", e.to_string()),
             RequestError::IdempotencyConflict => ApiError::Validation(vec![FieldError::new(
                 "Idempotency-Key",
                 "already used with a different request body",

@@ -51,6 +51,7 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> 
         (status = 200, description = "a cached completed profile", body = LookupView),
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "subject suppressed", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "an Idempotency-Key replayed after its lookup was erased (lookup_erased): nothing is made again", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "daily credit budget spent", body = Problem, content_type = "application/problem+json"),

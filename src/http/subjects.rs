@@ -10,7 +10,7 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
 use crate::audit::{self, Action, Whom};
 use crate::config::Caller;
-use crate::store::erasure;
+use crate::store::{erasure, idempotency, lookups};
 use crate::subject::{identity, normalise_email, normalise_phone, normalise_text, normalise_url};
 use axum::Extension;
 
@@ -72,6 +72,16 @@ pub async fn erase(
     let matched = secret.identity_hashes(std::slice::from_ref(&identity));
     let name = (*kind == "name").then_some(value.as_str());
     let mut tx = state.db.begin().await?;
+    // The lock a request for this person takes: a lookup created meanwhile
+    // is either erased here or sees the suppression.
+    lookups::lock_identities(&mut tx, &[secret.identity_hash(&identity)]).await?;
+    // A replay of their Idempotency-Keys answers 410, never pays again.
+    let keys = erasure::take_idempotency_keys(&mut tx, &matched, name).await?;
+    let sealed: Vec<(String, String)> = keys
+        .iter()
+        .map(|(key, request)| crate::lookups::sealed_idempotency(secret, key, request))
+        .collect();
+    idempotency::remember_erased(&mut tx, &sealed).await?;
     let erased = erasure::erase(&mut tx, &matched, name).await?;
     if suppress {
         erasure::suppress(&mut *tx, &secret.identity_hash(&identity)).await?;

@@ -31,8 +31,8 @@ pub async fn find(tx: &mut PgConnection, key: &str) -> sqlx::Result<Option<Store
     }))
 }
 
-/// Records (or, when an erasure voided the old record, replaces) the
-/// answers of a batch.
+/// Records the answers of a batch under its key. Callers hold [`lock`] and
+/// found no record: a recorded key is replayed, never executed again.
 pub async fn store(
     tx: &mut PgConnection,
     key: &str,

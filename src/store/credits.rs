@@ -1,5 +1,5 @@
-//! Credits spent per UTC day, for the console's chart, from the kept
-//! day totals (spending stays counted after an erasure).
+//! Credits spent per UTC day, for the console's chart: the kept day totals
+//! of stored lookups, plus the spend ledger of lookups no longer stored.
 
 use chrono::NaiveDate;
 use sqlx::PgPool;
@@ -22,7 +22,9 @@ pub async fn per_day(db: &PgPool, days: i32) -> sqlx::Result<Vec<Day>> {
              (now() AT TIME ZONE 'UTC')::date, \
              interval '1 day')::date AS day) \
          SELECT d.day, \
-                COALESCE(SUM(t.credits), 0)::bigint AS credits, \
+                (COALESCE(SUM(t.credits), 0) \
+                 + (SELECT COALESCE(SUM(s.credits), 0) FROM spend_ledger s WHERE s.day = d.day))::bigint \
+                  AS credits, \
                 COALESCE(SUM(t.finished), 0)::bigint AS completed \
          FROM days d LEFT JOIN day_totals t ON t.day = d.day \
          GROUP BY d.day ORDER BY d.day",

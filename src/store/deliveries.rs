@@ -15,10 +15,13 @@ pub struct Delivery<'a> {
     pub body: Option<&'a Value>,
 }
 
+/// Records a delivery; nothing when its lookup is gone (erased, or removed
+/// by retention), whose deliveries keep nothing.
 pub async fn record(db: impl PgExecutor<'_>, d: Delivery<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO deliveries (lookup_id, request_id, payload_status, outcome, reason, \
-           body_sha256, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+           body_sha256, body) SELECT $1, $2, $3, $4, $5, $6, $7 \
+         WHERE $1::uuid IS NULL OR EXISTS (SELECT 1 FROM lookups WHERE id = $1)",
     )
     .bind(d.lookup_id)
     .bind(d.request_id)

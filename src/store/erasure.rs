@@ -50,6 +50,26 @@ pub async fn erase(
     })
 }
 
+/// Takes away the Idempotency-Key records (key, request hash) of the
+/// lookups [`erase`] is about to delete, for the caller to remember them
+/// sealed (they may hold the identifier).
+pub async fn take_idempotency_keys(
+    tx: &mut PgConnection,
+    identities: &[String],
+    name: Option<&str>,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "DELETE FROM idempotency_keys WHERE lookup_id IN (SELECT id FROM lookups WHERE id IN \
+           (SELECT lookup_id FROM lookup_identities WHERE identity = ANY($1)) \
+           OR ($2::text IS NOT NULL AND lower(name) = lower($2))) \
+         RETURNING key, request_sha256",
+    )
+    .bind(identities)
+    .bind(name)
+    .fetch_all(tx)
+    .await
+}
+
 /// Refuses later lookups of this identity (a keyed hash).
 pub async fn suppress(db: impl PgExecutor<'_>, identity: &str) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO suppressed_identities (identity) VALUES ($1) ON CONFLICT DO NOTHING")

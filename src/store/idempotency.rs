@@ -35,6 +35,38 @@ pub async fn find(tx: &mut PgConnection, key: &str) -> sqlx::Result<Option<Store
     )
 }
 
+/// Remembers the keys of erased lookups, as keyed hashes `(key, request)`.
+pub async fn remember_erased(
+    tx: &mut PgConnection,
+    sealed: &[(String, String)],
+) -> sqlx::Result<()> {
+    let (keys, requests): (Vec<&str>, Vec<&str>) =
+        sealed.iter().map(|(k, r)| (k.as_str(), r.as_str())).unzip();
+    sqlx::query(
+        "INSERT INTO erased_idempotency_keys (key_hash, request_hash) \
+         SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(keys)
+    .bind(requests)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// The request hash recorded for an erased key, found by any of
+/// `key_hashes` (one per accepted secret).
+pub async fn find_erased(
+    tx: &mut PgConnection,
+    key_hashes: &[String],
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT request_hash FROM erased_idempotency_keys WHERE key_hash = ANY($1) LIMIT 1",
+    )
+    .bind(key_hashes)
+    .fetch_optional(tx)
+    .await
+}
+
 pub async fn insert(
     tx: &mut PgConnection,
     key: &str,

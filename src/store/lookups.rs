@@ -152,6 +152,70 @@ pub async fn insert_identities(
     Ok(())
 }
 
+/// Re-keys a lookup just matched by a request: when its identities were
+/// written under another key (a rotated SERVICE_SECRET), adds `hashes`,
+/// its identities under the current key `key_id`. The rows under the
+/// previous key stay: replicas not yet restarted still match by them.
+pub async fn rekey_if_stale(
+    db: &mut PgConnection,
+    id: Uuid,
+    hashes: &[String],
+    key_id: &str,
+) -> sqlx::Result<()> {
+    let stale = sqlx::query(
+        "UPDATE lookups SET identities_key = $2 \
+         WHERE id = $1 AND identities_key IS DISTINCT FROM $2",
+    )
+    .bind(id)
+    .bind(key_id)
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
+        == 1;
+    if stale {
+        insert_identities(&mut *db, id, hashes).await?;
+    }
+    Ok(())
+}
+
+/// Claims up to `limit` lookups whose identities are not under the key
+/// `key_id`, for the re-keying pass (other replicas skip them).
+pub async fn claim_stale_identities(
+    db: &mut PgConnection,
+    key_id: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, Subject)>> {
+    #[derive(FromRow)]
+    struct Row {
+        id: Uuid,
+        #[sqlx(flatten)]
+        subject: Subject,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, email, phone, social_media_url, name, company FROM lookups \
+         WHERE identities_key IS DISTINCT FROM $1 LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(key_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.subject)).collect())
+}
+
+/// Records that the identities of `ids` are under the key `key_id`.
+pub async fn mark_identities_key(
+    db: &mut PgConnection,
+    ids: &[Uuid],
+    key_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE lookups SET identities_key = $2 WHERE id = ANY($1)")
+        .bind(ids)
+        .bind(key_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Has the one-off backfill `name` run to the end on this database?
 pub async fn backfill_done(db: &PgPool, name: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM completed_backfills WHERE name = $1)")
@@ -193,6 +257,8 @@ pub struct NewLookup<'a> {
     pub metadata: &'a Value,
     /// Made against the sandbox simulator.
     pub synthetic: bool,
+    /// The identity key its identities are written under.
+    pub identities_key: &'a str,
 }
 
 /// Inserts a pending lookup unless one for the same person is already in
@@ -200,7 +266,7 @@ pub struct NewLookup<'a> {
 pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO lookups (id, email, phone, social_media_url, name, company, subject_key, \
-         metadata, synthetic) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         metadata, synthetic, identities_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (subject_key) WHERE status IN ('pending', 'queued', 'processing') DO NOTHING",
     )
     .bind(new.id)
@@ -212,6 +278,7 @@ pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::
     .bind(new.subject_key)
     .bind(new.metadata)
     .bind(new.synthetic)
+    .bind(new.identities_key)
     .execute(db)
     .await?
     .rows_affected();
@@ -229,15 +296,20 @@ pub async fn lock_credit_budget(db: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Credits charged today plus credits that lookups in flight may still cost,
-/// from the kept totals (a few rows, whatever the size of `lookups`).
-/// Call under [`lock_credit_budget`].
+/// Credits charged today (lookups erased or purged since included) plus
+/// credits that jobs in flight may still cost (those of lookups erased
+/// today while upstream ran them included), from kept totals: a few rows,
+/// whatever the size of `lookups`. Call under [`lock_credit_budget`].
 pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
                   WHERE day = (now() AT TIME ZONE 'UTC')::date) \
               + $1 * (SELECT COALESCE(sum(lookups), 0)::bigint FROM lookup_totals \
-                      WHERE status IN ('pending', 'queued', 'processing'))",
+                      WHERE status IN ('pending', 'queued', 'processing')) \
+              + (SELECT COALESCE(SUM(credits), 0) FROM spend_ledger \
+                  WHERE day >= (now() AT TIME ZONE 'UTC')::date)::bigint \
+              + $1 * (SELECT count(*) FROM gone_lookups WHERE in_flight AND NOT settled \
+                  AND NOT synthetic AND gone_on >= (now() AT TIME ZONE 'UTC')::date)",
     )
     .bind(per_job)
     .fetch_one(db)

@@ -3,7 +3,6 @@
 //! `apply_job_update` function of the schema does the work under the
 //! lookup's row lock).
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -11,9 +10,7 @@ use uuid::Uuid;
 use crate::facets::Facets;
 use crate::upstream::payload::{JobState, JobUpdate};
 
-/// Credits upstream charges for a completed job with at least one section
-/// (the schema function applies the same rule).
-pub const CREDITS_PER_RESULT: i32 = 5;
+pub use crate::upstream::payload::CREDITS_PER_RESULT;
 
 /// Which path brought a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +36,10 @@ pub enum Outcome {
     Duplicate,
     /// Not this lookup's to apply; nothing changed.
     Refused(String),
+    /// The lookup is no longer stored (erased, or removed by retention):
+    /// nothing of the delivery was kept; a paid result's credits were added
+    /// to the day's spend, once per lookup.
+    Gone,
 }
 
 impl Outcome {
@@ -47,6 +48,7 @@ impl Outcome {
             Outcome::Applied => "applied",
             Outcome::Duplicate => "duplicate",
             Outcome::Refused(_) => "refused",
+            Outcome::Gone => "gone",
         }
     }
 
@@ -54,6 +56,7 @@ impl Outcome {
         match raw.split_once(':') {
             Some(("refused", reason)) => Outcome::Refused(reason.to_owned()),
             _ if raw == "applied" => Outcome::Applied,
+            _ if raw == "gone" => Outcome::Gone,
             _ => Outcome::Duplicate,
         }
     }
@@ -75,18 +78,18 @@ pub async fn apply(
     via: Via,
     delivery: Option<DeliveryRecord<'_>>,
 ) -> sqlx::Result<Outcome> {
-    let (result, completed_on, error): (Option<&Value>, Option<DateTime<Utc>>, Option<&str>) =
-        match &update.state {
-            JobState::Completed {
-                result,
-                completed_on,
-            } => (Some(result), *completed_on, None),
-            JobState::Failed { error } => (None, None, Some(error)),
-            JobState::Queued | JobState::Processing => (None, None, None),
-        };
+    let (result, completed_on, error, credits) = match &update.state {
+        JobState::Completed {
+            result,
+            completed_on,
+            credits,
+        } => (Some(result), *completed_on, None, *credits),
+        JobState::Failed { error } => (None, None, Some(error.as_str()), 0),
+        JobState::Queued | JobState::Processing => (None, None, None, 0),
+    };
     let facets = result.map(Facets::extract).unwrap_or_default();
     let raw: String = sqlx::query_scalar(
-        "SELECT apply_job_update($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        "SELECT apply_job_update($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(lookup_id)
     .bind(&update.request_id)
@@ -104,6 +107,7 @@ pub async fn apply(
     .bind(delivery.is_some())
     .bind(delivery.as_ref().map(|d| d.body_sha256))
     .bind(delivery.as_ref().map(|d| d.body))
+    .bind(credits)
     .fetch_one(db)
     .await?;
     Ok(Outcome::parse(&raw))

@@ -69,6 +69,19 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
         stats.ambiguous_submits,
         stats.oldest_unfinished_secs,
     ) = row;
+    // Spend of lookups no longer stored (erased, or removed by retention).
+    let gone: (i64, i64, i64) = sqlx::query_as(
+        "SELECT \
+           COALESCE(SUM(credits) FILTER (WHERE day >= (now() AT TIME ZONE 'UTC')::date), 0)::bigint, \
+           COALESCE(SUM(credits) FILTER (WHERE day >= date_trunc('month', now() AT TIME ZONE 'UTC')::date), 0)::bigint, \
+           COALESCE(SUM(credits), 0)::bigint \
+         FROM spend_ledger",
+    )
+    .fetch_one(db)
+    .await?;
+    stats.credits_today += gone.0;
+    stats.credits_this_month += gone.1;
+    stats.credits_total += gone.2;
     stats.forged_callbacks = super::forged::total(db).await?;
     for outcome in ["applied", "duplicate", "refused"] {
         stats.deliveries_by_outcome.insert(outcome.into(), 0);

@@ -272,6 +272,7 @@ pub async fn poll_not_found(db: &PgPool, claim: Claim, error: &str) -> sqlx::Res
         "UPDATE lookups SET poll_count = poll_count + 1, last_polled_at = now(), \
            lease_owner = NULL, lease_until = NULL, \
            error = CASE WHEN status IN ('queued', 'processing') THEN $3 ELSE error END, \
+           expired_at = CASE WHEN status IN ('queued', 'processing') THEN now() ELSE expired_at END, \
            status = CASE WHEN status IN ('queued', 'processing') THEN 'expired' ELSE status END \
          WHERE id = $1 AND claim_id = $2",
     )
@@ -284,7 +285,8 @@ pub async fn poll_not_found(db: &PgPool, claim: Claim, error: &str) -> sqlx::Res
 /// Marks jobs older than the deadline as expired; returns how many.
 pub async fn expire_overdue(db: &PgPool, deadline: Duration, error: &str) -> sqlx::Result<u64> {
     Ok(sqlx::query(
-        "UPDATE lookups SET status = 'expired', error = $2, lease_owner = NULL, lease_until = NULL \
+        "UPDATE lookups SET status = 'expired', error = $2, expired_at = now(), \
+           lease_owner = NULL, lease_until = NULL \
          WHERE status IN ('pending', 'queued', 'processing') \
            AND created_at < now() - make_interval(secs => $1) \
            AND (lease_until IS NULL OR lease_until < now())",

@@ -14,6 +14,9 @@ pub enum JobState {
     Completed {
         result: Value,
         completed_on: Option<DateTime<Utc>>,
+        /// What upstream charged for `result` as received (before any
+        /// redaction): see [`credits_for`].
+        credits: i32,
     },
     Failed {
         error: String,
@@ -93,17 +96,21 @@ pub fn parse_job(body: &Value) -> Result<JobUpdate, PayloadError> {
     let state = match status.to_ascii_lowercase().as_str() {
         "queued" => JobState::Queued,
         "processing" | "pending" => JobState::Processing,
-        "completed" => JobState::Completed {
-            result: job
+        "completed" => {
+            let result = job
                 .get("result")
                 .filter(|r| !r.is_null())
                 .cloned()
-                .unwrap_or_else(|| Value::Object(Default::default())),
-            completed_on: job
-                .get("completed_on")
-                .and_then(Value::as_str)
-                .and_then(parse_time),
-        },
+                .unwrap_or_else(|| Value::Object(Default::default()));
+            JobState::Completed {
+                credits: credits_for(&result),
+                result,
+                completed_on: job
+                    .get("completed_on")
+                    .and_then(Value::as_str)
+                    .and_then(parse_time),
+            }
+        }
         "failed" => JobState::Failed {
             error: error_text(job.get("error")).unwrap_or_else(|| "upstream job failed".into()),
         },
@@ -114,6 +121,18 @@ pub fn parse_job(body: &Value) -> Result<JobUpdate, PayloadError> {
         }
     };
     Ok(JobUpdate { request_id, state })
+}
+
+/// Credits upstream charges for a completed job with at least one section.
+pub const CREDITS_PER_RESULT: i32 = 5;
+
+/// What upstream charges for a completed job's `result`, read as received:
+/// [`CREDITS_PER_RESULT`] when it has at least one section, else 0.
+pub fn credits_for(result: &Value) -> i32 {
+    match result.as_object() {
+        Some(sections) if !sections.is_empty() => CREDITS_PER_RESULT,
+        _ => 0,
+    }
 }
 
 /// Upstream timestamps come with or without an offset; naive ones are UTC.

@@ -1,5 +1,7 @@
 //! Periodic housekeeping: abandoned submits become ambiguous, overdue jobs
-//! expire, the pacing ledger is pruned; about once a minute, retention.
+//! expire, the pacing ledger is pruned; about once a minute, retention;
+//! after a start, lookups' identities are re-keyed under the current
+//! SERVICE_SECRET until none is left.
 
 use std::time::Duration;
 
@@ -13,10 +15,15 @@ const EVERY: Duration = Duration::from_secs(2);
 const LEDGER_KEEP: Duration = Duration::from_secs(2 * 86_400);
 /// Retention runs on one tick in this many.
 const RETENTION_EVERY_TICKS: u64 = 30;
+/// Lookups re-keyed per tick.
+const REKEY_BATCH: i64 = 500;
 
 pub(super) async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(EVERY);
     let mut ticks: u64 = 0;
+    // The secret does not change while the process runs: once every lookup
+    // is under it, there is nothing more to look for.
+    let mut rekeying = true;
     loop {
         tokio::select! {
             biased;
@@ -30,6 +37,15 @@ pub(super) async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
             && let Err(e) = retention(&ctx).await
         {
             tracing::warn!(error = %e, "retention purge failed; retrying later");
+        }
+        if rekeying {
+            match crate::lookups::rekey_identities(&ctx.db, &ctx.secret, REKEY_BATCH).await {
+                Ok(0) => rekeying = false,
+                Ok(n) => {
+                    tracing::info!(lookups = n, "identities re-keyed under the current secret")
+                }
+                Err(e) => tracing::warn!(error = %e, "re-keying identities failed; retrying"),
+            }
         }
         ticks += 1;
     }

@@ -47,6 +47,8 @@ pub struct WorkerContext {
     pub gate: Arc<crate::callback_gate::CallbackGate>,
     /// What is written of polled payloads.
     pub intake: crate::intake::Intake,
+    /// Keys identity hashes (the re-keying pass after a rotation).
+    pub secret: crate::secrets::ServiceSecret,
     pub retention: Retention,
 }
 

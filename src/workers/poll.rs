@@ -76,7 +76,10 @@ async fn apply(
 ) -> sqlx::Result<work::Owned> {
     let mut tx = ctx.db.begin().await?;
     let outcome = results::apply(&mut *tx, claim.id, update, Via::Poll, None).await?;
-    let owned = work::poll_retry(&mut *tx, claim.claim(), Utc::now()).await?;
+    // Erased (or purged) while the poll was on its way: its credits are
+    // counted, nothing else is left to record.
+    let owned = outcome == results::Outcome::Gone
+        || work::poll_retry(&mut *tx, claim.claim(), Utc::now()).await?;
     tx.commit().await?;
     metrics::counter!("results_total", "via" => "poll", "outcome" => outcome.as_str()).increment(1);
     tracing::info!(

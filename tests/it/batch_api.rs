@@ -253,3 +253,45 @@ async fn batch_answers_match_the_openapi_document(db: PgPool) {
     .await;
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn replaying_a_batch_after_one_of_its_people_was_erased_executes_nothing(db: PgPool) {
+    let (upstream, app) = spawn_with_accepting_upstream(db).await;
+    let (done, request_id, callback) =
+        submitted_lookup(&app, &upstream, json!({"email": "ann@example.com"})).await;
+    complete_by_callback(&app, &done, &callback, &completed_for(&request_id)).await;
+    let body = json!({"items": [
+        {"email": "ann@example.com", "refresh": true}, {"email": "bob@example.com"}
+    ]});
+    let first = batch_items(&app, &body, Some("batch-erased")).await;
+    assert_eq!(first[0]["status"], 202);
+    wait_for_submits(&upstream, 3).await;
+    let erased = app
+        .http
+        .delete(app.url("/v1/subjects?email=ann@example.com"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 200);
+
+    let response = post_batch(&app, &body, Some("batch-erased")).await;
+
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        !text.contains("ann@"),
+        "the erased person is served back: {text}"
+    );
+    let again: Value = serde_json::from_str(&text).unwrap();
+    let again = again["items"].as_array().unwrap();
+    assert_eq!(again[0]["status"], 410, "{}", again[0]);
+    assert_eq!(again[0]["problem"]["type"], "lookup_erased", "{}", again[0]);
+    assert!(again[0].get("lookup").is_none(), "{}", again[0]);
+    assert_eq!(again[1]["status"], first[1]["status"]);
+    assert_eq!(again[1]["lookup"]["id"], first[1]["lookup"]["id"]);
+    // Nothing was executed: no new lookup, so nothing to send upstream.
+    assert_eq!(lookup_count(&app).await, 1);
+    assert_eq!(submits(&upstream).await.len(), 3);
+    app.stop().await;
+}

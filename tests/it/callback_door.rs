@@ -200,6 +200,29 @@ async fn redacted_sections_are_never_written(db: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_result_whose_only_section_is_redacted_still_counts_the_credits_upstream_charged(
+    db: PgPool,
+) {
+    let upstream = common::accepting_upstream().await;
+    let mut settings = Settings::with_upstream_url(upstream.uri().parse().unwrap());
+    settings.redact_sections = vec!["psychographics".into()];
+    let app = spawn(db, settings).await;
+    let (id, request_id, callback) =
+        submitted_lookup(&app, &upstream, json!({"email": "redacted@example.com"})).await;
+    let delivery = completed_with(&request_id, json!({"psychographics": {"values": ["x"]}}));
+
+    let done = common::complete_by_callback(&app, &id, &callback, &delivery).await;
+
+    assert_eq!(done["profile"]["result"], json!({}));
+    assert_eq!(
+        done["credits_charged"], 5,
+        "upstream charged for the section"
+    );
+    assert_eq!(app.get_json("/v1/stats").await["credits"]["today"], 5);
+    app.stop().await;
+}
+
+#[sqlx::test]
 async fn sandbox_lookups_and_profiles_say_they_are_synthetic(db: PgPool) {
     let app = spawn(db, Settings::sandbox()).await;
     let id = app.create(&json!({"email": "synth@example.com"})).await;

@@ -404,3 +404,159 @@ async fn lookups_sharing_any_identifier_are_one_person_in_flight(db: PgPool) {
     assert_eq!(app.count("SELECT count(*) FROM lookups").await, 1);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_erasure_with_suppress_racing_a_create_of_the_same_person_leaves_no_lookup_of_them(
+    db: PgPool,
+) {
+    let (app, server) = app_with_mock(db).await;
+    let mut erased_in_flight = Vec::new();
+    for round in 0..25 {
+        let email = format!("race-{round}@example.com");
+        let (person, query) = (
+            json!({"email": email}),
+            format!("email={email}&suppress=true"),
+        );
+
+        let (created, erased) = tokio::join!(app.post_lookup(&person), erase(&app, &query));
+
+        assert_eq!(erased.status(), 200);
+        let erased: Value = erased.json().await.unwrap();
+        match created.status().as_u16() {
+            // The create went first: the erasure must have found its lookup.
+            202 => {
+                assert_eq!(erased["erased"]["lookups"], 1, "round {round}: {erased}");
+                erased_in_flight.push(email.clone());
+            }
+            409 => assert_eq!(erased["erased"]["lookups"], 0, "round {round}"),
+            other => panic!("round {round}: create answered {other}"),
+        }
+        let surviving =
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM lookups WHERE email = $1")
+                .bind(&email)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        assert_eq!(
+            surviving, 0,
+            "round {round}: a lookup of a suppressed person survived"
+        );
+    }
+    // Only lookups made before their suppression (and erased with it) can
+    // have reached upstream.
+    for sent in submits(&server).await {
+        let email = sent["email"].as_str().unwrap().to_owned();
+        assert!(
+            erased_in_flight.contains(&email),
+            "{email} was sent upstream"
+        );
+    }
+    app.stop().await;
+}
+
+/// Settings after a rotation: SERVICE_SECRET `current`, optionally the old
+/// test secret as SERVICE_SECRET_PREVIOUS.
+fn rotated(server: &MockServer, current: &str, keep_previous: bool) -> Settings {
+    let mut settings = Settings::with_upstream_url(server.uri().parse().unwrap());
+    settings.service_secret = interests_receiver::secrets::ServiceSecret::new(
+        current,
+        keep_previous.then(|| crate::common::TEST_SECRET.as_bytes().to_vec()),
+    );
+    settings
+}
+
+/// Does lookup `id` hold its email identity under `secret`?
+async fn keyed_under(app: &TestApp, id: &str, secret: &str, email: &str) -> bool {
+    let hash = interests_receiver::secrets::ServiceSecret::new(secret, None)
+        .identity_hash(&format!("email:{email}"));
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM lookup_identities WHERE lookup_id = $1::uuid AND identity = $2)",
+    )
+    .bind(id)
+    .bind(hash)
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn a_lookup_matched_under_the_previous_secret_is_re_keyed_under_the_current_one(db: PgPool) {
+    const NEW: &str = "rotated-service-secret-0123456789-abcdefghij";
+    let (app, server) = app_with_mock(db.clone()).await;
+    let done = completed_lookup(&app, &server, json!({"email": ANN})).await;
+    let id = done["id"].as_str().unwrap().to_owned();
+    app.stop().await;
+    // Rotated, workers off: only the request itself can re-key.
+    let mut settings = rotated(&server, NEW, true);
+    settings.options.run_workers = false;
+    let app = spawn(db.clone(), settings).await;
+    assert!(!keyed_under(&app, &id, NEW, ANN).await);
+
+    let cached = app.post_lookup(&json!({"email": ANN})).await;
+
+    assert_eq!(cached.status(), 200);
+    assert!(
+        keyed_under(&app, &id, NEW, ANN).await,
+        "not re-keyed on use"
+    );
+    app.stop().await;
+    // Once the previous secret is dropped, the person is still known.
+    let app = spawn(db, rotated(&server, NEW, false)).await;
+    let again = app.post_lookup(&json!({"email": ANN})).await;
+    assert_eq!(again.status(), 200, "paid again after the rotation");
+    assert_eq!(submits(&server).await.len(), 1);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn after_a_rotation_maintenance_re_keys_every_lookup_so_the_previous_secret_can_go(
+    db: PgPool,
+) {
+    const NEW: &str = "rotated-service-secret-0123456789-abcdefghij";
+    let (app, server) = app_with_mock(db.clone()).await;
+    let done = completed_lookup(&app, &server, json!({"email": ANN})).await;
+    let id = done["id"].as_str().unwrap().to_owned();
+    app.stop().await;
+
+    let app = spawn(db.clone(), rotated(&server, NEW, true)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !keyed_under(&app, &id, NEW, ANN).await {
+        assert!(tokio::time::Instant::now() < deadline, "never re-keyed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+
+    let app = spawn(db, rotated(&server, NEW, false)).await;
+    let again = app.post_lookup(&json!({"email": ANN})).await;
+    assert_eq!(again.status(), 200, "paid again after the rotation");
+    assert_eq!(submits(&server).await.len(), 1);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn replaying_an_idempotency_key_of_an_erased_person_pays_for_nothing(db: PgPool) {
+    let (app, server) = app_with_mock(db).await;
+    let key = format!("crm-{ANN}");
+    let body = json!({"email": ANN, "refresh": true});
+    let send = |body: Value| {
+        app.http
+            .post(app.url("/v1/lookups"))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", &key)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(send(body.clone()).await.unwrap().status(), 202);
+    wait_for_submits(&server, 1).await;
+    assert_eq!(erase(&app, &format!("email={ANN}")).await.status(), 200);
+
+    let replay = problem(send(body.clone()).await.unwrap(), 410).await;
+    let other = send(json!({"email": "bob@example.com"})).await.unwrap();
+
+    assert_eq!(replay["type"], "lookup_erased", "{replay}");
+    assert_eq!(other.status(), 422, "the key was used with another body");
+    assert_eq!(app.count("SELECT count(*) FROM lookups").await, 0);
+    assert_eq!(submits(&server).await.len(), 1);
+    assert_eq!(tables_holding(&app, ANN).await, []);
+    app.stop().await;
+}

@@ -336,3 +336,50 @@ async fn export_writes_every_matching_profile_as_csv_and_as_json_lines(db: PgPoo
     assert_eq!(got, expected);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn exported_csv_cells_that_start_like_a_formula_are_neutralised(db: PgPool) {
+    let (upstream, app) = crate::common::spawn_with_accepting_upstream(db).await;
+    let (id, request_id, callback) = crate::common::submitted_lookup(
+        &app,
+        &upstream,
+        serde_json::json!({"email": "formula@example.com", "name": "=1+1", "company": "@Acme"}),
+    )
+    .await;
+    // Upstream strings as a spreadsheet would run them.
+    let result = serde_json::json!({
+        "core_profile": {"archetypes": ["=HYPERLINK(\"http://evil.example\",\"x\")"]},
+        "interest_graph": {"-2+3": {"interests": [{"topic": "+cmd|' /C calc'!A0"}]}},
+        "brand_affinities": [{"brands": ["@SUM(A1:A9)", "Nike"]}],
+        "professional_ecosystem": {"industry_focus": ["\tTab", "\rReturn"]}
+    });
+    crate::common::complete_by_callback(
+        &app,
+        &id,
+        &callback,
+        &crate::common::completed_with(&request_id, result),
+    )
+    .await;
+
+    let out = run(&app, &["export", "--format", "csv"]).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut reader = csv::Reader::from_reader(&out.stdout[..]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(&row[5], "'=1+1");
+    assert_eq!(&row[6], "'@Acme");
+    assert_eq!(&row[8], "'=HYPERLINK(\"http://evil.example\",\"x\")");
+    assert_eq!(&row[9], "'-2+3");
+    assert_eq!(&row[10], "'+cmd|' /C calc'!A0");
+    assert_eq!(&row[11], "'@SUM(A1:A9); Nike");
+    assert_eq!(&row[12], "'\tTab; \rReturn");
+    for cell in row {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "a cell a spreadsheet would run: {cell:?}"
+        );
+    }
+    app.stop().await;
+}

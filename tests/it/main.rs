@@ -15,6 +15,7 @@ mod configuration;
 mod console;
 mod crash_safety;
 mod deliveries_api;
+mod erased_results;
 mod erasure_api;
 mod events;
 mod facets_api;

@@ -26,8 +26,12 @@ function extract(result) {
   };
 }
 
+/** A CSV field a spreadsheet shows and never runs: text starting like a
+ * formula (=, +, -, @, tab, CR) gets a leading ' (OWASP, CSV injection), as
+ * `interests-receiver export` does. */
 function csvField(value) {
-  const s = value == null ? '' : String(value);
+  const raw = value == null ? '' : String(value);
+  const s = /^[=+\-@\t\r]/.test(raw) ? `'${raw}` : raw;
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

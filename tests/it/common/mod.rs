@@ -66,6 +66,8 @@ pub struct Settings {
     pub options: Options,
     pub redact_sections: Vec<String>,
     pub retention_profile: Option<Duration>,
+    /// SERVICE_SECRET (and SERVICE_SECRET_PREVIOUS); [`TEST_SECRET`] alone.
+    pub service_secret: ServiceSecret,
 }
 
 impl Settings {
@@ -92,6 +94,7 @@ impl Settings {
             options: Options::default(),
             redact_sections: Vec::new(),
             retention_profile: None,
+            service_secret: ServiceSecret::new(TEST_SECRET, None),
         }
     }
 }
@@ -132,7 +135,7 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
             tokens.extend(ApiTokens::named(READ_TOKEN, "reader", Access::Read));
             tokens
         },
-        service_secret: ServiceSecret::new(TEST_SECRET, None),
+        service_secret: settings.service_secret.clone(),
         poll_after: settings.poll_after,
         rate_per_minute: settings.rate_per_minute,
         rate_per_hour: settings.rate_per_hour,

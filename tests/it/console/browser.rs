@@ -250,6 +250,34 @@ async fn the_console_works_in_a_real_browser_and_refuses_what_it_must(db: PgPool
         "every row of the segment has brand {brand}: {csv}"
     );
     assert!(csv.contains("ann.console@example.com"));
+    // Cells that start like a formula are neutralised (OWASP CSV injection),
+    // by the very function Download CSV uses.
+    let risky = browser
+        .exec(
+            "return import('/console/segments.js').then((m) => m.segmentCsv([{
+               id: 'p', lookup_id: 'l', completed_on: null,
+               subject: {name: '=HYPERLINK(\"http://x\")', company: '+1', email: '@a', phone: '-1'},
+               result: {brand_affinities: [{brands: ['\\tx']}], core_profile: {archetypes: ['\\rx']}}}]))",
+            json!([]),
+        )
+        .await;
+    let risky = risky.as_str().unwrap();
+    let row: Vec<String> = csv::Reader::from_reader(risky.as_bytes())
+        .records()
+        .next()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(row[5], "'=HYPERLINK(\"http://x\")", "{risky}");
+    assert_eq!(
+        &row[2..7],
+        ["'@a", "'-1", "", row[5].as_str(), "'+1"],
+        "{risky}"
+    );
+    assert_eq!(row[8], "'\rx", "{risky}");
+    assert_eq!(row[11], "'\tx", "{risky}");
 
     // --- import: a CSV uploaded and followed to the end ------------------------
     let upload = browser.downloads.join("people.csv");
