@@ -52,7 +52,7 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> 
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "subject suppressed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid fields, or a name-only lookup under NAME_ONLY_LOOKUPS=refuse (naming company, email, phone and social_media_url)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "daily credit budget spent", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -63,7 +63,8 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<LookupView>)> {
     let key = idempotency_key(&headers)?;
-    let request = LookupRequest::parse(&body).map_err(ApiError::Validation)?;
+    let request = LookupRequest::parse_under(&body, state.config.name_only_lookups)
+        .map_err(ApiError::Validation)?;
     let answer =
         lookups::request(&state.db, state.policy(), &request, &body, key.as_deref()).await?;
     if matches!(answer, lookups::Answer::Created(_)) {

@@ -73,6 +73,7 @@ impl AppState {
             synthetic: self.config.is_sandbox(),
             profile_cache: self.config.profile_cache,
             credit_budget_daily: self.config.credit_budget_daily,
+            name_only: self.config.name_only_lookups,
         }
     }
 }

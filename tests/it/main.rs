@@ -21,6 +21,7 @@ mod facets_api;
 mod front_door;
 mod import_export;
 mod lookups_api;
+mod match_basis;
 mod open_door;
 mod operations;
 mod pacing;
