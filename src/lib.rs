@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod console;
 pub mod crashpoint;
+pub mod dry_run;
 pub mod events;
 pub mod facets;
 pub mod http;

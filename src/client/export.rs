@@ -25,10 +25,10 @@ pub struct ExportArgs {
     pub email: Option<String>,
     #[arg(long)]
     pub phone: Option<String>,
-    #[arg(long)]
+    #[arg(long, alias = "social_media_url")]
     pub social_media_url: Option<String>,
     /// email | phone | social_media_url | name_company | name_only
-    #[arg(long)]
+    #[arg(long, alias = "match_basis")]
     pub match_basis: Option<String>,
     #[arg(long)]
     pub interest: Option<String>,

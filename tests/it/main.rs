@@ -7,6 +7,7 @@ mod common;
 
 mod audit_api;
 mod batch_api;
+mod batch_dry_run;
 mod callback_door;
 mod callbacks;
 mod claims;
