@@ -14,6 +14,7 @@ pub mod crashpoint;
 pub mod dry_run;
 pub mod events;
 pub mod facets;
+pub mod generate;
 pub mod http;
 pub mod intake;
 pub mod lookups;

@@ -17,6 +17,7 @@ pub mod profiles;
 pub mod results;
 pub mod retention;
 pub mod stats;
+pub mod synthetic;
 pub mod webhooks;
 pub mod work;
 

@@ -20,6 +20,7 @@ mod erasure_api;
 mod events;
 mod facets_api;
 mod front_door;
+mod generate;
 mod import_export;
 mod lookups_api;
 mod match_basis;
