@@ -262,3 +262,53 @@ async fn an_unknown_match_basis_is_422_naming_it(db: PgPool) {
     }
     app.stop().await;
 }
+
+/// Profile ids `interests-receiver export --format jsonl <args>` writes.
+async fn export_ids(app: &TestApp, args: &[&str]) -> Vec<String> {
+    let output = tokio::process::Command::new(crate::common::bin())
+        .args(["export", "--format", "jsonl"])
+        .args(args)
+        .env_clear()
+        .env("INTERESTS_SERVER", app.url(""))
+        .env("INTERESTS_TOKEN", TOKEN)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let profile: Value = serde_json::from_str(line).unwrap();
+            profile["id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[sqlx::test]
+async fn export_takes_the_same_identifier_and_match_basis_filters(db: PgPool) {
+    let (_server, app, [ann, bob, cy, dee]) = four_people(db).await;
+
+    assert_eq!(
+        export_ids(&app, &["--email", "ANN.LEE+other@example.com"]).await,
+        [ann]
+    );
+    assert_eq!(export_ids(&app, &["--phone", "14155550123"]).await, [bob]);
+    assert_eq!(
+        export_ids(
+            &app,
+            &["--social-media-url", "http://linkedin.com/in/cy-young/"]
+        )
+        .await,
+        [cy]
+    );
+    assert_eq!(
+        export_ids(&app, &["--match-basis", "name_company"]).await,
+        [dee]
+    );
+    app.stop().await;
+}
