@@ -57,12 +57,39 @@ pub struct ItemVerdict {
     pub problem: Option<Value>,
 }
 
-/// The verdicts in input order, and the credits the day's budget has left
-/// (`None` without CREDIT_BUDGET_DAILY).
+/// How many items would lead to each outcome, and what they may cost.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub paid: u64,
+    pub cached: u64,
+    pub in_flight: u64,
+    pub suppressed: u64,
+    pub invalid: u64,
+    pub credits_at_most: i64,
+    /// Credits the day's budget has left (`None` without
+    /// CREDIT_BUDGET_DAILY).
+    pub budget_left: Option<i64>,
+}
+
+impl Totals {
+    fn add(&mut self, outcome: Outcome) {
+        let count = match outcome {
+            Outcome::Paid => &mut self.paid,
+            Outcome::Cached => &mut self.cached,
+            Outcome::InFlight => &mut self.in_flight,
+            Outcome::Suppressed => &mut self.suppressed,
+            Outcome::Invalid => &mut self.invalid,
+        };
+        *count += 1;
+        self.credits_at_most += outcome.credits();
+    }
+}
+
+/// The verdicts in input order, and their totals.
 #[derive(Debug)]
 pub struct Verdicts {
     pub items: Vec<ItemVerdict>,
-    pub budget_left: Option<i64>,
+    pub totals: Totals,
 }
 
 /// Judges every item of a batch. `render` turns a refused item into its
@@ -87,6 +114,7 @@ pub async fn judge(
     // only) of the people this batch would pay for.
     let mut paid_for: HashSet<String> = HashSet::new();
     let mut verdicts = Vec::with_capacity(items.len());
+    let mut totals = Totals::default();
     for result in judged {
         let verdict = match result? {
             Err(error) => {
@@ -117,11 +145,13 @@ pub async fn judge(
                 ItemVerdict { outcome, problem }
             }
         };
+        totals.add(verdict.outcome);
         verdicts.push(verdict);
     }
+    totals.budget_left = lookups::budget_left(db, policy).await?;
     Ok(Verdicts {
         items: verdicts,
-        budget_left: lookups::budget_left(db, policy).await?,
+        totals,
     })
 }
 

@@ -17,7 +17,7 @@ use super::views::LookupView;
 use crate::audit::{self, Action};
 use crate::batch::{self, BatchError, ItemError, MAX_ITEMS};
 use crate::config::Caller;
-use crate::dry_run::{self, Outcome};
+use crate::dry_run;
 use crate::subject::FieldError;
 use crate::token::sha256_hex;
 use axum::Extension;
@@ -69,7 +69,7 @@ pub struct DryRunItemView {
     pub problem: Option<Value>,
 }
 
-#[derive(Debug, Default, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DryRunTotalsView {
     pub paid: u64,
     pub cached: u64,
@@ -228,35 +228,28 @@ pub async fn create(
 }
 
 fn dry_run_view(verdicts: dry_run::Verdicts) -> DryRunView {
-    let mut totals = DryRunTotalsView {
-        budget_left: verdicts.budget_left,
-        ..DryRunTotalsView::default()
-    };
-    let items = verdicts
-        .items
-        .into_iter()
-        .enumerate()
-        .map(|(index, v)| {
-            let count = match v.outcome {
-                Outcome::Paid => &mut totals.paid,
-                Outcome::Cached => &mut totals.cached,
-                Outcome::InFlight => &mut totals.in_flight,
-                Outcome::Suppressed => &mut totals.suppressed,
-                Outcome::Invalid => &mut totals.invalid,
-            };
-            *count += 1;
-            totals.credits_at_most += v.outcome.credits();
-            DryRunItemView {
+    let t = verdicts.totals;
+    DryRunView {
+        dry_run: true,
+        items: verdicts
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(index, v)| DryRunItemView {
                 index,
                 would: v.outcome.as_str(),
                 credits: v.outcome.credits(),
                 problem: v.problem,
-            }
-        })
-        .collect();
-    DryRunView {
-        dry_run: true,
-        items,
-        totals,
+            })
+            .collect(),
+        totals: DryRunTotalsView {
+            paid: t.paid,
+            cached: t.cached,
+            in_flight: t.in_flight,
+            suppressed: t.suppressed,
+            invalid: t.invalid,
+            credits_at_most: t.credits_at_most,
+            budget_left: t.budget_left,
+        },
     }
 }
