@@ -14,6 +14,10 @@ pub struct Stats {
     pub polls_made: i64,
     pub submits_made: i64,
     pub ambiguous_submits: i64,
+    /// Lookups whose submit had an unknown outcome and that no callback
+    /// has resolved yet: never re-sent while AMBIGUOUS_RESUBMIT_AFTER_SECS
+    /// is unset, they wait for their callback or the job deadline.
+    pub ambiguous_waiting: i64,
     /// Lookups made against the sandbox simulator.
     pub synthetic_lookups: i64,
     /// Callbacks refused for a wrong token (flushed counts).
@@ -39,7 +43,7 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
     ] {
         stats.lookups_by_status.entry(status.into()).or_insert(0);
     }
-    let row: (i64, i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
+    let row: (i64, i64, i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
         "SELECT \
            COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('day', now())), 0)::bigint, \
            COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('month', now())), 0)::bigint, \
@@ -47,6 +51,8 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
            COALESCE(SUM(poll_count), 0)::bigint, \
            COALESCE(SUM(submit_attempts), 0)::bigint, \
            COALESCE(SUM(ambiguous_submits), 0)::bigint, \
+           COUNT(*) FILTER (WHERE status = 'pending' AND request_id IS NULL \
+             AND ambiguous_submits > 0 AND submit_started_at IS NULL), \
            COUNT(*) FILTER (WHERE synthetic), \
            EXTRACT(EPOCH FROM now() - MIN(created_at) FILTER (WHERE status IN ('pending', 'queued', 'processing')))::float8 \
          FROM lookups",
@@ -60,6 +66,7 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
         stats.polls_made,
         stats.submits_made,
         stats.ambiguous_submits,
+        stats.ambiguous_waiting,
         stats.synthetic_lookups,
         stats.oldest_unfinished_secs,
     ) = row;

@@ -363,6 +363,7 @@ async fn with_ambiguous_resubmit_unset_an_ambiguous_submit_is_never_resent_and_w
     // Two maintenance rounds and more than any backoff: a re-send would show.
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let waiting = app.lookup(&id).await;
+    let stats_waiting = app.get_json("/v1/stats").await["ambiguous_waiting"].clone();
     let never_due = app
         .count(&format!(
             "SELECT count(*) FROM lookups WHERE id = '{id}' AND next_action_at = 'infinity'"
@@ -382,7 +383,9 @@ async fn with_ambiguous_resubmit_unset_an_ambiguous_submit_is_never_resent_and_w
     assert_eq!(waiting["status"], "pending");
     assert!(waiting["request_id"].is_null());
     assert_eq!(never_due, 1);
+    assert_eq!(stats_waiting, 1);
     assert_eq!(done["request_id"], request_id.as_str());
+    assert_eq!(app.get_json("/v1/stats").await["ambiguous_waiting"], 0);
     assert_eq!(submits(&upstream).await.len(), 1);
     app.stop().await;
 }
