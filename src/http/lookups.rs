@@ -154,3 +154,43 @@ pub async fn list(
     .await?;
     Ok(Json(PageView::from_page(page, LookupView::from)))
 }
+
+/// Decide on a lookup whose submit outcome is unknown: send it again now.
+#[utoipa::path(post, path = "/v1/lookups/{id}/resubmit", tag = "lookups",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 202, description = "sent again (with the same callback token; this can charge twice)", body = LookupView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "not_awaiting_decision: the lookup has no unresolved ambiguous submit", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn resubmit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<LookupView>)> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::NotFound("no lookup has this id"))?;
+    let resubmitted = store::work::resubmit_ambiguous(&state.db, id).await?;
+    let lookup = store::lookups::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("no lookup has this id"))?;
+    if !resubmitted {
+        return Err(ApiError::Conflict(
+            "not_awaiting_decision",
+            "only a pending lookup whose submit outcome is unknown and unresolved can be sent again"
+                .into(),
+        ));
+    }
+    state.wake.notify_one();
+    let whom = Whom::Lookup(lookup.id, &lookup.subject);
+    audit::record(
+        &state.db,
+        &state.config.service_secret,
+        &caller,
+        Action::LookupCreate,
+        whom,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(lookup.into())))
+}

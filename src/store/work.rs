@@ -246,6 +246,24 @@ pub async fn recover_abandoned_submits(db: &PgPool, wait: Option<Duration>) -> s
     .rows_affected())
 }
 
+/// An operator's decision on a lookup whose submit outcome is unknown and
+/// unresolved (`POST /v1/lookups/{id}/resubmit`): send it again now, with
+/// the same callback token, accepting that it may be charged twice. Returns
+/// false when the lookup is not such a lookup (any more).
+pub async fn resubmit_ambiguous(db: &PgPool, id: Uuid) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE lookups SET next_action_at = now() \
+         WHERE id = $1 AND status = 'pending' AND request_id IS NULL \
+           AND ambiguous_submits > 0 AND submit_started_at IS NULL \
+           AND (lease_until IS NULL OR lease_until < now())",
+    )
+    .bind(id)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
 /// A poll found the job still running: status moves forward only.
 pub async fn poll_running(
     db: &PgPool,

@@ -391,6 +391,43 @@ async fn with_ambiguous_resubmit_unset_an_ambiguous_submit_is_never_resent_and_w
 }
 
 #[sqlx::test]
+async fn an_operator_can_decide_to_send_a_waiting_ambiguous_submit_again(db: PgPool) {
+    let log = Log::default();
+    let upstream = upstream_500_then_accepting(&log).await;
+    let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+    let id = create(&app, json!({"email": "decided@example.com"})).await;
+    wait_until(
+        &app,
+        &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
+    )
+    .await;
+    let resubmit = |id: String| {
+        app.http
+            .post(app.url(&format!("/v1/lookups/{id}/resubmit")))
+            .bearer_auth(common::TOKEN)
+            .send()
+    };
+
+    let decided = resubmit(id.clone()).await.unwrap();
+    assert_eq!(decided.status(), 202);
+    let queued = app
+        .wait_for(&id, WAIT, |l| !l["request_id"].is_null())
+        .await;
+    let again = resubmit(id.clone()).await.unwrap();
+    let unknown = resubmit(uuid::Uuid::now_v7().to_string()).await.unwrap();
+
+    let sent = submits(&upstream).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1]["callback_url"], sent[0]["callback_url"]);
+    assert_eq!(queued["status"], "queued");
+    let refused = common::problem(again, 409).await;
+    assert_eq!(refused["type"], "not_awaiting_decision");
+    common::problem(unknown, 404).await;
+    assert_eq!(submits(&upstream).await.len(), 2);
+    app.stop().await;
+}
+
+#[sqlx::test]
 async fn with_ambiguous_resubmit_unset_a_waiting_lookup_still_expires_at_the_job_deadline(
     db: PgPool,
 ) {
