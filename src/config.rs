@@ -109,7 +109,8 @@ pub struct ServeArgs {
     /// seconds to wait for its callback before re-submitting with the same
     /// callback token (this can charge twice). Must exceed the provider's
     /// delivery window. Unset: never sent again; the lookup waits for a
-    /// callback, or expires after JOB_DEADLINE_SECS.
+    /// callback, an operator's POST /v1/lookups/{id}/resubmit, or expiry
+    /// after JOB_DEADLINE_SECS.
     #[arg(long, env = "AMBIGUOUS_RESUBMIT_AFTER_SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub ambiguous_resubmit_after_secs: Option<u64>,
 

@@ -138,6 +138,8 @@ async fn serve_help_names_every_contract_variable_with_its_default() {
         ("JOB_DEADLINE_SECS", &["86400"][..]),
         ("PROFILE_CACHE_SECS", &["2592000"][..]),
         ("LOG_FORMAT", &["json"][..]),
+        ("NAME_ONLY_LOOKUPS", &["warn", "allow", "refuse"][..]),
+        ("AMBIGUOUS_RESUBMIT_AFTER_SECS", &["never sent again"][..]),
     ] {
         let block = block_of(variable);
         for default in defaults {
