@@ -141,7 +141,7 @@ async fn one(
     if size > crate::http::MAX_LOOKUP_BODY {
         return Ok(Err(ItemError::TooLarge(crate::http::MAX_LOOKUP_BODY)));
     }
-    let request = match LookupRequest::parse(item) {
+    let request = match LookupRequest::parse_under(item, policy.name_only) {
         Ok(r) => r,
         Err(errors) => return Ok(Err(ItemError::Invalid(errors))),
     };

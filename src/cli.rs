@@ -1,5 +1,5 @@
-//! Command line: `serve`, `migrate`, `sandbox`, `healthcheck`, and the
-//! client commands `import` and `export`.
+//! Command line: `serve`, `migrate`, `sandbox`, `generate`, `healthcheck`,
+//! and the client commands `import` and `export`.
 
 use std::time::Duration;
 
@@ -44,6 +44,9 @@ pub enum Command {
     /// Write every matching profile of a running server to standard output
     /// as CSV or JSON lines.
     Export(crate::client::export::ExportArgs),
+    /// Fill DATABASE_URL (migrated first) with N synthetic completed lookups
+    /// and profiles, generated in the database: demos, load tests, benchmarks.
+    Generate(crate::generate::GenerateArgs),
     /// Exit 0 when the given health URL answers 200 (container health check).
     Healthcheck {
         /// URL to probe [default: http://127.0.0.1:<port of LISTEN_ADDR>/healthz,
@@ -82,6 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import(args) => exit_with(crate::client::import::run(args).await),
         Command::Export(args) => exit_with(crate::client::export::run(args).await),
+        Command::Generate(args) => crate::generate::run(args).await,
         Command::Healthcheck { url, listen_addr } => {
             let url = url.unwrap_or_else(|| healthz_url(listen_addr));
             let response = reqwest::Client::builder()

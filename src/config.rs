@@ -20,6 +20,20 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// What happens to a lookup whose only identifier is a name (with or
+/// without company): `NAME_ONLY_LOOKUPS`. A name alone can match the wrong
+/// person, and each match costs credits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum NameOnlyLookups {
+    /// Accepted silently.
+    Allow,
+    /// Accepted, with an entry in the lookup's `warnings`.
+    #[default]
+    Warn,
+    /// Refused with 422 naming the identifiers that would make it precise.
+    Refuse,
+}
+
 /// Settings of `interests-receiver serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -93,9 +107,17 @@ pub struct ServeArgs {
 
     /// After a submit whose outcome is unknown (timeout, connection lost),
     /// seconds to wait for its callback before re-submitting with the same
-    /// callback token. Must exceed the provider's delivery window.
-    #[arg(long, env = "AMBIGUOUS_RESUBMIT_AFTER_SECS", default_value_t = 3_600)]
-    pub ambiguous_resubmit_after_secs: u64,
+    /// callback token (this can charge twice). Must exceed the provider's
+    /// delivery window. Unset: never sent again; the lookup waits for a
+    /// callback, an operator's POST /v1/lookups/{id}/resubmit, or expiry
+    /// after JOB_DEADLINE_SECS.
+    #[arg(long, env = "AMBIGUOUS_RESUBMIT_AFTER_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ambiguous_resubmit_after_secs: Option<u64>,
+
+    /// Lookups whose only identifier is `name` (with or without `company`):
+    /// `allow`, `warn` (accepted with a warning) or `refuse` (422).
+    #[arg(long, env = "NAME_ONLY_LOOKUPS", value_enum, default_value = "warn")]
+    pub name_only_lookups: NameOnlyLookups,
 
     /// Daily credit budget; beyond it new lookups answer 429. Unset: no budget.
     #[arg(long, env = "CREDIT_BUDGET_DAILY")]
@@ -174,7 +196,9 @@ pub struct Config {
     pub rate_per_hour: u32,
     pub job_deadline: Duration,
     pub profile_cache: Duration,
-    pub ambiguous_resubmit_after: Duration,
+    /// `None`: an ambiguous submit is never re-sent automatically.
+    pub ambiguous_resubmit_after: Option<Duration>,
+    pub name_only_lookups: NameOnlyLookups,
     pub credit_budget_daily: Option<u64>,
     pub upstream_timeout: Duration,
     pub worker_lease: Duration,
@@ -326,7 +350,8 @@ impl Config {
             rate_per_hour: args.upstream_rate_per_hour,
             job_deadline: Duration::from_secs(args.job_deadline_secs),
             profile_cache: Duration::from_secs(args.profile_cache_secs),
-            ambiguous_resubmit_after: Duration::from_secs(args.ambiguous_resubmit_after_secs),
+            ambiguous_resubmit_after: args.ambiguous_resubmit_after_secs.map(Duration::from_secs),
+            name_only_lookups: args.name_only_lookups,
             credit_budget_daily: args.credit_budget_daily,
             upstream_timeout: Duration::from_secs(args.upstream_timeout_secs),
             worker_lease: Duration::from_secs(worker_lease_secs),

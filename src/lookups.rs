@@ -9,11 +9,14 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::config::NameOnlyLookups;
 use crate::secrets::ServiceSecret;
 use crate::store::lookups::{self, LookupRecord, NewLookup};
 use crate::store::results::CREDITS_PER_RESULT;
 use crate::store::{erasure, idempotency};
-use crate::subject::{FieldError, Subject, legacy_identifier_digest};
+use crate::subject::{
+    FieldError, MatchBasis, NAME_ONLY_WARNING, Subject, legacy_identifier_digest,
+};
 use crate::token::sha256_hex;
 
 /// A validated `POST /v1/lookups` body.
@@ -22,6 +25,8 @@ pub struct LookupRequest {
     pub subject: Subject,
     pub refresh: bool,
     pub metadata: Value,
+    /// Warnings the lookup carries if one is made (NAME_ONLY_LOOKUPS=warn).
+    pub warnings: Vec<String>,
 }
 
 const FIELDS: [&str; 7] = [
@@ -97,9 +102,38 @@ impl LookupRequest {
                 subject,
                 refresh,
                 metadata,
+                warnings: Vec::new(),
             }),
             _ => Err(errors),
         }
+    }
+
+    /// [`LookupRequest::parse`], then the `NAME_ONLY_LOOKUPS` policy: a
+    /// name-only subject is refused naming the identifiers that would make
+    /// it precise, or carries a warning.
+    pub fn parse_under(
+        body: &Value,
+        name_only: NameOnlyLookups,
+    ) -> Result<LookupRequest, Vec<FieldError>> {
+        let mut request = Self::parse(body)?;
+        if request.subject.match_basis() == Some(MatchBasis::NameOnly) {
+            match name_only {
+                NameOnlyLookups::Allow => {}
+                NameOnlyLookups::Warn => request.warnings.push(NAME_ONLY_WARNING.to_owned()),
+                NameOnlyLookups::Refuse => {
+                    return Err(["company", "email", "phone", "social_media_url"]
+                        .into_iter()
+                        .map(|field| {
+                            FieldError::new(
+                                field,
+                                "a name alone can match the wrong person and NAME_ONLY_LOOKUPS=refuse: add company, email, phone or social_media_url",
+                            )
+                        })
+                        .collect());
+                }
+            }
+        }
+        Ok(request)
     }
 
     /// Unkeyed digests of each identifier, as suppressions made before
@@ -274,6 +308,8 @@ pub struct Policy<'a> {
     pub synthetic: bool,
     pub profile_cache: Duration,
     pub credit_budget_daily: Option<u64>,
+    /// NAME_ONLY_LOOKUPS.
+    pub name_only: NameOnlyLookups,
 }
 
 pub async fn request(
@@ -377,6 +413,7 @@ async fn decide(
             metadata: &req.metadata,
             synthetic: policy.synthetic,
             identities_key: &policy.secret.identity_key_id(),
+            warnings: &req.warnings,
         },
     )
     .await?;
@@ -393,6 +430,59 @@ async fn decide(
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
     Ok(Answer::InFlight(running))
+}
+
+/// What [`request`] would do for a lookup, found with nothing written and
+/// nothing locked (the batch dry run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Would {
+    /// A new paid lookup.
+    Paid,
+    /// The person's cached profile, at no cost.
+    Cached,
+    /// The person's lookup already in flight, at no further cost.
+    InFlight,
+    /// Refused: the person asked to be erased.
+    Suppressed,
+}
+
+/// The same decisions as `decide`, in the same order (suppression, cache
+/// unless `refresh`, in flight), read only.
+pub async fn foresee(
+    db: &mut sqlx::PgConnection,
+    policy: Policy<'_>,
+    req: &LookupRequest,
+) -> sqlx::Result<Would> {
+    let matched = policy.secret.identity_hashes(&req.subject.identities());
+    let suppressible = policy
+        .secret
+        .identity_hashes(&req.subject.suppression_identities());
+    if erasure::any_suppressed(&mut *db, &suppressible, &req.legacy_digests()).await? {
+        return Ok(Would::Suppressed);
+    }
+    if !req.refresh {
+        let since =
+            Utc::now() - chrono::Duration::from_std(policy.profile_cache).unwrap_or_default();
+        if lookups::find_cached(db, &matched, since).await?.is_some() {
+            return Ok(Would::Cached);
+        }
+    }
+    if lookups::find_in_flight(db, &matched).await?.is_some() {
+        return Ok(Would::InFlight);
+    }
+    Ok(Would::Paid)
+}
+
+/// Credits the daily budget still has room for (`None`: no budget): what
+/// the budget check of `decide` compares against, read without its lock.
+pub async fn budget_left(db: &PgPool, policy: Policy<'_>) -> sqlx::Result<Option<i64>> {
+    let Some(budget) = policy.credit_budget_daily else {
+        return Ok(None);
+    };
+    let mut conn = db.acquire().await?;
+    let committed =
+        lookups::credits_committed_today(&mut conn, i64::from(CREDITS_PER_RESULT)).await?;
+    Ok(Some((budget as i64 - committed).max(0)))
 }
 
 #[cfg(test)]

@@ -34,6 +34,48 @@ impl FieldError {
     }
 }
 
+/// The strongest identifier a lookup carries (contract section 5), in
+/// order: how precisely upstream can find the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchBasis {
+    Email,
+    Phone,
+    SocialMediaUrl,
+    /// Name with company, and none of the above.
+    NameCompany,
+    /// Name alone: can match the wrong person.
+    NameOnly,
+}
+
+impl MatchBasis {
+    pub const ALL: [MatchBasis; 5] = [
+        MatchBasis::Email,
+        MatchBasis::Phone,
+        MatchBasis::SocialMediaUrl,
+        MatchBasis::NameCompany,
+        MatchBasis::NameOnly,
+    ];
+
+    /// The name in the API and in the `lookups.match_basis` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchBasis::Email => "email",
+            MatchBasis::Phone => "phone",
+            MatchBasis::SocialMediaUrl => "social_media_url",
+            MatchBasis::NameCompany => "name_company",
+            MatchBasis::NameOnly => "name_only",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<MatchBasis> {
+        MatchBasis::ALL.into_iter().find(|b| b.as_str() == raw)
+    }
+}
+
+/// The `warnings` entry of a name-only lookup under `NAME_ONLY_LOOKUPS=warn`.
+pub const NAME_ONLY_WARNING: &str = "name_only: a name alone can match the wrong person; add company, email, phone or social_media_url to make the match precise";
+
 const MAX_EMAIL: usize = 254;
 const MAX_TEXT: usize = 200;
 const MAX_URL: usize = 2048;
@@ -126,6 +168,24 @@ impl Subject {
             ids.push(identity("name", name));
         }
         ids
+    }
+
+    /// The strongest identifier present; `None` only for a subject that
+    /// [`Subject::validate`] would refuse (no email, phone, URL or name).
+    pub fn match_basis(&self) -> Option<MatchBasis> {
+        Some(if self.email.is_some() {
+            MatchBasis::Email
+        } else if self.phone.is_some() {
+            MatchBasis::Phone
+        } else if self.social_media_url.is_some() {
+            MatchBasis::SocialMediaUrl
+        } else if self.name.is_some() && self.company.is_some() {
+            MatchBasis::NameCompany
+        } else if self.name.is_some() {
+            MatchBasis::NameOnly
+        } else {
+            return None;
+        })
     }
 
     /// Key of the in-flight uniqueness index: the first identity.
@@ -353,6 +413,41 @@ mod tests {
             ..named
         };
         assert_eq!(with_email.identities(), vec!["email:ann@example.com"]);
+    }
+
+    #[test]
+    fn the_match_basis_is_the_strongest_identifier_present() {
+        let s = |email: Option<&str>,
+                 phone: Option<&str>,
+                 name: Option<&str>,
+                 company: Option<&str>| Subject {
+            email: email.map(Into::into),
+            phone: phone.map(Into::into),
+            name: name.map(Into::into),
+            company: company.map(Into::into),
+            ..Subject::default()
+        };
+        let basis = |subject: Subject| subject.match_basis().map(MatchBasis::as_str);
+        assert_eq!(
+            basis(s(Some("a@b.io"), Some("+14155550100"), Some("A"), None)),
+            Some("email")
+        );
+        assert_eq!(
+            basis(s(None, Some("+14155550100"), Some("A"), Some("C"))),
+            Some("phone")
+        );
+        assert_eq!(
+            basis(s(None, None, Some("A"), Some("C"))),
+            Some("name_company")
+        );
+        assert_eq!(basis(s(None, None, Some("A"), None)), Some("name_only"));
+        assert_eq!(basis(s(None, None, None, Some("C"))), None);
+        let url = Subject {
+            social_media_url: Some("https://linkedin.com/in/a".into()),
+            name: Some("A".into()),
+            ..Subject::default()
+        };
+        assert_eq!(basis(url), Some("social_media_url"));
     }
 
     #[test]

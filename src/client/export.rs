@@ -25,8 +25,11 @@ pub struct ExportArgs {
     pub email: Option<String>,
     #[arg(long)]
     pub phone: Option<String>,
-    #[arg(long)]
+    #[arg(long, alias = "social_media_url")]
     pub social_media_url: Option<String>,
+    /// email | phone | social_media_url | name_company | name_only
+    #[arg(long, alias = "match_basis")]
+    pub match_basis: Option<String>,
     #[arg(long)]
     pub interest: Option<String>,
     #[arg(long)]
@@ -107,6 +110,7 @@ impl ExportArgs {
             ("email", &self.email),
             ("phone", &self.phone),
             ("social_media_url", &self.social_media_url),
+            ("match_basis", &self.match_basis),
             ("interest", &self.interest),
             ("category", &self.category),
             ("brand", &self.brand),

@@ -1,5 +1,6 @@
-//! `interests-receiver import FILE.csv [--wait]`: one lookup per row, sent in
-//! batches through `POST /v1/lookups/batch`.
+//! `interests-receiver import FILE.csv [--wait | --dry-run]`: one lookup per
+//! row, sent in batches through `POST /v1/lookups/batch` (with `--dry-run`,
+//! only asked what they would do: `super::import_dry_run`).
 //!
 //! Re-running a file pays for nobody twice: the server returns a person's
 //! lookup still in flight, or their cached profile, instead of a new paid
@@ -16,6 +17,7 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Map, Value, json};
 
+use super::import_dry_run::{self, DryRow, DryRunTally};
 use super::{Api, EXIT_BAD_ROWS, EXIT_OK, EXIT_UNUSABLE, ServerArgs, Unusable, detail};
 use crate::token::sha256_hex;
 
@@ -31,6 +33,11 @@ pub struct ImportArgs {
     /// a summary.
     #[arg(long)]
     pub wait: bool,
+    /// Send nothing that writes: print the totals of what the run would do
+    /// (new paid lookups, served from cache, already in flight, suppressed,
+    /// bad rows, credits at most, the day's budget left).
+    #[arg(long, conflicts_with = "wait")]
+    pub dry_run: bool,
     /// Rows per request to the batch endpoint.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub batch_size: u16,
@@ -203,6 +210,7 @@ async fn import(args: &ImportArgs) -> Result<u8, Unusable> {
         )));
     }
 
+    let mut dry = args.dry_run.then(DryRunTally::default);
     let mut batch: Vec<Row> = Vec::new();
     let mut batch_index = 0usize;
     let mut lines = LineCounter::new(&bytes);
@@ -231,23 +239,26 @@ async fn import(args: &ImportArgs) -> Result<u8, Unusable> {
         }
         if batch.len() >= usize::from(args.batch_size) {
             let key = format!("import-{file_digest}-{}-{batch_index}", args.batch_size);
-            send(
-                &api,
-                &key,
-                &std::mem::take(&mut batch),
-                &mut tally,
-                &progress,
-            )
-            .await?;
+            let rows = std::mem::take(&mut batch);
+            flush(&api, &key, &rows, &mut tally, dry.as_mut(), &progress).await?;
             batch_index += 1;
         }
         progress.update(tally.accepted + tally.bad, &tally, false);
     }
     if !batch.is_empty() {
         let key = format!("import-{file_digest}-{}-{batch_index}", args.batch_size);
-        send(&api, &key, &batch, &mut tally, &progress).await?;
+        flush(&api, &key, &batch, &mut tally, dry.as_mut(), &progress).await?;
     }
     progress.update(tally.accepted + tally.bad, &tally, true);
+    if let Some(dry) = dry {
+        progress.finish();
+        let unreadable = tally.bad - dry.invalid - dry.suppressed;
+        import_dry_run::print_totals(tally.rows, unreadable, &dry);
+        // The real run's status: 1 when some rows would be refused, also
+        // for want of budget.
+        let refused = tally.bad + dry.over_budget();
+        return Ok(if refused > 0 { EXIT_BAD_ROWS } else { EXIT_OK });
+    }
 
     if args.wait {
         follow(&api, &mut tally, &mut progress).await?;
@@ -339,6 +350,42 @@ fn row_body(headers: &[String], record: &csv::StringRecord) -> Value {
 fn report(progress: &Progress, tally: &mut Tally, line: u64, field: &str, message: &str) {
     tally.bad += 1;
     progress.println(&format!("line {line}: {field}: {message}"));
+}
+
+/// Sends a batch of rows, or, in a dry run, asks what it would do.
+async fn flush(
+    api: &Api,
+    key: &str,
+    rows: &[Row],
+    tally: &mut Tally,
+    dry: Option<&mut DryRunTally>,
+    progress: &Progress,
+) -> Result<(), Unusable> {
+    let Some(dry) = dry else {
+        return send(api, key, rows, tally, progress).await;
+    };
+    let dry_rows: Vec<DryRow<'_>> = rows
+        .iter()
+        .map(|r| DryRow {
+            line: r.line,
+            body: &r.body,
+        })
+        .collect();
+    let taken = |d: &DryRunTally| d.paid + d.cached + d.in_flight;
+    let refused = |d: &DryRunTally| d.invalid + d.suppressed;
+    let (taken_before, refused_before) = (taken(dry), refused(dry));
+    import_dry_run::send(
+        api,
+        &dry_rows,
+        dry,
+        &mut |line, field, message| progress.println(&format!("line {line}: {field}: {message}")),
+        |wait| progress.println(&format!("server busy (429): waiting {}s", wait.as_secs())),
+    )
+    .await?;
+    // As the real run counts them: rows it would take, rows it would refuse.
+    tally.accepted += taken(dry) - taken_before;
+    tally.bad += refused(dry) - refused_before;
+    Ok(())
 }
 
 async fn send(

@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod import;
+pub mod import_dry_run;
 
 use std::time::Duration;
 

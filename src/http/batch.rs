@@ -17,6 +17,7 @@ use super::views::LookupView;
 use crate::audit::{self, Action};
 use crate::batch::{self, BatchError, ItemError, MAX_ITEMS};
 use crate::config::Caller;
+use crate::dry_run;
 use crate::subject::FieldError;
 use crate::token::sha256_hex;
 use axum::Extension;
@@ -44,9 +45,54 @@ pub struct BatchItemView {
     pub problem: Option<Value>,
 }
 
-/// Reads and checks the envelope `{"items": [...]}`; the items themselves
-/// are validated one by one later.
-fn envelope(body: Result<Bytes, BytesRejection>) -> ApiResult<(Value, Vec<Value>)> {
+/// The answer of a dry run (`"dry_run": true`): what each item would lead
+/// to; nothing was written or sent upstream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunView {
+    /// Always true.
+    pub dry_run: bool,
+    pub items: Vec<DryRunItemView>,
+    pub totals: DryRunTotalsView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunItemView {
+    pub index: usize,
+    /// paid | cached | in_flight | suppressed | invalid
+    pub would: &'static str,
+    /// Credits the item may cost at most: 5 when paid, else 0.
+    pub credits: i64,
+    /// Why an item is invalid or suppressed (as `POST /v1/lookups` would
+    /// answer it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Problem>)]
+    pub problem: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunTotalsView {
+    pub paid: u64,
+    pub cached: u64,
+    pub in_flight: u64,
+    pub suppressed: u64,
+    pub invalid: u64,
+    pub credits_at_most: i64,
+    /// Credits the day's budget (CREDIT_BUDGET_DAILY) has left now; null
+    /// without a budget.
+    pub budget_left: Option<i64>,
+}
+
+/// What the batch endpoint answers: the items' answers, or a dry run.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchAnswer {
+    Items(BatchView),
+    DryRun(DryRunView),
+}
+
+/// Reads and checks the envelope `{"items": [...], "dry_run"?: bool}`; the
+/// items themselves are validated one by one later.
+fn envelope(body: Result<Bytes, BytesRejection>) -> ApiResult<(Value, Vec<Value>, bool)> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(MAX_BATCH_BODY)
@@ -61,9 +107,17 @@ fn envelope(body: Result<Bytes, BytesRejection>) -> ApiResult<(Value, Vec<Value>
     };
     let mut errors: Vec<FieldError> = object
         .keys()
-        .filter(|k| k.as_str() != "items")
+        .filter(|k| !matches!(k.as_str(), "items" | "dry_run"))
         .map(|k| FieldError::new(k, "unknown field"))
         .collect();
+    let dry_run = match object.get("dry_run") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.push(FieldError::new("dry_run", "expected true or false"));
+            false
+        }
+    };
     match object.get("items") {
         None => errors.push(FieldError::new("items", "required")),
         Some(Value::Array(items)) if (1..=MAX_ITEMS).contains(&items.len()) => {}
@@ -80,7 +134,7 @@ fn envelope(body: Result<Bytes, BytesRejection>) -> ApiResult<(Value, Vec<Value>
         Some(Value::Array(items)) => items.clone(),
         _ => Vec::new(),
     };
-    Ok((body, items))
+    Ok((body, items, dry_run))
 }
 
 /// The status and problem document of a refused item.
@@ -105,15 +159,15 @@ fn render(error: ItemError) -> (u16, Value) {
 
 /// Request up to 1,000 lookups at once.
 #[utoipa::path(post, path = "/v1/lookups/batch", tag = "lookups",
-    request_body(content = inline(serde_json::Value), description = "{\"items\": [<POST /v1/lookups body>, …]}: 1 to 1,000 items, at most 4 MiB"),
+    request_body(content = inline(serde_json::Value), description = "{\"items\": [<POST /v1/lookups body>, …], \"dry_run\"?: bool}: 1 to 1,000 items, at most 4 MiB. With dry_run true nothing is written or sent upstream: the answer says what each item would do and cost"),
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for the same key and body")),
     responses(
-        (status = 200, description = "one answer per item, in input order: each item's status is what POST /v1/lookups would have answered for it alone", body = BatchView),
+        (status = 200, description = "one answer per item, in input order: each item's status is what POST /v1/lookups would have answered for it alone; or, for a dry run, what each item would do (paid | cached | in_flight | suppressed | invalid) and the totals", body = BatchAnswer),
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "read-only token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body over 4 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "malformed envelope (no items, not an array, 0 or over 1,000 items), or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "malformed envelope (no items, not an array, 0 or over 1,000 items, dry_run not a boolean), or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "database unavailable or the batch took too long", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -122,9 +176,14 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<BatchView>> {
+) -> ApiResult<Json<BatchAnswer>> {
     let key = idempotency_key(&headers)?;
-    let (body, items) = envelope(body)?;
+    let (body, items, dry_run) = envelope(body)?;
+    if dry_run {
+        // Nothing is written, so there is nothing to replay under the key.
+        let verdicts = dry_run::judge(&state.db, state.policy(), &items, render).await?;
+        return Ok(Json(BatchAnswer::DryRun(dry_run_view(verdicts))));
+    }
     let body_hash = sha256_hex(body.to_string().as_bytes());
     let outcome = batch::request(
         &state.db,
@@ -159,7 +218,7 @@ pub async fn create(
         state.wake.notify_one();
         metrics::counter!("lookups_created_total").increment(outcome.created as u64);
     }
-    Ok(Json(BatchView {
+    Ok(Json(BatchAnswer::Items(BatchView {
         items: outcome
             .answers
             .into_iter()
@@ -171,5 +230,32 @@ pub async fn create(
                 problem: a.problem,
             })
             .collect(),
-    }))
+    })))
+}
+
+fn dry_run_view(verdicts: dry_run::Verdicts) -> DryRunView {
+    let t = verdicts.totals;
+    DryRunView {
+        dry_run: true,
+        items: verdicts
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(index, v)| DryRunItemView {
+                index,
+                would: v.outcome.as_str(),
+                credits: v.outcome.credits(),
+                problem: v.problem,
+            })
+            .collect(),
+        totals: DryRunTotalsView {
+            paid: t.paid,
+            cached: t.cached,
+            in_flight: t.in_flight,
+            suppressed: t.suppressed,
+            invalid: t.invalid,
+            credits_at_most: t.credits_at_most,
+            budget_left: t.budget_left,
+        },
+    }
 }

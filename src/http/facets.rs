@@ -33,6 +33,7 @@ pub struct FacetValueView {
         ("limit" = Option<i64>, Query, description = "1 to 1000, default 20"),
         ("email" = Option<String>, Query), ("phone" = Option<String>, Query),
         ("social_media_url" = Option<String>, Query),
+        ("match_basis" = Option<String>, Query, description = "email | phone | social_media_url | name_company | name_only"),
         ("interest" = Option<String>, Query), ("category" = Option<String>, Query),
         ("brand" = Option<String>, Query), ("archetype" = Option<String>, Query),
         ("industry" = Option<String>, Query)),
@@ -51,7 +52,7 @@ pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Js
         None => return Err(ApiError::field("field", expected())),
         Some(raw) => Field::parse(raw).ok_or_else(|| ApiError::field("field", expected()))?,
     };
-    let filter = super::profiles::filter(&params)?;
+    let filter = super::profiles::filter(&params, &state.config.service_secret)?;
     let limit = params.limit(20, 1000)?;
     let values = facets::top(&state.db, field, &filter, limit).await?;
     Ok(Json(FacetsView {

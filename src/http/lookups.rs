@@ -53,7 +53,7 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> 
         (status = 409, description = "subject suppressed", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "an Idempotency-Key replayed after its lookup was erased (lookup_erased): nothing is made again", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid fields, or a name-only lookup under NAME_ONLY_LOOKUPS=refuse (naming company, email, phone and social_media_url)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "daily credit budget spent", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -64,7 +64,8 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<LookupView>)> {
     let key = idempotency_key(&headers)?;
-    let request = LookupRequest::parse(&body).map_err(ApiError::Validation)?;
+    let request = LookupRequest::parse_under(&body, state.config.name_only_lookups)
+        .map_err(ApiError::Validation)?;
     let answer =
         lookups::request(&state.db, state.policy(), &request, &body, key.as_deref()).await?;
     if matches!(answer, lookups::Answer::Created(_)) {
@@ -153,4 +154,44 @@ pub async fn list(
     )
     .await?;
     Ok(Json(PageView::from_page(page, LookupView::from)))
+}
+
+/// Decide on a lookup whose submit outcome is unknown: send it again now.
+#[utoipa::path(post, path = "/v1/lookups/{id}/resubmit", tag = "lookups",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 202, description = "sent again (with the same callback token; this can charge twice)", body = LookupView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "not_awaiting_decision: the lookup has no unresolved ambiguous submit", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn resubmit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<LookupView>)> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::NotFound("no lookup has this id"))?;
+    let resubmitted = store::work::resubmit_ambiguous(&state.db, id).await?;
+    let lookup = store::lookups::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("no lookup has this id"))?;
+    if !resubmitted {
+        return Err(ApiError::Conflict(
+            "not_awaiting_decision",
+            "only a pending lookup whose submit outcome is unknown and unresolved can be sent again"
+                .into(),
+        ));
+    }
+    state.wake.notify_one();
+    let whom = Whom::Lookup(lookup.id, &lookup.subject);
+    audit::record(
+        &state.db,
+        &state.config.service_secret,
+        &caller,
+        Action::LookupCreate,
+        whom,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(lookup.into())))
 }

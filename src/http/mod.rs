@@ -73,6 +73,7 @@ impl AppState {
             synthetic: self.config.is_sandbox(),
             profile_cache: self.config.profile_cache,
             credit_budget_daily: self.config.credit_budget_daily,
+            name_only: self.config.name_only_lookups,
         }
     }
 }
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
             post(batch::create).layer(DefaultBodyLimit::max(batch::MAX_BATCH_BODY)),
         )
         .route("/lookups/{id}", get(lookups::get))
+        .route("/lookups/{id}/resubmit", post(lookups::resubmit))
         .route("/facets", get(facets::list))
         .route("/profiles", get(profiles::list))
         .route("/profiles/{id}", get(profiles::get))

@@ -13,7 +13,7 @@ use super::{
     info(title = "interests-receiver", description = "Look people up through the Personal Interests API; read stored lookups and profiles."),
     paths(
         audit::list,
-        lookups::create, lookups::get, lookups::list,
+        lookups::create, lookups::get, lookups::list, lookups::resubmit,
         batch::create,
         profiles::get, profiles::list,
         facets::list,

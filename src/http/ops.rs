@@ -99,6 +99,10 @@ pub struct StatsView {
     pub polls: i64,
     pub submits: i64,
     pub ambiguous_submits: i64,
+    /// Lookups whose submit outcome is unknown and still unresolved: with
+    /// AMBIGUOUS_RESUBMIT_AFTER_SECS unset they are never re-sent and wait
+    /// for their callback or JOB_DEADLINE_SECS.
+    pub ambiguous_waiting: i64,
     pub oldest_unfinished_seconds: Option<f64>,
 }
 
@@ -128,6 +132,7 @@ pub async fn stats(State(state): State<AppState>) -> ApiResult<Json<StatsView>> 
         polls: s.polls_made,
         submits: s.submits_made,
         ambiguous_submits: s.ambiguous_submits,
+        ambiguous_waiting: s.ambiguous_waiting,
         oldest_unfinished_seconds: s.oldest_unfinished_secs,
     }))
 }

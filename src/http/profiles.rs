@@ -10,8 +10,11 @@ use super::extract::Params;
 use super::views::{PageView, ProfileView};
 use crate::audit::{self, Action, Whom};
 use crate::config::Caller;
+use crate::secrets::ServiceSecret;
 use crate::store::profiles::{self, ProfileFilter};
-use crate::subject::{normalise_email, normalise_phone, normalise_url};
+use crate::subject::{
+    FieldError, MatchBasis, identity, normalise_email, normalise_phone, normalise_url,
+};
 use axum::Extension;
 use axum::http::HeaderMap;
 use axum::http::header::USER_AGENT;
@@ -47,8 +50,10 @@ pub async fn get(
 
 /// Search profiles; filters combine with AND and ignore case.
 #[utoipa::path(get, path = "/v1/profiles", tag = "profiles",
-    params(("email" = Option<String>, Query), ("phone" = Option<String>, Query),
-        ("social_media_url" = Option<String>, Query),
+    params(("email" = Option<String>, Query, description = "any spelling of the person's email (case and +tag ignored)"),
+        ("phone" = Option<String>, Query, description = "any spelling of the phone number (compared as E.164 digits)"),
+        ("social_media_url" = Option<String>, Query, description = "the profile URL (scheme, www., query, fragment and trailing slash ignored)"),
+        ("match_basis" = Option<String>, Query, description = "email | phone | social_media_url | name_company | name_only"),
         ("interest" = Option<String>, Query, description = "label of an interest_graph entry"),
         ("category" = Option<String>, Query, description = "a key of interest_graph"),
         ("brand" = Option<String>, Query), ("archetype" = Option<String>, Query),
@@ -63,7 +68,7 @@ pub async fn list(
     headers: HeaderMap,
     params: Params,
 ) -> ApiResult<Json<PageView<ProfileView>>> {
-    let filter = filter(&params)?;
+    let filter = filter(&params, &state.config.service_secret)?;
     let limit = params.limit(50, 500)?;
     let cursor = params.cursor()?;
     let page = profiles::list(&state.db, &filter, cursor, limit).await?;
@@ -89,25 +94,47 @@ pub async fn list(
     Ok(Json(PageView::from_page(page, ProfileView::from)))
 }
 
-/// The profile filters of the query string (shared with `/v1/facets`):
-/// identifiers normalised as lookups store them, a bad one named.
-pub(super) fn filter(params: &Params) -> ApiResult<ProfileFilter> {
+/// The profile filters of the query string (shared with `/v1/facets` and,
+/// through this endpoint, `export`): identifiers normalised as lookups
+/// store them and turned into the keyed identity hashes of that person
+/// (any spelling the service treats as the same person matches), a bad
+/// value named.
+pub(super) fn filter(params: &Params, secret: &ServiceSecret) -> ApiResult<ProfileFilter> {
     let mut errors = Vec::new();
-    let mut identifier = |field: &str, normalise: fn(&str) -> Result<String, String>| {
-        params
-            .text(field)
-            .and_then(|raw| match normalise(raw.trim()) {
-                Ok(v) => Some(v),
-                Err(message) => {
-                    errors.push(crate::subject::FieldError::new(field, message));
-                    None
-                }
-            })
+    let mut identities = Vec::new();
+    for (field, normalise) in [
+        (
+            "email",
+            normalise_email as fn(&str) -> Result<String, String>,
+        ),
+        ("phone", normalise_phone),
+        ("social_media_url", normalise_url),
+    ] {
+        let Some(raw) = params.text(field) else {
+            continue;
+        };
+        match normalise(raw.trim()) {
+            Ok(v) => identities.push(secret.identity_hashes(&[identity(field, &v)])),
+            Err(message) => errors.push(FieldError::new(field, message)),
+        }
+    }
+    let match_basis = match params.text("match_basis") {
+        None => None,
+        Some(raw) => {
+            let basis = MatchBasis::parse(raw);
+            if basis.is_none() {
+                let names: Vec<_> = MatchBasis::ALL.iter().map(|b| b.as_str()).collect();
+                errors.push(FieldError::new(
+                    "match_basis",
+                    format!("expected one of {}", names.join(", ")),
+                ));
+            }
+            basis
+        }
     };
     let filter = ProfileFilter {
-        email: identifier("email", normalise_email),
-        phone: identifier("phone", normalise_phone),
-        social_media_url: identifier("social_media_url", normalise_url),
+        identities,
+        match_basis,
         interest: params.text("interest").map(str::to_owned),
         category: params.text("category").map(str::to_owned),
         brand: params.text("brand").map(str::to_owned),

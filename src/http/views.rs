@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::store::lookups::LookupRecord;
 use crate::store::profiles::ProfileRecord;
 use crate::store::{self, Cursor};
-use crate::subject::Subject;
+use crate::subject::{MatchBasis, Subject};
 
 /// A lookup: one request to profile a person, and what became of it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,6 +31,11 @@ pub struct LookupView {
     /// True when made against the sandbox simulator: the profile is
     /// synthetic, not a real (paid) result.
     pub synthetic: bool,
+    /// The strongest identifier the lookup carries.
+    pub match_basis: Option<MatchBasis>,
+    /// Warnings given when the lookup was made, e.g. that a name alone can
+    /// match the wrong person (NAME_ONLY_LOOKUPS=warn).
+    pub warnings: Vec<String>,
     pub profile: Option<LookupProfile>,
 }
 
@@ -69,6 +74,8 @@ impl From<LookupRecord> for LookupView {
             credits_charged: l.credits_charged,
             error: l.error,
             synthetic: l.synthetic,
+            match_basis: l.match_basis.as_deref().and_then(MatchBasis::parse),
+            warnings: l.warnings,
             profile,
         }
     }

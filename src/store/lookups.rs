@@ -27,6 +27,11 @@ pub struct LookupRecord {
     pub credits_charged: i32,
     pub error: Option<String>,
     pub synthetic: bool,
+    /// email | phone | social_media_url | name_company | name_only (a
+    /// column generated from the identifiers).
+    pub match_basis: Option<String>,
+    /// Warnings given when the lookup was made.
+    pub warnings: Vec<String>,
     pub profile_id: Option<Uuid>,
     pub profile_result: Option<Value>,
     pub profile_completed_on: Option<DateTime<Utc>>,
@@ -44,7 +49,7 @@ impl LookupRecord {
 
 const SELECT: &str = "SELECT l.id, l.status, l.email, l.phone, l.social_media_url, l.name, \
     l.company, l.metadata, l.request_id, l.created_at, l.submitted_at, l.completed_at, \
-    l.credits_charged, l.error, l.synthetic, p.id AS profile_id, p.result AS profile_result, \
+    l.credits_charged, l.error, l.synthetic, l.match_basis, l.warnings, p.id AS profile_id, p.result AS profile_result, \
     p.completed_on AS profile_completed_on, p.received_via AS profile_received_via \
     FROM lookups l LEFT JOIN profiles p ON p.lookup_id = l.id";
 
@@ -259,6 +264,8 @@ pub struct NewLookup<'a> {
     pub synthetic: bool,
     /// The identity key its identities are written under.
     pub identities_key: &'a str,
+    /// Shown in the lookup's `warnings` (NAME_ONLY_LOOKUPS=warn).
+    pub warnings: &'a [String],
 }
 
 /// Inserts a pending lookup unless one for the same person is already in
@@ -266,7 +273,8 @@ pub struct NewLookup<'a> {
 pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO lookups (id, email, phone, social_media_url, name, company, subject_key, \
-         metadata, synthetic, identities_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         metadata, synthetic, identities_key, warnings) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (subject_key) WHERE status IN ('pending', 'queued', 'processing') DO NOTHING",
     )
     .bind(new.id)
@@ -279,6 +287,7 @@ pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::
     .bind(new.metadata)
     .bind(new.synthetic)
     .bind(new.identities_key)
+    .bind(new.warnings)
     .execute(db)
     .await?
     .rows_affected();

@@ -6,7 +6,7 @@ use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{Cursor, Page, paginate};
-use crate::subject::Subject;
+use crate::subject::{MatchBasis, Subject};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ProfileRecord {
@@ -42,13 +42,17 @@ pub async fn get(db: &PgPool, id: Uuid) -> sqlx::Result<Option<ProfileRecord>> {
         .await
 }
 
-/// Filters of the profile list; identifier values are normalised, facet
-/// values are matched ignoring case.
+/// Filters of the profile list. Identifier filters (email, phone,
+/// social_media_url) are keyed identity hashes, so that every spelling of
+/// one person matches through the `lookup_identities` index; facet values
+/// are matched ignoring case.
 #[derive(Debug, Default, Clone)]
 pub struct ProfileFilter {
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub social_media_url: Option<String>,
+    /// One entry per identifier filter, all of which must hold: the hashes
+    /// of that identifier under every accepted secret (any one matches).
+    pub identities: Vec<Vec<String>>,
+    /// email | phone | social_media_url | name_company | name_only.
+    pub match_basis: Option<MatchBasis>,
     pub interest: Option<String>,
     pub category: Option<String>,
     pub brand: Option<String>,
@@ -87,30 +91,13 @@ pub async fn list(
 
 impl ProfileFilter {
     pub fn is_empty(&self) -> bool {
-        [
-            &self.email,
-            &self.phone,
-            &self.social_media_url,
-            &self.interest,
-            &self.category,
-            &self.brand,
-            &self.archetype,
-            &self.industry,
-        ]
-        .iter()
-        .all(|v| v.is_none())
+        self.identities.is_empty()
+            && self.match_basis.is_none()
+            && self.facets().all(|(_, v)| v.is_none())
     }
-}
 
-impl ProfileFilter {
-    /// `(field, value)` when the only filter is one facet filter, e.g.
-    /// `("brand", "Nike")`.
-    pub fn single_facet(&self) -> Option<(&'static str, &str)> {
-        let identifiers = [&self.email, &self.phone, &self.social_media_url];
-        if identifiers.iter().any(|v| v.is_some()) {
-            return None;
-        }
-        let mut set = [
+    fn facets(&self) -> impl Iterator<Item = (&'static str, &Option<String>)> {
+        [
             ("interest", &self.interest),
             ("category", &self.category),
             ("brand", &self.brand),
@@ -118,7 +105,17 @@ impl ProfileFilter {
             ("industry", &self.industry),
         ]
         .into_iter()
-        .filter_map(|(field, v)| v.as_deref().map(|v| (field, v)));
+    }
+
+    /// `(field, value)` when the only filter is one facet filter, e.g.
+    /// `("brand", "Nike")`.
+    pub fn single_facet(&self) -> Option<(&'static str, &str)> {
+        if !self.identities.is_empty() || self.match_basis.is_some() {
+            return None;
+        }
+        let mut set = self
+            .facets()
+            .filter_map(|(field, v)| v.as_deref().map(|v| (field, v)));
         match (set.next(), set.next()) {
             (Some(one), None) => Some(one),
             _ => None,
@@ -129,18 +126,19 @@ impl ProfileFilter {
 /// Appends ` AND <condition>` for every filter set, on `profiles p`. Shared
 /// by the profile list and the facet counts so that both mean the same set.
 pub(crate) fn push_filters(q: &mut QueryBuilder<'_, Postgres>, filter: &ProfileFilter) {
-    for (column, value) in [
-        ("email", &filter.email),
-        ("phone", &filter.phone),
-        ("social_media_url", &filter.social_media_url),
-    ] {
-        if let Some(v) = value {
-            q.push(format_args!(
-                " AND p.lookup_id IN (SELECT id FROM lookups WHERE lower({column}) = lower("
-            ))
-            .push_bind(v.clone())
-            .push("))");
-        }
+    // Each identifier through the identity index (primary key of
+    // `lookup_identities`), not by reading lookups.
+    for hashes in &filter.identities {
+        q.push(
+            " AND p.lookup_id IN (SELECT lookup_id FROM lookup_identities WHERE identity = ANY(",
+        )
+        .push_bind(hashes.clone())
+        .push("))");
+    }
+    if let Some(basis) = filter.match_basis {
+        q.push(" AND p.lookup_id IN (SELECT id FROM lookups WHERE match_basis = ")
+            .push_bind(basis.as_str())
+            .push(")");
     }
     // Facet columns hold lowercased values behind GIN indexes.
     for (column, value) in [

@@ -14,6 +14,10 @@ pub struct Stats {
     pub polls_made: i64,
     pub submits_made: i64,
     pub ambiguous_submits: i64,
+    /// Lookups whose submit had an unknown outcome and that no callback
+    /// has resolved yet: never re-sent while AMBIGUOUS_RESUBMIT_AFTER_SECS
+    /// is unset, they wait for their callback or the job deadline.
+    pub ambiguous_waiting: i64,
     /// Lookups made against the sandbox simulator.
     pub synthetic_lookups: i64,
     /// Callbacks refused for a wrong token (flushed counts).
@@ -45,7 +49,7 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
         stats.lookups_by_status.insert(status, lookups);
         stats.synthetic_lookups += synthetic;
     }
-    let row: (i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
+    let row: (i64, i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
         "SELECT \
            (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
              WHERE day = (now() AT TIME ZONE 'UTC')::date), \
@@ -54,6 +58,8 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
            (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals), \
            COALESCE(sum(polls), 0)::bigint, COALESCE(sum(submits), 0)::bigint, \
            COALESCE(sum(ambiguous), 0)::bigint, \
+           (SELECT count(*) FROM lookups WHERE status = 'pending' AND request_id IS NULL \
+             AND ambiguous_submits > 0 AND submit_started_at IS NULL), \
            (SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM lookups \
              WHERE status IN ('pending', 'queued', 'processing')) \
          FROM work_totals",
@@ -67,6 +73,7 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
         stats.polls_made,
         stats.submits_made,
         stats.ambiguous_submits,
+        stats.ambiguous_waiting,
         stats.oldest_unfinished_secs,
     ) = row;
     // Spend of lookups no longer stored (erased, or removed by retention).

@@ -196,36 +196,72 @@ pub async fn submit_rejected(db: &PgPool, claim: Claim, error: &str) -> sqlx::Re
     owned(query, db).await
 }
 
+/// When an ambiguous submit may be sent again: after `$n` seconds, or, with
+/// NULL (no AMBIGUOUS_RESUBMIT_AFTER_SECS), never (`infinity` is never due;
+/// a callback can still complete the lookup and the deadline expires it).
+fn resend_at(param: &str) -> String {
+    format!(
+        "CASE WHEN {param}::float8 IS NULL THEN 'infinity'::timestamptz \
+         ELSE now() + make_interval(secs => {param}::float8) END"
+    )
+}
+
 /// The submit's outcome is unknown (timeout, connection lost after sending).
-/// It is not re-sent before `wait` has passed: its callback, which carries
-/// this lookup's token, may still arrive and complete the lookup.
-pub async fn submit_ambiguous(db: &PgPool, claim: Claim, wait: Duration) -> sqlx::Result<Owned> {
-    let query = sqlx::query(
+/// It is not re-sent before `wait` has passed (never with `None`): its
+/// callback, which carries this lookup's token, may still arrive and
+/// complete the lookup.
+pub async fn submit_ambiguous(
+    db: &PgPool,
+    claim: Claim,
+    wait: Option<Duration>,
+) -> sqlx::Result<Owned> {
+    let sql = format!(
         "UPDATE lookups SET submit_started_at = NULL, lease_owner = NULL, lease_until = NULL, \
            ambiguous_submits = ambiguous_submits + 1, \
            next_action_at = CASE WHEN status = 'pending' \
-             THEN now() + make_interval(secs => $3) ELSE next_action_at END \
+             THEN {} ELSE next_action_at END \
          WHERE id = $1 AND claim_id = $2",
-    )
-    .bind(claim.id)
-    .bind(claim.claim_id)
-    .bind(secs(wait));
+        resend_at("$3")
+    );
+    let query = sqlx::query(&sql)
+        .bind(claim.id)
+        .bind(claim.claim_id)
+        .bind(wait.map(secs));
     owned(query, db).await
 }
 
 /// Submits whose process died during the call (lease run out with
 /// `submit_started_at` still set) are treated as ambiguous. Returns how many.
-pub async fn recover_abandoned_submits(db: &PgPool, wait: Duration) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
+pub async fn recover_abandoned_submits(db: &PgPool, wait: Option<Duration>) -> sqlx::Result<u64> {
+    Ok(sqlx::query(&format!(
         "UPDATE lookups SET submit_started_at = NULL, ambiguous_submits = ambiguous_submits + 1, \
-           next_action_at = now() + make_interval(secs => $1), \
+           next_action_at = {}, \
            lease_owner = NULL, lease_until = NULL, claim_id = NULL \
          WHERE status = 'pending' AND submit_started_at IS NOT NULL AND lease_until < now()",
-    )
-    .bind(secs(wait))
+        resend_at("$1")
+    ))
+    .bind(wait.map(secs))
     .execute(db)
     .await?
     .rows_affected())
+}
+
+/// An operator's decision on a lookup whose submit outcome is unknown and
+/// unresolved (`POST /v1/lookups/{id}/resubmit`): send it again now, with
+/// the same callback token, accepting that it may be charged twice. Returns
+/// false when the lookup is not such a lookup (any more).
+pub async fn resubmit_ambiguous(db: &PgPool, id: Uuid) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE lookups SET next_action_at = now() \
+         WHERE id = $1 AND status = 'pending' AND request_id IS NULL \
+           AND ambiguous_submits > 0 AND submit_started_at IS NULL \
+           AND (lease_until IS NULL OR lease_until < now())",
+    )
+    .bind(id)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// A poll found the job still running: status moves forward only.

@@ -36,7 +36,8 @@ pub struct WorkerContext {
     /// Base of callback URLs; `None`: results arrive by polling alone.
     pub callback_base: Option<Url>,
     pub poll_after: Duration,
-    pub ambiguous_wait: Duration,
+    /// `None`: an ambiguous submit is never re-sent automatically.
+    pub ambiguous_wait: Option<Duration>,
     pub job_deadline: Duration,
     /// Lease of a claimed job; longer than one upstream call can take.
     pub lease: Duration,

@@ -53,11 +53,17 @@ async fn submit(ctx: &WorkerContext, claim: SubmitClaim, slot: Slot) {
         }
         SubmitOutcome::Ambiguous { reason } => {
             metrics::counter!("upstream_ambiguous_submits_total").increment(1);
-            tracing::warn!(
-                %reason,
-                wait = ?ctx.ambiguous_wait,
-                "submit outcome unknown; not re-sent until its callback had time to arrive"
-            );
+            match ctx.ambiguous_wait {
+                Some(wait) => tracing::warn!(
+                    %reason,
+                    ?wait,
+                    "submit outcome unknown; not re-sent until its callback had time to arrive"
+                ),
+                None => tracing::warn!(
+                    %reason,
+                    "submit outcome unknown; never re-sent automatically (AMBIGUOUS_RESUBMIT_AFTER_SECS unset): waiting for its callback or the job deadline"
+                ),
+            }
             work::submit_ambiguous(&ctx.db, claim.claim(), ctx.ambiguous_wait).await
         }
     };

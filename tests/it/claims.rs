@@ -182,7 +182,7 @@ async fn a_submit_answer_after_recovery_still_records_its_request_id(db: PgPool)
         .expect("due lookup claimed");
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Maintenance saw the lease run out with the submit in flight.
-    let recovered = work::recover_abandoned_submits(&app.db, Duration::from_secs(3600))
+    let recovered = work::recover_abandoned_submits(&app.db, Some(Duration::from_secs(3600)))
         .await
         .unwrap();
     assert_eq!(recovered, 1);

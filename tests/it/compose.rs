@@ -252,6 +252,8 @@ const CONTRACT_VARIABLES: &[&str] = &[
     "RETENTION_PROFILE_DAYS",
     "REDACT_SECTIONS",
     "WEBHOOK_ALLOW_PRIVATE",
+    "AMBIGUOUS_RESUBMIT_AFTER_SECS",
+    "NAME_ONLY_LOOKUPS",
 ];
 
 /// Variables this project adds beyond the contract, each read by the binary
@@ -260,7 +262,6 @@ const CONTRACT_VARIABLES: &[&str] = &[
 const PROJECT_VARIABLES: &[&str] = &[
     // serve: daily ceiling on upstream credits, and tuning knobs.
     "CREDIT_BUDGET_DAILY",
-    "AMBIGUOUS_RESUBMIT_AFTER_SECS",
     "UPSTREAM_TIMEOUT_SECS",
     "WORKER_LEASE_SECS",
     "UPSTREAM_CONCURRENCY",

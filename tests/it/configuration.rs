@@ -138,6 +138,8 @@ async fn serve_help_names_every_contract_variable_with_its_default() {
         ("JOB_DEADLINE_SECS", &["86400"][..]),
         ("PROFILE_CACHE_SECS", &["2592000"][..]),
         ("LOG_FORMAT", &["json"][..]),
+        ("NAME_ONLY_LOOKUPS", &["warn", "allow", "refuse"][..]),
+        ("AMBIGUOUS_RESUBMIT_AFTER_SECS", &["never sent again"][..]),
     ] {
         let block = block_of(variable);
         for default in defaults {
@@ -310,6 +312,26 @@ async fn serve_refuses_a_profile_cache_secs_that_is_not_a_number() {
 #[tokio::test]
 async fn serve_refuses_an_unknown_log_format() {
     serve_refuses(&[("LOG_FORMAT", Some("xml"))], "LOG_FORMAT").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_an_unknown_name_only_lookups_policy() {
+    serve_refuses(
+        &[("NAME_ONLY_LOOKUPS", Some("sometimes"))],
+        "NAME_ONLY_LOOKUPS",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn serve_refuses_an_ambiguous_resubmit_after_secs_that_is_zero_or_not_a_number() {
+    for bad in ["0", "soon"] {
+        serve_refuses(
+            &[("AMBIGUOUS_RESUBMIT_AFTER_SECS", Some(bad))],
+            "AMBIGUOUS_RESUBMIT_AFTER_SECS",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -532,6 +554,26 @@ fn in_sandbox_mode_the_first_poll_comes_after_15_seconds() {
         "https://receiver.example.com",
     ]);
     assert_eq!(with_callbacks.poll_after, Duration::from_secs(600));
+}
+
+#[test]
+fn name_only_lookups_default_to_warn_and_ambiguous_submits_are_never_resent_by_default() {
+    use interests_receiver::config::NameOnlyLookups;
+    let defaults = config_from(&[]);
+    assert_eq!(defaults.name_only_lookups, NameOnlyLookups::Warn);
+    assert_eq!(defaults.ambiguous_resubmit_after, None);
+
+    let set = config_from(&[
+        "--name-only-lookups",
+        "refuse",
+        "--ambiguous-resubmit-after-secs",
+        "3600",
+    ]);
+    assert_eq!(set.name_only_lookups, NameOnlyLookups::Refuse);
+    assert_eq!(
+        set.ambiguous_resubmit_after,
+        Some(Duration::from_secs(3600))
+    );
 }
 
 /// A one-shot HTTP server answering 200 to whatever it is asked.

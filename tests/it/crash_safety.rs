@@ -108,9 +108,10 @@ async fn a_crash_after_upstream_accepted_but_before_recording_it_pays_once(db: P
             // re-sending.
             email: "bo+sandbox-slow@example.com",
             time_scale: 0.2,
-            // Long enough that only the callback (which carries the token)
-            // can complete the lookup: a re-submit would be a double charge.
-            extra: &[("AMBIGUOUS_RESUBMIT_AFTER_SECS", "600")],
+            // AMBIGUOUS_RESUBMIT_AFTER_SECS unset (the default): never
+            // re-sent, so only the callback (which carries the token) can
+            // complete the lookup; a re-submit would be a double charge.
+            extra: &[],
         },
     )
     .await;
@@ -147,7 +148,8 @@ async fn a_crash_while_the_submit_is_on_the_wire_pays_once(db: PgPool) {
             point: "submit_in_flight",
             email,
             time_scale: 0.2,
-            extra: &[("AMBIGUOUS_RESUBMIT_AFTER_SECS", "600")],
+            // AMBIGUOUS_RESUBMIT_AFTER_SECS unset: the default never re-sends.
+            extra: &[],
         },
     )
     .await;

@@ -188,6 +188,83 @@ async fn an_interrupted_import_run_again_pays_for_nobody_twice(db: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_dry_run_import_prints_what_the_run_would_do_and_changes_nothing(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let known = csv_file("email\nann@example.com\n");
+    let first = run(&app, &["import", known.to_str().unwrap(), "--wait"]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let erased = app
+        .http
+        .delete(app.url("/v1/subjects?email=gone@example.com&suppress=true"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(erased.status().is_success());
+    let lookups_before = app.count("SELECT count(*) FROM lookups").await;
+    let submits_before = submits_accepted(&app).await;
+    // Batches of two: Carol's second spelling is in another batch than her
+    // first, and still counted once.
+    let file = csv_file(
+        "email,name\n\
+         ann@example.com,Ann\n\
+         carol@example.com,Carol\n\
+         Carol+crm@example.com,Carol\n\
+         not-an-email,Bob\n\
+         gone@example.com,Gone\n\
+         dave@example.com,Dave\n",
+    );
+    let path = file.to_str().unwrap();
+
+    let output = run(&app, &["import", path, "--dry-run", "--batch-size", "2"]).await;
+
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    for line in [
+        "rows: 6",
+        "new paid lookups: 2",
+        "served from cache: 1",
+        "already in flight: 1",
+        "suppressed: 1",
+        "bad rows: 1",
+        "credits at most: 10",
+        "budget left today: unlimited",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
+    }
+    assert!(stderr.contains("line 5: email: "), "{stderr}");
+    assert!(stderr.contains("line 6: "), "{stderr}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM lookups").await,
+        lookups_before
+    );
+    assert_eq!(submits_accepted(&app).await, submits_before);
+
+    // A clean file exits 0; a server that cannot be used, 2.
+    let clean = csv_file("email\nann@example.com\nerin@example.com\n");
+    let ok = run(&app, &["import", clean.to_str().unwrap(), "--dry-run"]).await;
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("new paid lookups: 1"));
+    let refused = run(
+        &app,
+        &[
+            "import",
+            clean.to_str().unwrap(),
+            "--dry-run",
+            "--token",
+            "wrong-token-0123456789",
+        ],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(
+        app.count("SELECT count(*) FROM lookups").await,
+        lookups_before
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
 async fn an_unusable_server_exits_2(db: PgPool) {
     let app = spawn(db, Settings::sandbox()).await;
     let file = csv_file("email\nann@example.com\n");

@@ -778,13 +778,15 @@ fn the_schema_checker_rejects_responses_that_break_the_documented_schema() {
         "subject": {"email": "a@example.com", "phone": null, "social_media_url": null, "name": null, "company": null},
         "metadata": {}, "created_at": "2026-01-15T10:30:00Z", "submitted_at": null,
         "completed_at": "2026-01-15T10:31:00Z", "credits_charged": 5, "error": null,
-        "synthetic": false,
+        "synthetic": false, "match_basis": "email", "warnings": [],
         "profile": {"id": Uuid::new_v4(), "result": {"core_profile": {}}, "completed_on": null, "received_via": "callback"}
     });
     assert_eq!(validator.errors(lookup, &good), Vec::<String>::new());
 
-    let breakages: [(&str, Value); 6] = [
+    let breakages: [(&str, Value); 8] = [
         ("/id", json!("not-a-uuid")),
+        ("/match_basis", json!("fingerprint")),
+        ("/warnings", json!("none")),
         ("/status", json!(3)),
         ("/created_at", json!("yesterday")),
         ("/credits_charged", json!("5")),

@@ -325,6 +325,131 @@ async fn a_500_on_submit_is_ambiguous_and_not_resent(db: PgPool) {
     assert_submit_answer_is_ambiguous(db, answer).await;
 }
 
+/// Upstream answers the first submit 500 (ambiguous), then accepts.
+async fn upstream_500_then_accepting(log: &Log) -> MockServer {
+    let upstream = MockServer::start().await;
+    let answer = ResponseTemplate::new(500).set_body_json(error_body("internal_error", "boom"));
+    submit_mock()
+        .respond_with(recorded(log, answer))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    submit_mock()
+        .respond_with(recorded_accept(log, |_| vec![]))
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+    upstream
+}
+
+#[sqlx::test]
+async fn with_ambiguous_resubmit_unset_an_ambiguous_submit_is_never_resent_and_waits_for_its_callback(
+    db: PgPool,
+) {
+    let log = Log::default();
+    let upstream = upstream_500_then_accepting(&log).await;
+    let settings = Settings::with_upstream_url(url(&upstream));
+    assert_eq!(settings.ambiguous_wait, None, "the contract default: unset");
+    let app = spawn(db, settings).await;
+
+    let id = create(&app, json!({"email": "undecided@example.com"})).await;
+    let first = wait_for_submits(&upstream, 1).await.remove(0);
+    wait_until(
+        &app,
+        &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
+    )
+    .await;
+    // Two maintenance rounds and more than any backoff: a re-send would show.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let waiting = app.lookup(&id).await;
+    let stats_waiting = app.get_json("/v1/stats").await["ambiguous_waiting"].clone();
+    let never_due = app
+        .count(&format!(
+            "SELECT count(*) FROM lookups WHERE id = '{id}' AND next_action_at = 'infinity'"
+        ))
+        .await;
+    // The job upstream made after all calls back: the lookup completes.
+    let request_id = common::new_request_id();
+    let done = common::complete_by_callback(
+        &app,
+        &id,
+        first["callback_url"].as_str().unwrap(),
+        &completed_for(&request_id),
+    )
+    .await;
+
+    assert_eq!(log.submits().len(), 1, "re-sent: {:?}", log.submits());
+    assert_eq!(waiting["status"], "pending");
+    assert!(waiting["request_id"].is_null());
+    assert_eq!(never_due, 1);
+    assert_eq!(stats_waiting, 1);
+    assert_eq!(done["request_id"], request_id.as_str());
+    assert_eq!(app.get_json("/v1/stats").await["ambiguous_waiting"], 0);
+    assert_eq!(submits(&upstream).await.len(), 1);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_operator_can_decide_to_send_a_waiting_ambiguous_submit_again(db: PgPool) {
+    let log = Log::default();
+    let upstream = upstream_500_then_accepting(&log).await;
+    let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+    let id = create(&app, json!({"email": "decided@example.com"})).await;
+    wait_until(
+        &app,
+        &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
+    )
+    .await;
+    let resubmit = |id: String| {
+        app.http
+            .post(app.url(&format!("/v1/lookups/{id}/resubmit")))
+            .bearer_auth(common::TOKEN)
+            .send()
+    };
+
+    let decided = resubmit(id.clone()).await.unwrap();
+    assert_eq!(decided.status(), 202);
+    let queued = app
+        .wait_for(&id, WAIT, |l| !l["request_id"].is_null())
+        .await;
+    let again = resubmit(id.clone()).await.unwrap();
+    let unknown = resubmit(uuid::Uuid::now_v7().to_string()).await.unwrap();
+
+    let sent = submits(&upstream).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1]["callback_url"], sent[0]["callback_url"]);
+    assert_eq!(queued["status"], "queued");
+    let refused = common::problem(again, 409).await;
+    assert_eq!(refused["type"], "not_awaiting_decision");
+    common::problem(unknown, 404).await;
+    assert_eq!(submits(&upstream).await.len(), 2);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn with_ambiguous_resubmit_unset_a_waiting_lookup_still_expires_at_the_job_deadline(
+    db: PgPool,
+) {
+    let log = Log::default();
+    let upstream = upstream_500_then_accepting(&log).await;
+    let mut settings = Settings::with_upstream_url(url(&upstream));
+    settings.job_deadline = Duration::from_secs(3);
+    let app = spawn(db, settings).await;
+
+    let id = create(&app, json!({"email": "late@example.com"})).await;
+    let expired = app.wait_for_status(&id, "expired", WAIT).await;
+
+    assert!(
+        expired["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("JOB_DEADLINE_SECS")),
+        "{expired}"
+    );
+    assert_eq!(log.submits().len(), 1, "re-sent: {:?}", log.submits());
+    app.stop().await;
+}
+
 #[sqlx::test]
 async fn a_proxys_502_on_submit_is_ambiguous_and_not_resent(db: PgPool) {
     let answer = ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>");
@@ -403,7 +528,7 @@ async fn a_timed_out_submit_is_not_resent_and_its_callback_still_completes_the_l
         .await;
     let mut settings = Settings::with_upstream_url(url(&upstream));
     settings.upstream_timeout = Duration::from_secs(1);
-    settings.ambiguous_wait = Duration::from_secs(60);
+    settings.ambiguous_wait = Some(Duration::from_secs(60));
     let app = spawn(db, settings).await;
 
     let id = create(&app, json!({"email": "di@example.com"})).await;
@@ -457,7 +582,7 @@ async fn an_ambiguous_submit_is_resent_once_after_the_wait_with_the_same_callbac
         .await;
     let mut settings = Settings::with_upstream_url(url(&upstream));
     settings.upstream_timeout = Duration::from_secs(1);
-    settings.ambiguous_wait = Duration::from_secs(2);
+    settings.ambiguous_wait = Some(Duration::from_secs(2));
     let app = spawn(db, settings).await;
 
     let id = create(&app, json!({"email": "ed@example.com"})).await;

@@ -194,6 +194,8 @@ export async function lookupPage(id) {
       h('div', { class: 'muted' }, 'created'), h('div', {}, when(lookup.created_at)),
       h('div', { class: 'muted' }, 'completed'), h('div', {}, when(lookup.completed_at)),
       h('div', { class: 'muted' }, 'credits'), h('div', {}, String(lookup.credits_charged)),
+      h('div', { class: 'muted' }, 'match basis'), h('div', {}, lookup.match_basis || '—'),
+      (lookup.warnings || []).length ? [h('div', { class: 'muted' }, 'warnings'), h('div', { class: 'error' }, lookup.warnings.join('; '))] : null,
       lookup.error ? [h('div', { class: 'muted' }, 'error'), h('div', { class: 'error' }, String(lookup.error))] : null,
       Object.keys(lookup.metadata || {}).length ? [h('div', { class: 'muted' }, 'metadata'), h('pre', {}, JSON.stringify(lookup.metadata, null, 2))] : null));
   const profile = lookup.profile

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use interests_receiver::app::{Application, Options};
-use interests_receiver::config::{Access, ApiTokens, Config, LogFormat, Upstream};
+use interests_receiver::config::{Access, ApiTokens, Config, LogFormat, NameOnlyLookups, Upstream};
 use interests_receiver::secrets::ServiceSecret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -56,7 +56,9 @@ pub struct Settings {
     pub poll_after: Duration,
     pub job_deadline: Duration,
     pub profile_cache: Duration,
-    pub ambiguous_wait: Duration,
+    /// AMBIGUOUS_RESUBMIT_AFTER_SECS; `None` (the default): never re-sent.
+    pub ambiguous_wait: Option<Duration>,
+    pub name_only_lookups: NameOnlyLookups,
     pub credit_budget_daily: Option<u64>,
     pub upstream_timeout: Duration,
     pub rate_per_minute: u32,
@@ -85,7 +87,8 @@ impl Settings {
             poll_after: Duration::from_secs(600),
             job_deadline: Duration::from_secs(86_400),
             profile_cache: Duration::from_secs(2_592_000),
-            ambiguous_wait: Duration::from_secs(3600),
+            ambiguous_wait: None,
+            name_only_lookups: NameOnlyLookups::default(),
             credit_budget_daily: None,
             upstream_timeout: Duration::from_secs(5),
             rate_per_minute: 6000,
@@ -142,6 +145,7 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
         job_deadline: settings.job_deadline,
         profile_cache: settings.profile_cache,
         ambiguous_resubmit_after: settings.ambiguous_wait,
+        name_only_lookups: settings.name_only_lookups,
         credit_budget_daily: settings.credit_budget_daily,
         upstream_timeout: settings.upstream_timeout,
         worker_lease: settings.upstream_timeout + Duration::from_secs(2),
