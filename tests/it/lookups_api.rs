@@ -790,19 +790,49 @@ async fn concurrent_lookups_of_the_same_person_near_the_budget_all_get_the_same_
 async fn a_read_token_reads_everything_and_changes_nothing(db: PgPool) {
     let (app, server) = app_with_mock(db).await;
     let id = app.create(&json!({"email": "reader@example.com"})).await;
+    wait_for_submits(&server, 1).await;
 
-    for (method, path) in v1_routes() {
+    // Every operation of the OpenAPI document under /v1, by method.
+    let doc = app.get_json("/openapi.json").await;
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for method in item.as_object().unwrap().keys() {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            // Path parameters: the existing lookup's id (a profile or
+            // webhook of that id does not exist: 404, which is a read too).
+            let concrete = path.replace("{id}", &id).replace("{lookup_id}", &id);
+            operations.push((method, concrete));
+        }
+    }
+    assert!(operations.len() >= 20, "{operations:?}");
+    // The person exists: a DELETE that went through would erase them.
+    operations.push((
+        Method::DELETE,
+        "/v1/subjects?email=reader@example.com".into(),
+    ));
+
+    for (method, path) in &operations {
         let response = app
             .http
-            .request(method.clone(), app.url(&path))
+            .request(method.clone(), app.url(path))
             .bearer_auth(READ_TOKEN)
             .json(&json!({"email": "someone-else@example.com"}))
             .send()
             .await
             .unwrap();
+        let status = response.status().as_u16();
         if method == Method::GET {
-            assert_ne!(response.status(), 401, "{method} {path}");
-            assert_ne!(response.status(), 403, "{method} {path}");
+            // Read: answered as a read (a 404 for an id that names nothing,
+            // a 422 for a missing parameter), never refused, never a 5xx.
+            assert!(
+                [200, 404, 422].contains(&status),
+                "{method} {path}: {status}"
+            );
         } else {
             let body = problem(response, 403).await;
             assert_eq!(body["type"], "read_only_token", "{method} {path}");
@@ -819,7 +849,7 @@ async fn a_read_token_reads_everything_and_changes_nothing(db: PgPool) {
         .await
         .unwrap();
     assert_eq!(read.status(), 200);
-    wait_for_submits(&server, 1).await;
+    assert_eq!(submits(&server).await.len(), 1);
     app.stop().await;
 }
 

@@ -88,8 +88,9 @@ async fn duplicate_callback_delivers_twice_and_concurrent_callback_three_times()
         &body("b+sandbox-concurrent-callback@example.com", &thrice_url),
     )
     .await;
-    eventually(|| async { twice.received().len() == 2 && thrice.received().len() == 3 }).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A delivery counts as acknowledged once its 2xx came back, after the
+    // receiver saw it: wait for that, not for the receivers alone.
+    eventually(|| async { sandbox.stats().callbacks_acknowledged == 5 }).await;
     assert_eq!(twice.received().len(), 2);
     assert_eq!(thrice.received().len(), 3);
     assert!(
