@@ -171,7 +171,14 @@ async fn an_interrupted_import_run_again_pays_for_nobody_twice(db: PgPool) {
     }
     let pid = first.id().expect("still running");
     crate::common::signal(pid, nix::sys::signal::Signal::SIGINT);
-    let _ = first.wait().await;
+    let stopped = first.wait().await.unwrap();
+    // It was stopped mid-way: by the signal, with rows not yet sent.
+    assert!(!stopped.success(), "the first import ran to its end");
+    let interrupted_at = app.count("SELECT count(*) FROM lookups").await;
+    assert!(
+        (1..30).contains(&interrupted_at),
+        "{interrupted_at} of 30 rows were in when it stopped"
+    );
 
     let resumed = run(&app, &["import", path, "--batch-size", "1", "--wait"]).await;
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
