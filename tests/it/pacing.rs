@@ -319,3 +319,40 @@ async fn no_upstream_slot_is_taken_once_shutdown_began(db: PgPool) {
         .unwrap();
     assert_eq!(reserved, 0);
 }
+
+#[sqlx::test]
+async fn two_replicas_share_one_rate_limit(db: PgPool) {
+    // Each replica alone would allow 20 calls per minute; together they
+    // must stay under 20, not 40: the ledger is in PostgreSQL.
+    let a = spawn(db.clone(), paced(20)).await;
+    let b = spawn(db, paced(20)).await;
+    let bodies = |prefix: &str| {
+        (0..30)
+            .map(|i| json!({"email": format!("{prefix}{i}@example.com")}))
+            .collect::<Vec<_>>()
+    };
+    let (left, right) = tokio::join!(
+        create_all(&a, bodies("left"), 30),
+        create_all(&b, bodies("right"), 30)
+    );
+    assert_eq!(left.len() + right.len(), 60);
+    // The deadline only detects a stall: 60 calls at 20 per MINUTE take
+    // about 3 MINUTEs (under 2 s); the wait ends as soon as all are done.
+    wait_for_completed(&a, 60, Duration::from_secs(120)).await;
+
+    let busiest = busiest_window(&a, MINUTE).await;
+    assert!(busiest <= 20, "{busiest} upstream calls within one minute");
+    let submits = a
+        .count("SELECT count(*) FROM upstream_calls WHERE kind = 'submit'")
+        .await;
+    assert_eq!(submits, 60);
+    // Both replicas submitted (each through its own simulator): the limit
+    // was shared by two working replicas, not met by one idle one.
+    for app in [&a, &b] {
+        let stats = app.sandbox_json("stats").await;
+        assert_eq!(stats["rate_limited"], 0, "{stats}");
+        assert!(stats["submits_accepted"].as_i64().unwrap() > 0, "{stats}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
