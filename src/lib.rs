@@ -23,5 +23,6 @@ pub mod subject;
 pub mod telemetry;
 pub mod token;
 pub mod upstream;
+pub mod versions;
 pub mod webhooks;
 pub mod workers;

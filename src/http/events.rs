@@ -155,16 +155,16 @@ fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<Event, Infallible>>
 }
 
 fn to_sse(e: &EventRecord) -> Event {
+    let data = e.profile_change().unwrap_or_else(|| {
+        json!({
+            "lookup_id": e.lookup_id,
+            "status": e.status(),
+            "at": e.at,
+            "profile_id": e.profile_id,
+        })
+    });
     Event::default()
         .id(e.id.to_string())
         .event(e.kind.as_str())
-        .data(
-            json!({
-                "lookup_id": e.lookup_id,
-                "status": e.status(),
-                "at": e.at,
-                "profile_id": e.profile_id,
-            })
-            .to_string(),
-        )
+        .data(data.to_string())
 }

@@ -19,6 +19,7 @@ pub mod profiles;
 pub mod server;
 pub mod session;
 pub mod subjects;
+pub mod versions;
 pub mod views;
 pub mod webhooks;
 
@@ -93,6 +94,8 @@ pub fn router(state: AppState) -> Router {
         .route("/facets", get(facets::list))
         .route("/profiles", get(profiles::list))
         .route("/profiles/{id}", get(profiles::get))
+        .route("/profiles/{id}/versions", get(versions::list))
+        .route("/profiles/{id}/changes", get(versions::changes))
         .route("/subjects", delete(subjects::erase))
         .route("/audit", get(audit::list))
         .route("/stats", get(ops::stats))

@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     audit, batch, callbacks, credits, deliveries, events, facets, lookups, ops, profiles, session,
-    subjects, webhooks,
+    subjects, versions, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -15,7 +15,7 @@ use super::{
         audit::list,
         lookups::create, lookups::get, lookups::list,
         batch::create,
-        profiles::get, profiles::list,
+        profiles::get, profiles::list, versions::list, versions::changes,
         facets::list,
         subjects::erase,
         events::stream,

@@ -18,6 +18,7 @@ pub mod results;
 pub mod retention;
 pub mod sequencer;
 pub mod stats;
+pub mod versions;
 pub mod webhooks;
 pub mod work;
 

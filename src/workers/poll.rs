@@ -75,7 +75,7 @@ async fn apply(
     update: &crate::upstream::payload::JobUpdate,
 ) -> sqlx::Result<work::Owned> {
     let mut tx = ctx.db.begin().await?;
-    let outcome = results::apply(&mut *tx, claim.id, update, Via::Poll, None).await?;
+    let outcome = results::apply(&mut tx, claim.id, update, Via::Poll, None).await?;
     let owned = work::poll_retry(&mut *tx, claim.claim(), Utc::now()).await?;
     tx.commit().await?;
     metrics::counter!("results_total", "via" => "poll", "outcome" => outcome.as_str()).increment(1);

@@ -1,0 +1,81 @@
+//! A person's profile versions: every profile of a lookup that shares an
+//! identity hash with the given one (the same-person rule, through
+//! `lookup_identities`), newest first, and the change a newly stored
+//! version brings (`profiles.change`, which the status trigger turns into a
+//! `profile.changed` event at commit).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::versions::Change;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Version {
+    pub profile_id: Uuid,
+    pub lookup_id: Uuid,
+    pub completed_on: Option<DateTime<Utc>>,
+    /// `completed_on`, or when the profile was stored if upstream gave none.
+    pub at: DateTime<Utc>,
+    pub result: Value,
+}
+
+/// The lookups of the person of lookup `$1` (itself included, so that a
+/// lookup without identities, e.g. a generated one, is its own person).
+const SAME_PERSON: &str = "SELECT o.lookup_id FROM lookup_identities mine \
+    JOIN lookup_identities o ON o.identity = mine.identity WHERE mine.lookup_id = $1 \
+    UNION SELECT $1";
+
+/// Newest first; ties (same instant) by storage order.
+const ORDER: &str = "COALESCE(p.completed_on, p.created_at) DESC, p.created_at DESC, p.id DESC";
+
+/// Every version of the person of profile `id`, newest first; `None` when
+/// no profile has this id.
+pub async fn of_profile(db: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<Version>>> {
+    let lookup: Option<Uuid> = sqlx::query_scalar("SELECT lookup_id FROM profiles WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *db)
+        .await?;
+    let Some(lookup) = lookup else {
+        return Ok(None);
+    };
+    of_lookup(&mut *db, lookup).await.map(Some)
+}
+
+async fn of_lookup(db: impl PgExecutor<'_>, lookup: Uuid) -> sqlx::Result<Vec<Version>> {
+    sqlx::query_as(&format!(
+        "SELECT p.id AS profile_id, p.lookup_id, p.completed_on, \
+           COALESCE(p.completed_on, p.created_at) AS at, p.result \
+         FROM profiles p WHERE p.lookup_id IN ({SAME_PERSON}) ORDER BY {ORDER}"
+    ))
+    .bind(lookup)
+    .fetch_all(db)
+    .await
+}
+
+/// Records on the profile just stored for `lookup` what it changed since
+/// the person's previous version, when it changed anything. Runs in the
+/// transaction that stored it, before its commit fires the status trigger.
+pub async fn record_change(db: &mut PgConnection, lookup: Uuid) -> sqlx::Result<()> {
+    let versions = of_lookup(&mut *db, lookup).await?;
+    let Some(at) = versions.iter().position(|v| v.lookup_id == lookup) else {
+        return Ok(());
+    };
+    let Some(previous) = versions.get(at + 1) else {
+        return Ok(());
+    };
+    let current = &versions[at];
+    let change = Change::between(&previous.result, &current.result);
+    if change.is_empty() {
+        return Ok(());
+    }
+    let mut data = serde_json::to_value(&change).expect("a change serialises");
+    data["previous_profile_id"] = serde_json::json!(previous.profile_id);
+    sqlx::query("UPDATE profiles SET change = $1 WHERE id = $2")
+        .bind(data)
+        .bind(current.profile_id)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
