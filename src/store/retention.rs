@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use super::versions;
+
 /// Rows deleted per statement.
 const BATCH: i64 = 1000;
 /// Statements per purge run; the rest waits for the next run.
@@ -24,13 +26,21 @@ pub async fn purge_deliveries(db: &PgPool, keep: Duration) -> sqlx::Result<u64> 
 
 /// Deletes finished lookups completed (or created, if never completed)
 /// longer than `keep` ago; their profiles, deliveries and events go with
-/// them (foreign keys cascade).
+/// them (foreign keys cascade). The newest profile of each person stays,
+/// however old (issue 18: retention prunes the history, not the person's
+/// current profile); a later version of that person lets it go.
 pub async fn purge_lookups(db: &PgPool, keep: Duration) -> sqlx::Result<u64> {
     batches(
         db,
-        "DELETE FROM lookups WHERE id IN (SELECT id FROM lookups \
-         WHERE status IN ('completed', 'failed', 'expired') \
-           AND COALESCE(completed_at, created_at) < now() - make_interval(secs => $1) LIMIT $2)",
+        &format!(
+            "DELETE FROM lookups WHERE id IN (SELECT l.id FROM lookups l \
+             WHERE l.status IN ('completed', 'failed', 'expired') \
+               AND COALESCE(l.completed_at, l.created_at) < now() - make_interval(secs => $1) \
+               AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.lookup_id = l.id \
+                 AND NOT ({superseded})) \
+             LIMIT $2)",
+            superseded = versions::SUPERSEDED
+        ),
         keep,
     )
     .await

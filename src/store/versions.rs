@@ -30,6 +30,15 @@ const SAME_PERSON: &str = "SELECT o.lookup_id FROM lookup_identities mine \
 /// Newest first; ties (same instant) by storage order.
 const ORDER: &str = "COALESCE(p.completed_on, p.created_at) DESC, p.created_at DESC, p.id DESC";
 
+/// True for profile `p` of lookup `l` when the same person has a newer
+/// version (in [`ORDER`]): retention keeps the newest one.
+pub(crate) const SUPERSEDED: &str = "EXISTS (SELECT 1 FROM lookup_identities mine \
+    JOIN lookup_identities o ON o.identity = mine.identity AND o.lookup_id <> mine.lookup_id \
+    JOIN profiles q ON q.lookup_id = o.lookup_id \
+    WHERE mine.lookup_id = l.id \
+      AND (COALESCE(q.completed_on, q.created_at), q.created_at, q.id) \
+        > (COALESCE(p.completed_on, p.created_at), p.created_at, p.id))";
+
 /// Every version of the person of profile `id`, newest first; `None` when
 /// no profile has this id.
 pub async fn of_profile(db: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<Version>>> {
