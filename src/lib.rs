@@ -16,6 +16,7 @@ pub mod facets;
 pub mod http;
 pub mod intake;
 pub mod lookups;
+pub mod refresh;
 pub mod sandbox;
 pub mod secrets;
 pub mod store;

@@ -251,6 +251,59 @@ pub async fn request(
     Ok(answer)
 }
 
+/// What [`request`] would answer, found without writing anything (dry
+/// runs): the same checks, in the same order, without the locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Would {
+    Suppressed,
+    Cached,
+    InFlight,
+    Pay,
+}
+
+pub async fn would(
+    db: &PgPool,
+    policy: Policy<'_>,
+    req: &LookupRequest,
+) -> Result<Would, sqlx::Error> {
+    let mut conn = db.acquire().await?;
+    let matched = policy.secret.identity_hashes(&req.subject.identities());
+    let suppressible = policy
+        .secret
+        .identity_hashes(&req.subject.suppression_identities());
+    if erasure::any_suppressed(&mut *conn, &suppressible, &req.legacy_digests()).await? {
+        return Ok(Would::Suppressed);
+    }
+    if !req.refresh {
+        let since =
+            Utc::now() - chrono::Duration::from_std(policy.profile_cache).unwrap_or_default();
+        if lookups::find_cached(&mut conn, &matched, since)
+            .await?
+            .is_some()
+        {
+            return Ok(Would::Cached);
+        }
+    }
+    if lookups::find_in_flight(&mut conn, &matched)
+        .await?
+        .is_some()
+    {
+        return Ok(Would::InFlight);
+    }
+    Ok(Would::Pay)
+}
+
+/// Credits the day's budget still allows (`None`: no budget).
+pub async fn budget_left(db: &PgPool, policy: Policy<'_>) -> sqlx::Result<Option<i64>> {
+    let Some(budget) = policy.credit_budget_daily else {
+        return Ok(None);
+    };
+    let mut conn = db.acquire().await?;
+    let committed =
+        lookups::credits_committed_today(&mut conn, i64::from(CREDITS_PER_RESULT)).await?;
+    Ok(Some((budget as i64 - committed).max(0)))
+}
+
 async fn decide(
     tx: &mut sqlx::PgConnection,
     policy: Policy<'_>,

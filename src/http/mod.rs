@@ -16,6 +16,7 @@ pub mod lookups;
 pub mod openapi;
 pub mod ops;
 pub mod profiles;
+pub mod refresh;
 pub mod server;
 pub mod session;
 pub mod subjects;
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/lookups/{id}", get(lookups::get))
         .route("/facets", get(facets::list))
         .route("/profiles", get(profiles::list))
+        .route("/profiles/refresh", post(refresh::create))
         .route("/profiles/{id}", get(profiles::get))
         .route("/profiles/{id}/versions", get(versions::list))
         .route("/profiles/{id}/changes", get(versions::changes))

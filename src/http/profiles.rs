@@ -89,33 +89,55 @@ pub async fn list(
     Ok(Json(PageView::from_page(page, ProfileView::from)))
 }
 
+/// Names of the profile filters (query parameters of `GET /v1/profiles`,
+/// keys of `filters` in `POST /v1/profiles/refresh`).
+pub(super) const FILTERS: [&str; 8] = [
+    "email",
+    "phone",
+    "social_media_url",
+    "interest",
+    "category",
+    "brand",
+    "archetype",
+    "industry",
+];
+
 /// The profile filters of the query string (shared with `/v1/facets`):
 /// identifiers normalised as lookups store them, a bad one named.
 pub(super) fn filter(params: &Params) -> ApiResult<ProfileFilter> {
+    filter_from(|field| params.text(field), "").map_err(ApiError::Validation)
+}
+
+/// The profile filters as `get` finds them; errors name `prefix` + field.
+pub(super) fn filter_from<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    prefix: &str,
+) -> Result<ProfileFilter, Vec<crate::subject::FieldError>> {
     let mut errors = Vec::new();
     let mut identifier = |field: &str, normalise: fn(&str) -> Result<String, String>| {
-        params
-            .text(field)
-            .and_then(|raw| match normalise(raw.trim()) {
-                Ok(v) => Some(v),
-                Err(message) => {
-                    errors.push(crate::subject::FieldError::new(field, message));
-                    None
-                }
-            })
+        get(field).and_then(|raw| match normalise(raw.trim()) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                errors.push(crate::subject::FieldError::new(
+                    &format!("{prefix}{field}"),
+                    message,
+                ));
+                None
+            }
+        })
     };
     let filter = ProfileFilter {
         email: identifier("email", normalise_email),
         phone: identifier("phone", normalise_phone),
         social_media_url: identifier("social_media_url", normalise_url),
-        interest: params.text("interest").map(str::to_owned),
-        category: params.text("category").map(str::to_owned),
-        brand: params.text("brand").map(str::to_owned),
-        archetype: params.text("archetype").map(str::to_owned),
-        industry: params.text("industry").map(str::to_owned),
+        interest: get("interest").map(str::to_owned),
+        category: get("category").map(str::to_owned),
+        brand: get("brand").map(str::to_owned),
+        archetype: get("archetype").map(str::to_owned),
+        industry: get("industry").map(str::to_owned),
     };
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(errors);
     }
     Ok(filter)
 }

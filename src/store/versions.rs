@@ -6,9 +6,11 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::profiles::{ProfileFilter, push_filters};
+use crate::subject::Subject;
 use crate::versions::Change;
 
 #[derive(Debug, Clone, FromRow)]
@@ -87,4 +89,36 @@ pub async fn record_change(db: &mut PgConnection, lookup: Uuid) -> sqlx::Result<
         .execute(&mut *db)
         .await?;
     Ok(())
+}
+
+/// A person's newest profile, due for a refresh: who to look up again.
+#[derive(Debug, Clone, FromRow)]
+pub struct Stale {
+    pub profile_id: Uuid,
+    pub lookup_id: Uuid,
+    pub metadata: Value,
+    #[sqlx(flatten)]
+    pub subject: Subject,
+}
+
+/// The people whose newest profile matches `filter` and completed before
+/// `older_than`, oldest first, at most `limit`.
+pub async fn stale(
+    db: &PgPool,
+    filter: &ProfileFilter,
+    older_than: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<Stale>> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT p.id AS profile_id, l.id AS lookup_id, l.metadata, l.email, l.phone, \
+           l.social_media_url, l.name, l.company \
+         FROM profiles p JOIN lookups l ON l.id = p.lookup_id WHERE true",
+    );
+    push_filters(&mut q, filter);
+    q.push(" AND COALESCE(p.completed_on, p.created_at) < ")
+        .push_bind(older_than)
+        .push(format_args!(" AND NOT {SUPERSEDED}"))
+        .push(" ORDER BY COALESCE(p.completed_on, p.created_at), p.id LIMIT ")
+        .push_bind(limit);
+    q.build_query_as().fetch_all(db).await
 }

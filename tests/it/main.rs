@@ -24,6 +24,7 @@ mod lookups_api;
 mod open_door;
 mod operations;
 mod pacing;
+mod profile_refresh;
 mod profile_versions;
 mod profiles_api;
 mod replicas;
