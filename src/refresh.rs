@@ -4,6 +4,8 @@
 //! [`crate::lookups::request`], the path of `POST /v1/lookups`, so in-flight
 //! dedup, suppression and the credit budget apply to it as to any lookup.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
@@ -36,7 +38,11 @@ pub struct Outcome {
 }
 
 pub async fn run(db: &PgPool, policy: Policy<'_>, plan: &Plan) -> sqlx::Result<Outcome> {
-    let people = versions::stale(db, &plan.filter, plan.older_than, MAX_PEOPLE).await?;
+    let policy = Policy {
+        service_refresh: true,
+        ..policy
+    };
+    let people = versions::stale(db, &plan.filter, plan.older_than, None, MAX_PEOPLE).await?;
     let matched = people.len() as u64;
     let paid = if plan.dry_run {
         would_pay(db, policy, &people).await?
@@ -88,4 +94,28 @@ async fn would_pay(db: &PgPool, policy: Policy<'_>, people: &[Stale]) -> sqlx::R
         paid = paid.min((left / i64::from(CREDITS_PER_RESULT)) as u64);
     }
     Ok(paid)
+}
+
+/// The scheduled pass (REFRESH_AFTER_DAYS): refreshes the people whose
+/// newest profile is older than `after`, oldest first, as many as the
+/// day's refresh budget allows, and none that was looked up within
+/// `after` (at most one refresh per period, also when the last one
+/// failed). Safe on every replica at once: each refresh goes through the
+/// same locks and in-flight dedup as any lookup. How many were queued.
+pub async fn scheduled(db: &PgPool, policy: Policy<'_>, after: Duration) -> sqlx::Result<u64> {
+    let policy = Policy {
+        service_refresh: true,
+        ..policy
+    };
+    let room = match lookups::budget_left(db, policy).await? {
+        Some(left) => left / i64::from(CREDITS_PER_RESULT),
+        None => MAX_PEOPLE,
+    };
+    if room == 0 {
+        return Ok(0);
+    }
+    let cutoff = Utc::now() - chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+    let filter = ProfileFilter::default();
+    let people = versions::stale(db, &filter, cutoff, Some(cutoff), room.min(MAX_PEOPLE)).await?;
+    queue(db, policy, &people).await
 }

@@ -75,6 +75,8 @@ impl AppState {
             synthetic: self.config.is_sandbox(),
             profile_cache: self.config.profile_cache,
             credit_budget_daily: self.config.credit_budget_daily,
+            refresh_credits_daily: self.config.refresh_credits_daily,
+            service_refresh: false,
         }
     }
 }

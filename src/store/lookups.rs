@@ -193,6 +193,9 @@ pub struct NewLookup<'a> {
     pub metadata: &'a Value,
     /// Made against the sandbox simulator.
     pub synthetic: bool,
+    /// A refresh made by the service: spends from REFRESH_CREDITS_DAILY
+    /// and is submitted after new lookups.
+    pub refresh: bool,
 }
 
 /// Inserts a pending lookup unless one for the same person is already in
@@ -200,7 +203,7 @@ pub struct NewLookup<'a> {
 pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO lookups (id, email, phone, social_media_url, name, company, subject_key, \
-         metadata, synthetic) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         metadata, synthetic, refresh) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (subject_key) WHERE status IN ('pending', 'queued', 'processing') DO NOTHING",
     )
     .bind(new.id)
@@ -212,6 +215,7 @@ pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::
     .bind(new.subject_key)
     .bind(new.metadata)
     .bind(new.synthetic)
+    .bind(new.refresh)
     .execute(db)
     .await?
     .rows_affected();
@@ -221,23 +225,35 @@ pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::
 /// Serialises budget decisions (on any replica) until the transaction ends,
 /// so that concurrent requests cannot all see the same room. Take it before
 /// looking for an in-flight lookup: a request that waited here then sees
-/// the lookup the previous holder created, instead of counting it.
-pub async fn lock_credit_budget(db: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('credit_budget', 0))")
+/// the lookup the previous holder created, instead of counting it. New
+/// lookups and the service's refreshes have budgets (and locks) of their own.
+pub async fn lock_credit_budget(db: &mut PgConnection, refresh: bool) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(if refresh {
+            "refresh_budget"
+        } else {
+            "credit_budget"
+        })
         .execute(&mut *db)
         .await?;
     Ok(())
 }
 
-/// Credits charged today plus credits that lookups in flight may still cost.
+/// Credits charged today plus credits that lookups in flight may still
+/// cost, of the service's refreshes (`refresh`) or of the other lookups.
 /// Call under [`lock_credit_budget`].
-pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
+pub async fn credits_committed_today(
+    db: &mut PgConnection,
+    per_job: i64,
+    refresh: bool,
+) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT COALESCE(SUM(credits_charged) FILTER (WHERE completed_at >= date_trunc('day', now())), 0)::bigint \
          + $1 * COUNT(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')) \
-         FROM lookups",
+         FROM lookups WHERE refresh = $2",
     )
     .bind(per_job)
+    .bind(refresh)
     .fetch_one(db)
     .await
 }

@@ -102,11 +102,13 @@ pub struct Stale {
 }
 
 /// The people whose newest profile matches `filter` and completed before
-/// `older_than`, oldest first, at most `limit`.
+/// `older_than`, oldest first, at most `limit`; with `untried_since`, only
+/// those with no lookup at all created since then.
 pub async fn stale(
     db: &PgPool,
     filter: &ProfileFilter,
     older_than: DateTime<Utc>,
+    untried_since: Option<DateTime<Utc>>,
     limit: i64,
 ) -> sqlx::Result<Vec<Stale>> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
@@ -117,8 +119,18 @@ pub async fn stale(
     push_filters(&mut q, filter);
     q.push(" AND COALESCE(p.completed_on, p.created_at) < ")
         .push_bind(older_than)
-        .push(format_args!(" AND NOT {SUPERSEDED}"))
-        .push(" ORDER BY COALESCE(p.completed_on, p.created_at), p.id LIMIT ")
+        .push(format_args!(" AND NOT {SUPERSEDED}"));
+    if let Some(since) = untried_since {
+        q.push(
+            " AND NOT EXISTS (SELECT 1 FROM lookup_identities mine \
+               JOIN lookup_identities o ON o.identity = mine.identity \
+               JOIN lookups ol ON ol.id = o.lookup_id \
+               WHERE mine.lookup_id = l.id AND ol.created_at >= ",
+        )
+        .push_bind(since)
+        .push(")");
+    }
+    q.push(" ORDER BY COALESCE(p.completed_on, p.created_at), p.id LIMIT ")
         .push_bind(limit);
     q.build_query_as().fetch_all(db).await
 }

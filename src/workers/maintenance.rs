@@ -1,5 +1,6 @@
 //! Periodic housekeeping: abandoned submits become ambiguous, overdue jobs
-//! expire, the pacing ledger is pruned; about once a minute, retention.
+//! expire, the pacing ledger is pruned; about once a minute, retention;
+//! every 20 s, the scheduled refresh (REFRESH_AFTER_DAYS).
 
 use std::time::Duration;
 
@@ -13,6 +14,9 @@ const EVERY: Duration = Duration::from_secs(2);
 const LEDGER_KEEP: Duration = Duration::from_secs(2 * 86_400);
 /// Retention runs on one tick in this many.
 const RETENTION_EVERY_TICKS: u64 = 30;
+/// The scheduled refresh looks for stale profiles on one tick in this many
+/// (the contract asks for at least once a minute).
+const REFRESH_EVERY_TICKS: u64 = 10;
 
 pub(super) async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(EVERY);
@@ -30,6 +34,18 @@ pub(super) async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
             && let Err(e) = retention(&ctx).await
         {
             tracing::warn!(error = %e, "retention purge failed; retrying later");
+        }
+        if ticks.is_multiple_of(REFRESH_EVERY_TICKS)
+            && let Some(schedule) = &ctx.refresh
+        {
+            match crate::refresh::scheduled(&ctx.db, schedule.policy(), schedule.after).await {
+                Ok(0) => {}
+                Ok(queued) => {
+                    ctx.wake.notify_one();
+                    tracing::info!(queued, "scheduled refreshes queued");
+                }
+                Err(e) => tracing::warn!(error = %e, "scheduled refresh failed; retrying later"),
+            }
         }
         ticks += 1;
     }

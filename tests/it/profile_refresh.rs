@@ -187,7 +187,7 @@ async fn a_person_with_a_lookup_in_flight_is_matched_but_not_queued_again(db: Pg
     let dry = answered(&app, json!({"filters": {}, "dry_run": true}), 200).await;
     assert_eq!(
         dry,
-        json!({"matched": 1, "queued": 0, "credits_at_most": 0})
+        json!({"matched": 3, "queued": 0, "credits_at_most": 0})
     );
     let lookups = app.count("SELECT count(*) FROM lookups").await;
     let run = answered(&app, json!({"filters": {}}), 202).await;
@@ -200,13 +200,15 @@ async fn a_person_with_a_lookup_in_flight_is_matched_but_not_queued_again(db: Pg
 }
 
 #[sqlx::test]
-async fn the_daily_budget_caps_the_estimate_and_the_run_alike(db: PgPool) {
+async fn the_refresh_budget_caps_the_estimate_and_the_run_alike_apart_from_new_lookups(db: PgPool) {
     let mut settings = Settings::sandbox();
-    settings.credit_budget_daily = Some(15);
+    settings.refresh_credits_daily = Some(5);
+    settings.credit_budget_daily = Some(10);
     let app = spawn(db, settings).await;
+    // New lookups spend their own budget (10 of 10) ...
     completed(&app, "dee@example.com").await;
     completed(&app, "eve@example.com").await;
-    // 10 of 15 credits spent: one more lookup fits.
+    // ... and refreshes theirs: one fits in 5 credits.
     let dry = answered(&app, json!({"filters": {}, "dry_run": true}), 200).await;
     assert_eq!(
         dry,
@@ -217,6 +219,9 @@ async fn the_daily_budget_caps_the_estimate_and_the_run_alike(db: PgPool) {
         run,
         json!({"matched": 2, "queued": 1, "credits_at_most": 5})
     );
+    wait_until_finished(&app).await;
+    let again = answered(&app, json!({"filters": {}}), 202).await;
+    assert_eq!(again["queued"], 0, "the rest wait for the next day");
     app.stop().await;
 }
 
@@ -254,5 +259,73 @@ async fn bad_bodies_are_422_naming_each_field(db: PgPool) {
         .await
         .unwrap();
     problem(not_json, 400).await;
+    app.stop().await;
+}
+
+/// Waits until `n` lookups exist, failing after `WAIT`.
+async fn wait_for_lookups(app: &TestApp, n: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.count("SELECT count(*) FROM lookups").await < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fewer than {n} lookups"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test]
+async fn the_schedule_refreshes_stale_profiles_oldest_first_within_its_budget(db: PgPool) {
+    let app = spawn(db.clone(), Settings::sandbox()).await;
+    let old = completed(&app, "old+sandbox-changing@example.com").await;
+    let older = completed(&app, "older@example.com").await;
+    let fresh = completed(&app, "fresh@example.com").await;
+    app.stop().await;
+    // Ages: `older` 3 days, `old` 2 days, `fresh` just now.
+    for (lookup, days) in [(&older, 3), (&old, 2)] {
+        sqlx::query(
+            "UPDATE profiles SET completed_on = now() - make_interval(days => $1), \
+               created_at = now() - make_interval(days => $1) WHERE lookup_id = $2::uuid",
+        )
+        .bind(days)
+        .bind(lookup["id"].as_str().unwrap())
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE lookups SET created_at = now() - interval '3 days' WHERE id <> $1::uuid")
+        .bind(fresh["id"].as_str().unwrap())
+        .execute(&db)
+        .await
+        .unwrap();
+
+    // Refresh after a day, budget for one refresh a day.
+    let mut settings = Settings::sandbox();
+    settings.refresh_after = Some(Duration::from_secs(86_400));
+    settings.refresh_credits_daily = Some(5);
+    let app = spawn(db, settings).await;
+    wait_for_lookups(&app, 4).await;
+    wait_until_finished(&app).await;
+    let refreshed: Vec<(String, bool)> =
+        sqlx::query_as("SELECT email, refresh FROM lookups ORDER BY created_at DESC LIMIT 1")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        refreshed,
+        [("older@example.com".to_owned(), true)],
+        "oldest first"
+    );
+    // The budget is spent: an on-demand refresh queues nothing more today,
+    // and says so before it spends anything.
+    let dry = answered(&app, json!({"filters": {}, "dry_run": true}), 200).await;
+    assert_eq!(
+        dry,
+        json!({"matched": 3, "queued": 0, "credits_at_most": 0})
+    );
+    let run = answered(&app, json!({"filters": {}}), 202).await;
+    assert_eq!(run["queued"], 0);
+    // New lookups do not spend from the refresh budget.
+    completed(&app, "new@example.com").await;
     app.stop().await;
 }

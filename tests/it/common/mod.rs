@@ -66,6 +66,9 @@ pub struct Settings {
     pub options: Options,
     pub redact_sections: Vec<String>,
     pub retention_profile: Option<Duration>,
+    /// REFRESH_AFTER_DAYS and REFRESH_CREDITS_DAILY.
+    pub refresh_after: Option<Duration>,
+    pub refresh_credits_daily: Option<u64>,
 }
 
 impl Settings {
@@ -92,6 +95,8 @@ impl Settings {
             options: Options::default(),
             redact_sections: Vec::new(),
             retention_profile: None,
+            refresh_after: None,
+            refresh_credits_daily: None,
         }
     }
 }
@@ -149,6 +154,8 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
         webhook_allow_private: settings.webhook_allow_private,
         retention_delivery: Duration::from_secs(30 * 86_400),
         retention_profile: settings.retention_profile,
+        refresh_after: settings.refresh_after,
+        refresh_credits_daily: settings.refresh_credits_daily,
         redact_sections: settings.redact_sections.clone(),
         generated_token: None,
     }

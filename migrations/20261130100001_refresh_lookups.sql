@@ -1,0 +1,5 @@
+-- Refreshes made by the service (POST /v1/profiles/refresh and the
+-- REFRESH_AFTER_DAYS schedule) are marked, so that they spend from
+-- REFRESH_CREDITS_DAILY apart from new lookups and are submitted after
+-- every due new lookup (src/store/work.rs, claim_submit).
+ALTER TABLE lookups ADD COLUMN refresh boolean NOT NULL DEFAULT false;
