@@ -252,6 +252,8 @@ const CONTRACT_VARIABLES: &[&str] = &[
     "RETENTION_PROFILE_DAYS",
     "REDACT_SECTIONS",
     "WEBHOOK_ALLOW_PRIVATE",
+    "REFRESH_AFTER_DAYS",
+    "REFRESH_CREDITS_DAILY",
 ];
 
 /// Variables this project adds beyond the contract, each read by the binary
