@@ -69,14 +69,26 @@ async fn of_lookup(db: impl PgExecutor<'_>, lookup: Uuid) -> sqlx::Result<Vec<Ve
 /// the person's previous version, when it changed anything. Runs in the
 /// transaction that stored it, before its commit fires the status trigger.
 pub async fn record_change(db: &mut PgConnection, lookup: Uuid) -> sqlx::Result<()> {
-    let versions = of_lookup(&mut *db, lookup).await?;
-    let Some(at) = versions.iter().position(|v| v.lookup_id == lookup) else {
+    // This version and the one before it only: a person refreshed for
+    // years has many versions, and only the last two matter here.
+    let pair: Vec<Version> = sqlx::query_as(&format!(
+        "WITH cur AS (SELECT id, COALESCE(completed_on, created_at) AS k, created_at AS c \
+           FROM profiles WHERE lookup_id = $1) \
+         SELECT p.id AS profile_id, p.lookup_id, p.completed_on, \
+           COALESCE(p.completed_on, p.created_at) AS at, p.result \
+         FROM profiles p, cur WHERE p.lookup_id IN ({SAME_PERSON}) \
+           AND (COALESCE(p.completed_on, p.created_at), p.created_at, p.id) <= (cur.k, cur.c, cur.id) \
+         ORDER BY {ORDER} LIMIT 2"
+    ))
+    .bind(lookup)
+    .fetch_all(&mut *db)
+    .await?;
+    let [current, previous] = &pair[..] else {
         return Ok(());
     };
-    let Some(previous) = versions.get(at + 1) else {
+    if current.lookup_id != lookup {
         return Ok(());
-    };
-    let current = &versions[at];
+    }
     let change = Change::between(&previous.result, &current.result);
     if change.is_empty() {
         return Ok(());
