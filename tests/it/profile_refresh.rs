@@ -329,3 +329,39 @@ async fn the_schedule_refreshes_stale_profiles_oldest_first_within_its_budget(db
     completed(&app, "new@example.com").await;
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_suppressed_person_is_matched_but_never_refreshed(db: PgPool) {
+    use interests_receiver::secrets::ServiceSecret;
+    use interests_receiver::subject::{identity, normalise_email};
+    let app = spawn(db, Settings::sandbox()).await;
+    completed(&app, "gone@example.com").await;
+    completed(&app, "here@example.com").await;
+    // Suppressed after the profile was stored (as by another replica's
+    // erasure racing this one, or a suppression by another identifier).
+    let person = identity("email", &normalise_email("gone@example.com").unwrap());
+    let hash = ServiceSecret::new(crate::common::TEST_SECRET, None).identity_hash(&person);
+    sqlx::query("INSERT INTO suppressed_identities (identity) VALUES ($1)")
+        .bind(hash)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let dry = answered(&app, json!({"filters": {}, "dry_run": true}), 200).await;
+    assert_eq!(
+        dry,
+        json!({"matched": 2, "queued": 0, "credits_at_most": 5})
+    );
+    let run = answered(&app, json!({"filters": {}}), 202).await;
+    assert_eq!(
+        run,
+        json!({"matched": 2, "queued": 1, "credits_at_most": 5})
+    );
+    let refreshed: Vec<String> =
+        sqlx::query_scalar("SELECT email FROM lookups WHERE refresh ORDER BY created_at")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(refreshed, ["here@example.com"]);
+    app.stop().await;
+}
