@@ -96,7 +96,10 @@ pub fn router(state: AppState) -> Router {
         .route("/lookups/{id}", get(lookups::get))
         .route("/facets", get(facets::list))
         .route("/profiles", get(profiles::list))
-        .route("/profiles/refresh", post(refresh::create))
+        .route(
+            "/profiles/refresh",
+            post(refresh::create).layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
         .route("/profiles/{id}", get(profiles::get))
         .route("/profiles/{id}/versions", get(versions::list))
         .route("/profiles/{id}/changes", get(versions::changes))

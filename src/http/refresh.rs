@@ -39,7 +39,7 @@ pub struct RefreshView {
         (status = 202, description = "refreshes queued", body = RefreshView),
         (status = 200, description = "a dry run: nothing queued", body = RefreshView),
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
