@@ -193,6 +193,14 @@ impl Application {
                 deliveries: config.retention_delivery,
                 lookups: config.retention_profile,
             },
+            refresh: config.refresh_after.map(|after| workers::RefreshSchedule {
+                after,
+                secret: config.service_secret.clone(),
+                synthetic: config.is_sandbox(),
+                profile_cache: config.profile_cache,
+                credit_budget_daily: config.credit_budget_daily,
+                refresh_credits_daily: config.refresh_credits_daily,
+            }),
         });
         let events = EventHub::new(options.max_event_streams);
         let webhook_sender = options.run_workers.then(|| {

@@ -169,6 +169,19 @@ pub struct ServeArgs {
     /// dropped before anything is written.
     #[arg(long, env = "REDACT_SECTIONS")]
     pub redact_sections: Option<String>,
+
+    /// Completed profiles older than this many days (a decimal number:
+    /// `90`, `0.5`) are looked up again automatically, oldest first. Unset:
+    /// no automatic refresh.
+    #[arg(long, env = "REFRESH_AFTER_DAYS", value_parser = parse_refresh_days)]
+    pub refresh_after_days: Option<f64>,
+
+    /// The most credits the service's refreshes (scheduled and
+    /// `POST /v1/profiles/refresh`) may spend per UTC day, apart from new
+    /// lookups. Required with REFRESH_AFTER_DAYS; unset without it: on-demand
+    /// refreshes are not capped by a budget of their own.
+    #[arg(long, env = "REFRESH_CREDITS_DAILY")]
+    pub refresh_credits_daily: Option<u64>,
 }
 
 /// How upstream is reached: a real account, or the built-in simulator.
@@ -210,6 +223,11 @@ pub struct Config {
     pub webhook_allow_private: bool,
     pub retention_delivery: Duration,
     pub retention_profile: Option<Duration>,
+    /// REFRESH_AFTER_DAYS: age after which a profile is refreshed
+    /// automatically; `None`: never.
+    pub refresh_after: Option<Duration>,
+    /// REFRESH_CREDITS_DAILY.
+    pub refresh_credits_daily: Option<u64>,
     /// Result sections never written (REDACT_SECTIONS).
     pub redact_sections: Vec<String>,
     /// Set when sandbox mode generated a token; printed once at start.
@@ -333,6 +351,13 @@ impl Config {
             ));
         }
 
+        if args.refresh_after_days.is_some() && args.refresh_credits_daily.is_none() {
+            return Err(config_error(
+                "REFRESH_CREDITS_DAILY",
+                "required when REFRESH_AFTER_DAYS is set (the most credits refreshes may spend per day)",
+            ));
+        }
+
         let callbacks_on = args.public_base_url.is_some() || sandbox;
         let poll_after_secs =
             args.poll_after_secs
@@ -362,6 +387,10 @@ impl Config {
             webhook_allow_private: args.webhook_allow_private,
             retention_delivery: days(args.retention_delivery_days),
             retention_profile: args.retention_profile_days.map(days),
+            refresh_after: args
+                .refresh_after_days
+                .map(|d| Duration::from_secs_f64(d * 86_400.0)),
+            refresh_credits_daily: args.refresh_credits_daily,
             redact_sections: redact_sections(args.redact_sections.as_deref())?,
             generated_token,
         })
@@ -577,6 +606,14 @@ fn parse_http_url(raw: &str) -> Result<Url, String> {
         return Err("expected an http or https URL with a host".into());
     }
     Ok(url)
+}
+
+fn parse_refresh_days(raw: &str) -> Result<f64, String> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|d| d.is_finite() && *d > 0.0 && *d <= 36_500.0)
+        .ok_or_else(|| format!("expected a number of days above 0 (e.g. 90 or 0.5), got {raw:?}"))
 }
 
 fn parse_time_scale(raw: &str) -> Result<f64, String> {

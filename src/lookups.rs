@@ -307,9 +307,27 @@ pub struct Policy<'a> {
     /// Lookups are made against the sandbox simulator: mark them synthetic.
     pub synthetic: bool,
     pub profile_cache: Duration,
+    /// CREDIT_BUDGET_DAILY: what lookups other than the service's
+    /// refreshes may spend per UTC day.
     pub credit_budget_daily: Option<u64>,
     /// NAME_ONLY_LOOKUPS.
     pub name_only: NameOnlyLookups,
+    /// REFRESH_CREDITS_DAILY: what the service's refreshes may spend.
+    pub refresh_credits_daily: Option<u64>,
+    /// The lookups requested are the service's refreshes (on demand or
+    /// scheduled): marked, budgeted apart and submitted after new lookups.
+    pub service_refresh: bool,
+}
+
+impl Policy<'_> {
+    /// The budget the requested lookups spend from.
+    fn budget(&self) -> Option<u64> {
+        if self.service_refresh {
+            self.refresh_credits_daily
+        } else {
+            self.credit_budget_daily
+        }
+    }
 }
 
 pub async fn request(
@@ -355,6 +373,18 @@ pub async fn request(
     Ok(answer)
 }
 
+/// Credits the day's budget still allows (`None`: no budget).
+pub async fn budget_left(db: &PgPool, policy: Policy<'_>) -> sqlx::Result<Option<i64>> {
+    let Some(budget) = policy.budget() else {
+        return Ok(None);
+    };
+    let mut conn = db.acquire().await?;
+    let per_job = i64::from(CREDITS_PER_RESULT);
+    let committed =
+        lookups::credits_committed_today(&mut conn, per_job, policy.service_refresh).await?;
+    Ok(Some((budget as i64 - committed).max(0)))
+}
+
 async fn decide(
     tx: &mut sqlx::PgConnection,
     policy: Policy<'_>,
@@ -389,15 +419,17 @@ async fn decide(
             return Ok(Answer::Cached(cached));
         }
     }
-    if policy.credit_budget_daily.is_some() {
-        lookups::lock_credit_budget(tx).await?;
+    if policy.budget().is_some() {
+        lookups::lock_credit_budget(tx, policy.service_refresh).await?;
     }
     if let Some(running) = lookups::find_in_flight(tx, &matched).await? {
         rekey(tx, policy.secret, &running).await?;
         return Ok(Answer::InFlight(running));
     }
-    if let Some(budget) = policy.credit_budget_daily {
-        let committed = lookups::credits_committed_today(tx, i64::from(CREDITS_PER_RESULT)).await?;
+    if let Some(budget) = policy.budget() {
+        let per_job = i64::from(CREDITS_PER_RESULT);
+        let committed =
+            lookups::credits_committed_today(tx, per_job, policy.service_refresh).await?;
         if committed + i64::from(CREDITS_PER_RESULT) > budget as i64 {
             return Err(RequestError::BudgetExhausted(budget));
         }
@@ -414,6 +446,7 @@ async fn decide(
             synthetic: policy.synthetic,
             identities_key: &policy.secret.identity_key_id(),
             warnings: &req.warnings,
+            refresh: policy.service_refresh,
         },
     )
     .await?;
@@ -471,18 +504,6 @@ pub async fn foresee(
         return Ok(Would::InFlight);
     }
     Ok(Would::Paid)
-}
-
-/// Credits the daily budget still has room for (`None`: no budget): what
-/// the budget check of `decide` compares against, read without its lock.
-pub async fn budget_left(db: &PgPool, policy: Policy<'_>) -> sqlx::Result<Option<i64>> {
-    let Some(budget) = policy.credit_budget_daily else {
-        return Ok(None);
-    };
-    let mut conn = db.acquire().await?;
-    let committed =
-        lookups::credits_committed_today(&mut conn, i64::from(CREDITS_PER_RESULT)).await?;
-    Ok(Some((budget as i64 - committed).max(0)))
 }
 
 #[cfg(test)]

@@ -112,8 +112,10 @@ async fn authentic(
         body_sha256: &digest,
         body: &json,
     };
+    let mut tx = state.db.begin().await?;
     let outcome =
-        results::apply(&state.db, lookup_id, &update, Via::Callback, Some(delivery)).await?;
+        results::apply(&mut tx, lookup_id, &update, Via::Callback, Some(delivery)).await?;
+    tx.commit().await?;
     crate::crashpoint::reach("callback_after_commit").await;
 
     metrics::counter!("callback_deliveries_total", "outcome" => outcome.as_str()).increment(1);

@@ -16,9 +16,11 @@ pub mod lookups;
 pub mod openapi;
 pub mod ops;
 pub mod profiles;
+pub mod refresh;
 pub mod server;
 pub mod session;
 pub mod subjects;
+pub mod versions;
 pub mod views;
 pub mod webhooks;
 
@@ -74,6 +76,8 @@ impl AppState {
             profile_cache: self.config.profile_cache,
             credit_budget_daily: self.config.credit_budget_daily,
             name_only: self.config.name_only_lookups,
+            refresh_credits_daily: self.config.refresh_credits_daily,
+            service_refresh: false,
         }
     }
 }
@@ -94,7 +98,13 @@ pub fn router(state: AppState) -> Router {
         .route("/lookups/{id}/resubmit", post(lookups::resubmit))
         .route("/facets", get(facets::list))
         .route("/profiles", get(profiles::list))
+        .route(
+            "/profiles/refresh",
+            post(refresh::create).layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),
+        )
         .route("/profiles/{id}", get(profiles::get))
+        .route("/profiles/{id}/versions", get(versions::list))
+        .route("/profiles/{id}/changes", get(versions::changes))
         .route("/subjects", delete(subjects::erase))
         .route("/audit", get(audit::list))
         .route("/stats", get(ops::stats))

@@ -94,12 +94,35 @@ pub async fn list(
     Ok(Json(PageView::from_page(page, ProfileView::from)))
 }
 
+/// Names of the profile filters (query parameters of `GET /v1/profiles`,
+/// keys of `filters` in `POST /v1/profiles/refresh`).
+pub(super) const FILTERS: [&str; 9] = [
+    "email",
+    "phone",
+    "social_media_url",
+    "match_basis",
+    "interest",
+    "category",
+    "brand",
+    "archetype",
+    "industry",
+];
+
 /// The profile filters of the query string (shared with `/v1/facets` and,
-/// through this endpoint, `export`): identifiers normalised as lookups
-/// store them and turned into the keyed identity hashes of that person
-/// (any spelling the service treats as the same person matches), a bad
-/// value named.
+/// through this endpoint, `export`).
 pub(super) fn filter(params: &Params, secret: &ServiceSecret) -> ApiResult<ProfileFilter> {
+    filter_from(|field| params.text(field), "", secret).map_err(ApiError::Validation)
+}
+
+/// The profile filters as `get` finds them: identifiers normalised as
+/// lookups store them and turned into the keyed identity hashes of that
+/// person (any spelling the service treats as the same person matches); a
+/// bad value named `prefix` + field.
+pub(super) fn filter_from<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    prefix: &str,
+    secret: &ServiceSecret,
+) -> Result<ProfileFilter, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut identities = Vec::new();
     for (field, normalise) in [
@@ -110,22 +133,22 @@ pub(super) fn filter(params: &Params, secret: &ServiceSecret) -> ApiResult<Profi
         ("phone", normalise_phone),
         ("social_media_url", normalise_url),
     ] {
-        let Some(raw) = params.text(field) else {
+        let Some(raw) = get(field) else {
             continue;
         };
         match normalise(raw.trim()) {
             Ok(v) => identities.push(secret.identity_hashes(&[identity(field, &v)])),
-            Err(message) => errors.push(FieldError::new(field, message)),
+            Err(message) => errors.push(FieldError::new(&format!("{prefix}{field}"), message)),
         }
     }
-    let match_basis = match params.text("match_basis") {
+    let match_basis = match get("match_basis") {
         None => None,
         Some(raw) => {
             let basis = MatchBasis::parse(raw);
             if basis.is_none() {
                 let names: Vec<_> = MatchBasis::ALL.iter().map(|b| b.as_str()).collect();
                 errors.push(FieldError::new(
-                    "match_basis",
+                    &format!("{prefix}match_basis"),
                     format!("expected one of {}", names.join(", ")),
                 ));
             }
@@ -135,14 +158,14 @@ pub(super) fn filter(params: &Params, secret: &ServiceSecret) -> ApiResult<Profi
     let filter = ProfileFilter {
         identities,
         match_basis,
-        interest: params.text("interest").map(str::to_owned),
-        category: params.text("category").map(str::to_owned),
-        brand: params.text("brand").map(str::to_owned),
-        archetype: params.text("archetype").map(str::to_owned),
-        industry: params.text("industry").map(str::to_owned),
+        interest: get("interest").map(str::to_owned),
+        category: get("category").map(str::to_owned),
+        brand: get("brand").map(str::to_owned),
+        archetype: get("archetype").map(str::to_owned),
+        industry: get("industry").map(str::to_owned),
     };
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(errors);
     }
     Ok(filter)
 }

@@ -20,7 +20,7 @@ use crate::store::webhooks::{
     self as store, AttemptRecord, NewWebhook, WebhookPatch, WebhookRecord,
 };
 use crate::subject::FieldError;
-use crate::webhooks::{EVENT_TYPES, guard, secret};
+use crate::webhooks::{EVENT_TYPES, SUBSCRIBABLE, guard, secret};
 
 const MAX_URL: usize = 2048;
 const MAX_DESCRIPTION: usize = 1000;
@@ -143,7 +143,7 @@ impl<'a> Fields<'a> {
         let list = raw.as_array().and_then(|items| {
             items
                 .iter()
-                .map(|v| v.as_str().filter(|s| EVENT_TYPES.contains(s)))
+                .map(|v| v.as_str().filter(|s| SUBSCRIBABLE.contains(s)))
                 .collect::<Option<Vec<_>>>()
         });
         match list {
@@ -155,7 +155,7 @@ impl<'a> Fields<'a> {
             _ => {
                 self.errors.push(FieldError::new(
                     "events",
-                    format!("expected a non-empty array of {}", EVENT_TYPES.join(", ")),
+                    format!("expected a non-empty array of {}", SUBSCRIBABLE.join(", ")),
                 ));
                 None
             }
@@ -206,7 +206,7 @@ fn parse_id(raw: &str) -> ApiResult<Uuid> {
 
 /// Register an endpoint.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
-    request_body(content = inline(serde_json::Value), description = "url (http or https; loopback and private addresses refused unless WEBHOOK_ALLOW_PRIVATE=true), events (array of lookup.completed, lookup.failed, lookup.expired; default all three), description"),
+    request_body(content = inline(serde_json::Value), description = "url (http or https; loopback and private addresses refused unless WEBHOOK_ALLOW_PRIVATE=true), events (array of lookup.completed, lookup.failed, lookup.expired, profile.changed; default the first three), description"),
     responses(
         (status = 201, description = "registered; `secret` is shown only here", body = WebhookView),
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),

@@ -59,6 +59,10 @@ pub const CASES: &[(&str, &str)] = &[
         "accepted-then-502",
         "the first submit for this person creates the job (it runs, calls back and is charged) but answers 502 as a proxy in front of upstream would",
     ),
+    (
+        "changing",
+        "the profile differs from one lookup of this person to the next (deterministic per lookup count: the 1st, 2nd, ... job for the same identifiers always gives the same profile), so a refresh shows `profile.changed`",
+    ),
 ];
 
 /// One hard case; the order matches [`CASES`].
@@ -79,10 +83,11 @@ pub enum Case {
     PollError,
     AcceptedThen500,
     AcceptedThen502,
+    Changing,
 }
 
 impl Case {
-    pub const ALL: [Case; 15] = [
+    pub const ALL: [Case; 16] = [
         Case::NoMatch,
         Case::Fail,
         Case::Slow,
@@ -98,6 +103,7 @@ impl Case {
         Case::PollError,
         Case::AcceptedThen500,
         Case::AcceptedThen502,
+        Case::Changing,
     ];
 
     /// The case's name, as in [`CASES`] and in the marker.

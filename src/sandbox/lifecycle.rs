@@ -111,6 +111,14 @@ fn job_cases(shared: &Shared, request_id: &str) -> Cases {
 /// outcome must be delivered, if anywhere.
 pub fn finish(shared: &Shared, request_id: &str) -> Option<Callback> {
     let mut jobs = shared.jobs();
+    // `changing`: which of this person's jobs this is (1 for the first),
+    // the seed of its profile's variation.
+    let nth = jobs.get(request_id).map(|job| {
+        let key = job.subject.key();
+        jobs.values()
+            .filter(|other| other.seq <= job.seq && other.subject.key() == key)
+            .count() as u64
+    })?;
     let job = jobs.get_mut(request_id)?;
     let cases = job.cases;
     job.completed_on = Some(Utc::now());
@@ -120,6 +128,8 @@ pub fn finish(shared: &Shared, request_id: &str) -> Option<Callback> {
     } else {
         let result = if cases.has(Case::NoMatch) {
             json!({})
+        } else if cases.has(Case::Changing) {
+            profiles::nth_profile(&job.subject, nth)
         } else {
             profiles::profile(&job.subject)
         };

@@ -10,7 +10,18 @@ use super::words;
 
 /// The `result` of a completed job for `subject`.
 pub fn profile(subject: &Subject) -> Value {
-    let mut rng = Prng::for_subject(subject);
+    generate(Prng::for_subject(subject))
+}
+
+/// The `result` of the `nth` job (1 for the first) for `subject` under the
+/// `changing` case: each lookup of the person gives another profile, and
+/// the same one every time for the same `nth`.
+pub fn nth_profile(subject: &Subject, nth: u64) -> Value {
+    let Prng(seed) = Prng::for_subject(subject);
+    generate(Prng(seed ^ nth.wrapping_mul(0xD6E8_FEB8_6659_FD93)))
+}
+
+fn generate(mut rng: Prng) -> Value {
     let mut result = Map::new();
     result.insert("core_profile".into(), core_profile(&mut rng));
     // Optional sections: the provider omits sections without signals.
@@ -200,6 +211,13 @@ mod tests {
         assert_eq!(a, b);
         let c = serde_json::to_string(&profile(&subject("bob@example.com"))).ok();
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn the_changing_case_differs_per_lookup_and_repeats_per_count() {
+        let ann = subject("ann+sandbox-changing@example.com");
+        assert_ne!(nth_profile(&ann, 1), nth_profile(&ann, 2));
+        assert_eq!(nth_profile(&ann, 2), nth_profile(&ann, 2));
     }
 
     #[test]

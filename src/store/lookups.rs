@@ -266,6 +266,9 @@ pub struct NewLookup<'a> {
     pub identities_key: &'a str,
     /// Shown in the lookup's `warnings` (NAME_ONLY_LOOKUPS=warn).
     pub warnings: &'a [String],
+    /// A refresh made by the service: spends from REFRESH_CREDITS_DAILY
+    /// and is submitted after new lookups.
+    pub refresh: bool,
 }
 
 /// Inserts a pending lookup unless one for the same person is already in
@@ -273,8 +276,8 @@ pub struct NewLookup<'a> {
 pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO lookups (id, email, phone, social_media_url, name, company, subject_key, \
-         metadata, synthetic, identities_key, warnings) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         metadata, synthetic, identities_key, warnings, refresh) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (subject_key) WHERE status IN ('pending', 'queued', 'processing') DO NOTHING",
     )
     .bind(new.id)
@@ -288,6 +291,7 @@ pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::
     .bind(new.synthetic)
     .bind(new.identities_key)
     .bind(new.warnings)
+    .bind(new.refresh)
     .execute(db)
     .await?
     .rows_affected();
@@ -297,30 +301,53 @@ pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::
 /// Serialises budget decisions (on any replica) until the transaction ends,
 /// so that concurrent requests cannot all see the same room. Take it before
 /// looking for an in-flight lookup: a request that waited here then sees
-/// the lookup the previous holder created, instead of counting it.
-pub async fn lock_credit_budget(db: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('credit_budget', 0))")
+/// the lookup the previous holder created, instead of counting it. New
+/// lookups and the service's refreshes have budgets (and locks) of their own.
+pub async fn lock_credit_budget(db: &mut PgConnection, refresh: bool) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(if refresh {
+            "refresh_budget"
+        } else {
+            "credit_budget"
+        })
         .execute(&mut *db)
         .await?;
     Ok(())
 }
 
-/// Credits charged today (lookups erased or purged since included) plus
-/// credits that jobs in flight may still cost (those of lookups erased
-/// today while upstream ran them included), from kept totals: a few rows,
-/// whatever the size of `lookups`. Call under [`lock_credit_budget`].
-pub async fn credits_committed_today(db: &mut PgConnection, per_job: i64) -> sqlx::Result<i64> {
+/// Credits charged today plus credits that lookups in flight may still
+/// cost, of the service's refreshes (`refresh`) or of the other lookups.
+/// The total comes from kept totals (a few rows, whatever the size of
+/// `lookups`; lookups erased or purged today and jobs of lookups erased
+/// while upstream ran them included); the refreshes' share from a partial
+/// index over refresh lookups. Call under [`lock_credit_budget`].
+pub async fn credits_committed_today(
+    db: &mut PgConnection,
+    per_job: i64,
+    refresh: bool,
+) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "SELECT (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
-                  WHERE day = (now() AT TIME ZONE 'UTC')::date) \
-              + $1 * (SELECT COALESCE(sum(lookups), 0)::bigint FROM lookup_totals \
-                      WHERE status IN ('pending', 'queued', 'processing')) \
-              + (SELECT COALESCE(SUM(credits), 0) FROM spend_ledger \
-                  WHERE day >= (now() AT TIME ZONE 'UTC')::date)::bigint \
-              + $1 * (SELECT count(*) FROM gone_lookups WHERE in_flight AND NOT settled \
-                  AND NOT synthetic AND gone_on >= (now() AT TIME ZONE 'UTC')::date)",
+        "WITH refreshes AS ( \
+           SELECT COALESCE(SUM(credits_charged) FILTER ( \
+                    WHERE completed_at >= date_trunc('day', now())), 0)::bigint \
+                + $1 * COUNT(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')) AS n \
+           FROM lookups WHERE refresh \
+             AND (completed_at >= date_trunc('day', now()) \
+                  OR status IN ('pending', 'queued', 'processing'))), \
+         everything AS ( \
+           SELECT (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
+                    WHERE day = (now() AT TIME ZONE 'UTC')::date) \
+                + $1 * (SELECT COALESCE(sum(lookups), 0)::bigint FROM lookup_totals \
+                        WHERE status IN ('pending', 'queued', 'processing')) \
+                + (SELECT COALESCE(SUM(credits), 0) FROM spend_ledger \
+                    WHERE day >= (now() AT TIME ZONE 'UTC')::date)::bigint \
+                + $1 * (SELECT count(*) FROM gone_lookups WHERE in_flight AND NOT settled \
+                    AND NOT synthetic AND gone_on >= (now() AT TIME ZONE 'UTC')::date) AS n) \
+         SELECT CASE WHEN $2 THEN (SELECT n FROM refreshes) \
+                     ELSE (SELECT n FROM everything) - (SELECT n FROM refreshes) END",
     )
     .bind(per_job)
+    .bind(refresh)
     .fetch_one(db)
     .await
 }

@@ -19,6 +19,7 @@ pub mod retention;
 pub mod sequencer;
 pub mod stats;
 pub mod synthetic;
+pub mod versions;
 pub mod webhooks;
 pub mod work;
 

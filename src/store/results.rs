@@ -4,7 +4,7 @@
 //! lookup's row lock).
 
 use serde_json::Value;
-use sqlx::PgExecutor;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::facets::Facets;
@@ -69,10 +69,12 @@ pub struct DeliveryRecord<'a> {
 }
 
 /// Applies `update` to lookup `lookup_id` and, for a callback, records the
-/// delivery, in one statement. `update` must already be fit to store
-/// (see `crate::intake`).
+/// delivery, in one statement; a completion also records what it changed
+/// since the person's previous profile (`store::versions`). `update` must
+/// already be fit to store (see `crate::intake`). Run it in a transaction:
+/// the change must commit with the result.
 pub async fn apply(
-    db: impl PgExecutor<'_>,
+    db: &mut PgConnection,
     lookup_id: Uuid,
     update: &JobUpdate,
     via: Via,
@@ -108,7 +110,11 @@ pub async fn apply(
     .bind(delivery.as_ref().map(|d| d.body_sha256))
     .bind(delivery.as_ref().map(|d| d.body))
     .bind(credits)
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await?;
-    Ok(Outcome::parse(&raw))
+    let outcome = Outcome::parse(&raw);
+    if outcome == Outcome::Applied && result.is_some() {
+        super::versions::record_change(db, lookup_id).await?;
+    }
+    Ok(outcome)
 }

@@ -83,10 +83,10 @@ pub async fn batch(
         "WITH moved AS ( \
            DELETE FROM event_inbox WHERE id IN ( \
              SELECT id FROM event_inbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-           RETURNING id, lookup_id, type, at, profile_id), \
+           RETURNING id, lookup_id, type, at, profile_id, data), \
          placed AS ( \
-           INSERT INTO events (lookup_id, type, at, profile_id) \
-           SELECT m.lookup_id, m.type, m.at, m.profile_id FROM moved m \
+           INSERT INTO events (lookup_id, type, at, profile_id, data) \
+           SELECT m.lookup_id, m.type, m.at, m.profile_id, m.data FROM moved m \
            WHERE EXISTS (SELECT 1 FROM lookups l WHERE l.id = m.lookup_id) \
            ORDER BY m.id \
            RETURNING id, type), \

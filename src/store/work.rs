@@ -87,7 +87,8 @@ pub async fn work_is_due(db: &PgPool) -> sqlx::Result<bool> {
     .await
 }
 
-/// Claims the most urgent due submit. The candidate is a *scalar*
+/// Claims the most urgent due submit: new lookups before the service's
+/// refreshes (they share the rate limits), then oldest due first. The candidate is a *scalar*
 /// subquery so PostgreSQL runs it exactly once: as a joined subquery the
 /// planner may re-run it per outer row and lease a second row unseen.
 pub async fn claim_submit(
@@ -100,7 +101,7 @@ pub async fn claim_submit(
            claim_id = $3, submit_started_at = now(), submit_attempts = l.submit_attempts + 1 \
          WHERE l.id = (SELECT id FROM lookups WHERE status = 'pending' AND submit_started_at IS NULL \
                  AND next_action_at <= now() AND (lease_until IS NULL OR lease_until < now()) \
-               ORDER BY next_action_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+               ORDER BY refresh, next_action_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
            AND l.status = 'pending' AND l.submit_started_at IS NULL \
          RETURNING l.id, l.claim_id, l.email, l.phone, l.social_media_url, l.name, l.company, \
            l.callback_token, l.submit_attempts",

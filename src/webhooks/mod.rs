@@ -8,8 +8,17 @@ pub mod signing;
 
 use std::time::Duration;
 
-/// Event types an endpoint may subscribe to (all three by default).
+/// Event types an endpoint is subscribed to when it names none.
 pub const EVENT_TYPES: [&str; 3] = ["lookup.completed", "lookup.failed", "lookup.expired"];
+
+/// Every event type an endpoint may subscribe to: the defaults and
+/// `profile.changed`, which only endpoints that ask for it receive.
+pub const SUBSCRIBABLE: [&str; 4] = [
+    "lookup.completed",
+    "lookup.failed",
+    "lookup.expired",
+    crate::store::events::PROFILE_CHANGED,
+];
 
 /// Delays before each retry after a failed attempt: about 5 s, 5 min, 30
 /// min, 2 h, 5 h, 10 h, 10 h, i.e. retries for more than a day.

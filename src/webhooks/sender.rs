@@ -147,7 +147,7 @@ impl Sender {
         let body = serde_json::to_vec(&json!({
             "type": event.kind,
             "timestamp": event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "data": LookupView::from(lookup),
+            "data": event.profile_change().unwrap_or_else(|| json!(LookupView::from(lookup))),
         }))
         .expect("JSON serialises");
 

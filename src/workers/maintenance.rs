@@ -1,7 +1,8 @@
 //! Periodic housekeeping: abandoned submits become ambiguous, overdue jobs
 //! expire, the pacing ledger is pruned; about once a minute, retention;
 //! after a start, lookups' identities are re-keyed under the current
-//! SERVICE_SECRET until none is left.
+//! SERVICE_SECRET until none is left; every 20 s, the scheduled refresh
+//! (REFRESH_AFTER_DAYS).
 
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ const LEDGER_KEEP: Duration = Duration::from_secs(2 * 86_400);
 const RETENTION_EVERY_TICKS: u64 = 30;
 /// Lookups re-keyed per tick.
 const REKEY_BATCH: i64 = 500;
+/// The scheduled refresh looks for stale profiles on one tick in this many
+/// (the contract asks for at least once a minute).
+const REFRESH_EVERY_TICKS: u64 = 10;
 
 pub(super) async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(EVERY);
@@ -45,6 +49,18 @@ pub(super) async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
                     tracing::info!(lookups = n, "identities re-keyed under the current secret")
                 }
                 Err(e) => tracing::warn!(error = %e, "re-keying identities failed; retrying"),
+            }
+        }
+        if ticks.is_multiple_of(REFRESH_EVERY_TICKS)
+            && let Some(schedule) = &ctx.refresh
+        {
+            match crate::refresh::scheduled(&ctx.db, schedule.policy(), schedule.after).await {
+                Ok(0) => {}
+                Ok(queued) => {
+                    ctx.wake.notify_one();
+                    tracing::info!(queued, "scheduled refreshes queued");
+                }
+                Err(e) => tracing::warn!(error = %e, "scheduled refresh failed; retrying later"),
             }
         }
         ticks += 1;

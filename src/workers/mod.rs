@@ -51,6 +51,35 @@ pub struct WorkerContext {
     /// Keys identity hashes (the re-keying pass after a rotation).
     pub secret: crate::secrets::ServiceSecret,
     pub retention: Retention,
+    /// REFRESH_AFTER_DAYS; `None`: no scheduled refresh.
+    pub refresh: Option<RefreshSchedule>,
+}
+
+/// The scheduled refresh: its period and the lookup policy its refreshes
+/// are requested under.
+#[derive(Clone)]
+pub struct RefreshSchedule {
+    pub after: Duration,
+    pub secret: crate::secrets::ServiceSecret,
+    pub synthetic: bool,
+    pub profile_cache: Duration,
+    pub credit_budget_daily: Option<u64>,
+    pub refresh_credits_daily: Option<u64>,
+}
+
+impl RefreshSchedule {
+    pub fn policy(&self) -> crate::lookups::Policy<'_> {
+        crate::lookups::Policy {
+            secret: &self.secret,
+            synthetic: self.synthetic,
+            profile_cache: self.profile_cache,
+            credit_budget_daily: self.credit_budget_daily,
+            refresh_credits_daily: self.refresh_credits_daily,
+            service_refresh: true,
+            // The person was looked up before, under the policy of then.
+            name_only: crate::config::NameOnlyLookups::Allow,
+        }
+    }
 }
 
 /// How long records are kept (contract section 4).

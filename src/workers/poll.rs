@@ -75,7 +75,7 @@ async fn apply(
     update: &crate::upstream::payload::JobUpdate,
 ) -> sqlx::Result<work::Owned> {
     let mut tx = ctx.db.begin().await?;
-    let outcome = results::apply(&mut *tx, claim.id, update, Via::Poll, None).await?;
+    let outcome = results::apply(&mut tx, claim.id, update, Via::Poll, None).await?;
     // Erased (or purged) while the poll was on its way: its credits are
     // counted, nothing else is left to record.
     let owned = outcome == results::Outcome::Gone

@@ -81,6 +81,27 @@ async fn one_submit_claim_leases_exactly_the_most_urgent_lookup(db: PgPool) {
 }
 
 #[sqlx::test]
+async fn new_lookups_are_claimed_before_the_services_refreshes(db: PgPool) {
+    // `second` is the more urgent one, but a refresh made by the service.
+    let (app, first, second) = two_due_lookups(db, "pending").await;
+    sqlx::query("UPDATE lookups SET refresh = true WHERE id = $1::uuid")
+        .bind(&second)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let mut order = Vec::new();
+    for _ in 0..2 {
+        let claim = work::claim_submit(&app.db, Uuid::new_v4(), Duration::from_secs(5))
+            .await
+            .unwrap()
+            .expect("a due lookup is claimed");
+        order.push(claim.id.to_string());
+    }
+    assert_eq!(order, [first, second]);
+    app.stop().await;
+}
+
+#[sqlx::test]
 async fn one_poll_claim_leases_exactly_the_most_urgent_job(db: PgPool) {
     let (app, _first, second) = two_due_lookups(db, "queued").await;
 

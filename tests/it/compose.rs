@@ -254,6 +254,8 @@ const CONTRACT_VARIABLES: &[&str] = &[
     "WEBHOOK_ALLOW_PRIVATE",
     "AMBIGUOUS_RESUBMIT_AFTER_SECS",
     "NAME_ONLY_LOOKUPS",
+    "REFRESH_AFTER_DAYS",
+    "REFRESH_CREDITS_DAILY",
 ];
 
 /// Variables this project adds beyond the contract, each read by the binary

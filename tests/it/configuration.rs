@@ -140,6 +140,8 @@ async fn serve_help_names_every_contract_variable_with_its_default() {
         ("LOG_FORMAT", &["json"][..]),
         ("NAME_ONLY_LOOKUPS", &["warn", "allow", "refuse"][..]),
         ("AMBIGUOUS_RESUBMIT_AFTER_SECS", &["never sent again"][..]),
+        ("REFRESH_AFTER_DAYS", &[][..]),
+        ("REFRESH_CREDITS_DAILY", &[][..]),
     ] {
         let block = block_of(variable);
         for default in defaults {
@@ -348,6 +350,37 @@ async fn serve_refuses_a_credit_budget_that_is_not_a_number() {
     serve_refuses(
         &[("CREDIT_BUDGET_DAILY", Some("lots"))],
         "CREDIT_BUDGET_DAILY",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_refresh_period_that_is_not_a_positive_number_of_days() {
+    for bad in ["soon", "0", "-1", "NaN"] {
+        serve_refuses(
+            &[
+                ("REFRESH_AFTER_DAYS", Some(bad)),
+                ("REFRESH_CREDITS_DAILY", Some("100")),
+            ],
+            "REFRESH_AFTER_DAYS",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn serve_refuses_a_refresh_period_without_a_refresh_budget_or_with_a_bad_one() {
+    serve_refuses(
+        &[("REFRESH_AFTER_DAYS", Some("0.5"))],
+        "REFRESH_CREDITS_DAILY",
+    )
+    .await;
+    serve_refuses(
+        &[
+            ("REFRESH_AFTER_DAYS", Some("90")),
+            ("REFRESH_CREDITS_DAILY", Some("plenty")),
+        ],
+        "REFRESH_CREDITS_DAILY",
     )
     .await;
 }

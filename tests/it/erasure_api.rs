@@ -270,6 +270,15 @@ async fn retention_purges_old_deliveries_and_old_finished_lookups(db: PgPool) {
     let (old, old_rid, old_cb) =
         submitted_lookup(&app, &upstream, json!({"email": "old@example.com"})).await;
     crate::common::complete_by_callback(&app, &old, &old_cb, &completed_for(&old_rid)).await;
+    // A refresh of the old person: the old lookup is no longer their
+    // newest profile (retention keeps a person's newest).
+    let (newer, newer_rid, newer_cb) = submitted_lookup(
+        &app,
+        &upstream,
+        json!({"email": "old@example.com", "refresh": true}),
+    )
+    .await;
+    crate::common::complete_by_callback(&app, &newer, &newer_cb, &completed_for(&newer_rid)).await;
     let (recent, recent_rid, recent_cb) =
         submitted_lookup(&app, &upstream, json!({"email": "recent@example.com"})).await;
     crate::common::complete_by_callback(&app, &recent, &recent_cb, &completed_for(&recent_rid))
@@ -284,9 +293,11 @@ async fn retention_purges_old_deliveries_and_old_finished_lookups(db: PgPool) {
     .await
     .unwrap();
     sqlx::query(
-        "UPDATE deliveries SET received_at = now() - interval '31 days' WHERE lookup_id = $1::uuid",
+        "UPDATE deliveries SET received_at = now() - interval '31 days' \
+         WHERE lookup_id = ANY (ARRAY[$1::uuid, $2::uuid])",
     )
     .bind(&recent)
+    .bind(&newer)
     .execute(&db)
     .await
     .unwrap();
@@ -307,7 +318,8 @@ async fn retention_purges_old_deliveries_and_old_finished_lookups(db: PgPool) {
     // its 31-day-old delivery record.
     assert_eq!(app.get(&format!("/v1/lookups/{old}")).await.status(), 404);
     assert_eq!(app.lookup(&recent).await["status"], "completed");
-    assert_eq!(app.count("SELECT count(*) FROM profiles").await, 1);
+    assert_eq!(app.lookup(&newer).await["status"], "completed");
+    assert_eq!(app.count("SELECT count(*) FROM profiles").await, 2);
     app.stop().await;
 }
 

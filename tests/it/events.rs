@@ -458,3 +458,97 @@ async fn a_replaced_sequencer_cannot_place_events(db: PgPool) {
     assert!(matches!(outcome, Batch::Done { taken: 1, newest: Some(id) } if id > newest));
     assert_eq!(waiting().await.unwrap(), 0);
 }
+
+#[sqlx::test]
+async fn a_refresh_that_changed_the_profile_is_followed_by_profile_changed_and_one_that_did_not_by_nothing(
+    db: PgPool,
+) {
+    let app = spawn(db, Settings::sandbox()).await;
+    let mut live = SseClient::connect(&app, "", None).await;
+
+    // Unchanged: a person whose every lookup gives the same profile.
+    let same = new_lookup(&app, "steady@example.com").await;
+    live.until(&same["id"], "lookup.completed").await;
+    let again = app
+        .post_lookup(&json!({"email": "steady@example.com", "refresh": true}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    live.until(&again["id"], "lookup.completed").await;
+
+    // Changed: the sandbox's changing person.
+    let email = "shifty+sandbox-changing@example.com";
+    let first = new_lookup(&app, email).await;
+    live.until(&first["id"], "lookup.completed").await;
+    let refresh = app
+        .post_lookup(&json!({"email": email, "refresh": true}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let completed = live.until(&refresh["id"], "lookup.completed").await;
+    let completed = completed.last().unwrap();
+    let changed = live.next().await;
+    assert_eq!(changed.event, "profile.changed");
+    assert_eq!(changed.id, completed.id + 1, "right after lookup.completed");
+
+    let first_done = app.lookup(first["id"].as_str().unwrap()).await;
+    let refreshed = app.lookup(refresh["id"].as_str().unwrap()).await;
+    let profile_id = refreshed["profile"]["id"].as_str().unwrap();
+    let change = &app
+        .get_json(&format!("/v1/profiles/{profile_id}/changes"))
+        .await["items"][0];
+    let keys: Vec<&str> = changed
+        .data
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "added",
+            "at",
+            "following_count",
+            "lookup_id",
+            "previous_profile_id",
+            "profile_id",
+            "removed"
+        ]
+    );
+    assert_eq!(changed.data["lookup_id"], refresh["id"]);
+    assert_eq!(changed.data["profile_id"], profile_id);
+    assert_eq!(
+        changed.data["previous_profile_id"],
+        first_done["profile"]["id"]
+    );
+    assert!(changed.data["at"].as_str().is_some());
+    for field in ["added", "removed", "following_count"] {
+        assert_eq!(changed.data[field], change[field], "{field} as in /changes");
+    }
+
+    // Once everything is placed, the only profile.changed is that one.
+    wait_until_placed(&app).await;
+    let types: Vec<(String, String)> =
+        sqlx::query_as("SELECT type, lookup_id::text FROM events WHERE type = 'profile.changed'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        types,
+        [(
+            "profile.changed".to_owned(),
+            refresh["id"].as_str().unwrap().to_owned()
+        )]
+    );
+    // A resumed reader replays it with the same shape.
+    let mut resumed = SseClient::connect(&app, "", Some(completed.id)).await;
+    let replayed = resumed.next().await;
+    assert_eq!((replayed.id, &replayed.event), (changed.id, &changed.event));
+    assert_eq!(replayed.data, changed.data);
+    app.stop().await;
+}

@@ -30,6 +30,8 @@ mod match_basis;
 mod open_door;
 mod operations;
 mod pacing;
+mod profile_refresh;
+mod profile_versions;
 mod profiles_api;
 mod replicas;
 mod sandbox_loop;

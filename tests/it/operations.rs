@@ -337,6 +337,9 @@ async fn the_openapi_document_is_3_1_lists_every_path_and_matches_real_responses
         "/v1/lookups/{id}",
         "/v1/profiles",
         "/v1/profiles/{id}",
+        "/v1/profiles/{id}/versions",
+        "/v1/profiles/{id}/changes",
+        "/v1/profiles/refresh",
         "/v1/subjects",
         "/v1/stats",
         "/healthz",
@@ -382,6 +385,35 @@ async fn the_openapi_document_is_3_1_lists_every_path_and_matches_real_responses
         app.get("/v1/profiles?email=ann@example.com").await,
     )
     .await;
+    for what in ["versions", "changes"] {
+        let path = format!("/v1/profiles/{{id}}/{what}");
+        conforms(
+            &doc,
+            "get",
+            &path,
+            app.get(&format!("/v1/profiles/{profile_id}/{what}")).await,
+        )
+        .await;
+        let malformed = app.get(&format!("/v1/profiles/nope/{what}")).await;
+        assert_eq!(malformed.status(), 422);
+        conforms(&doc, "get", &path, malformed).await;
+    }
+
+    for (body, status) in [
+        (json!({"filters": {}, "dry_run": true}), 200),
+        (json!({"filters": {"colour": "blue"}}), 422),
+    ] {
+        let refresh = app
+            .http
+            .post(app.url("/v1/profiles/refresh"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refresh.status(), status);
+        conforms(&doc, "post", "/v1/profiles/refresh", refresh).await;
+    }
 
     let invalid = app.post_lookup(&json!({"email": "not-an-email"})).await;
     assert_eq!(invalid.status(), 422);

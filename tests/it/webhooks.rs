@@ -730,3 +730,107 @@ async fn an_endpoint_that_never_answers_delays_only_itself(db: PgPool) {
     dead.release();
     app.stop().await;
 }
+
+/// Waits until every event is placed and every webhook send is done.
+async fn wait_until_sent(app: &TestApp) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let waiting = app
+            .count(
+                "SELECT (SELECT count(*) FROM event_inbox) + (SELECT count(*) FROM webhook_sends)",
+            )
+            .await;
+        if waiting == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{waiting} events or sends waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[sqlx::test]
+async fn an_endpoint_subscribed_to_profile_changed_gets_it_signed_and_only_when_something_changed(
+    db: PgPool,
+) {
+    let app = spawn(db, sandbox(0.01)).await;
+    let changes = Receiver::start(0).await;
+    let defaults = Receiver::start(0).await;
+    let response = register(
+        &app,
+        json!({"url": changes.url(), "events": ["profile.changed"]}),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let secret = response.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (default_id, _) = registered(&app, &defaults.url()).await;
+    let listed = app.get_json(&format!("/v1/webhooks/{default_id}")).await;
+    assert!(
+        !listed["events"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("profile.changed")),
+        "not subscribed by default: {listed}"
+    );
+
+    // A person whose refresh changes nothing, and one whose refresh does.
+    for email in ["same@example.com", "moves+sandbox-changing@example.com"] {
+        completed_lookup(&app, email).await;
+        let refresh = app
+            .post_lookup(&json!({"email": email, "refresh": true}))
+            .await;
+        assert_eq!(refresh.status(), 202);
+        let id = refresh.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.wait_for_status(&id, "completed", WAIT).await;
+    }
+    let refreshed = app.get_json("/v1/lookups?status=completed&limit=10").await["items"][0].clone();
+
+    let got = changes.wait_for(1, WAIT).await;
+    verify(&secret, &got[0]).expect("signed like every other webhook");
+    let body = got[0].json();
+    assert_eq!(body["type"], "profile.changed");
+    assert!(body["timestamp"].as_str().is_some());
+    let data = &body["data"];
+    assert_eq!(data["lookup_id"], refreshed["id"]);
+    assert_eq!(data["profile_id"], refreshed["profile"]["id"]);
+    let versions = app
+        .get_json(&format!(
+            "/v1/profiles/{}/versions",
+            data["profile_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        data["previous_profile_id"],
+        versions["items"][1]["profile_id"]
+    );
+    let change = &app
+        .get_json(&format!(
+            "/v1/profiles/{}/changes",
+            data["profile_id"].as_str().unwrap()
+        ))
+        .await["items"][0];
+    for field in ["added", "removed", "following_count"] {
+        assert_eq!(data[field], change[field], "{field} as in /changes");
+    }
+
+    // Everything is sent: the unchanged refresh sent nothing to `changes`,
+    // and the default endpoint got the four completions only.
+    wait_until_sent(&app).await;
+    assert_eq!(changes.received().len(), 1);
+    let types: HashSet<String> = defaults
+        .received()
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, HashSet::from(["lookup.completed".to_owned()]));
+    assert_eq!(defaults.received().len(), 4);
+    app.stop().await;
+}

@@ -207,10 +207,31 @@ export async function lookupPage(id) {
     : h('table', { id: 'delivery-rows' }, h('tr', {}, ['received', 'request id', 'payload status', 'outcome', 'reason'].map((t) => h('th', {}, t))),
       deliveries.items.map((d) => h('tr', {}, h('td', {}, when(d.received_at)), h('td', {}, d.request_id || '—'),
         h('td', {}, d.payload_status || '—'), h('td', {}, d.outcome), h('td', {}, d.reason || '')))));
+  const history = lookup.profile ? await profileHistory(lookup.profile.id) : null;
   if (!['completed', 'failed', 'expired'].includes(lookup.status)) {
     followEvents((event) => { if (event.lookup_id === id) window.dispatchEvent(new HashChangeEvent('hashchange')); });
   }
-  return h('div', {}, head, profile, h('section', { class: 'card' }, h('h3', {}, 'Delivery history'), deliveryTable));
+  return h('div', {}, head, profile, history, h('section', { class: 'card' }, h('h3', {}, 'Delivery history'), deliveryTable));
+}
+
+const FACETS = ['interest', 'category', 'brand', 'archetype', 'industry'];
+
+/** The person's earlier versions and what each refresh changed, newest first. */
+async function profileHistory(profileId) {
+  let changes;
+  try { changes = await api(`/v1/profiles/${profileId}/changes`); } catch (err) { return errorBox(err); }
+  if (changes.items.length === 0) {
+    return h('section', { class: 'card' }, h('h3', {}, 'History'), h('p', { class: 'muted' }, 'No earlier version of this person.'));
+  }
+  const list = (values) => values.length ? values.join(', ') : '—';
+  const rows = changes.items.flatMap((c) => FACETS
+    .filter((f) => c.added[f].length || c.removed[f].length)
+    .map((f) => h('tr', {}, h('td', {}, when(c.at)), h('td', {}, f), h('td', {}, list(c.added[f])), h('td', {}, list(c.removed[f]))))
+    .concat([h('tr', {}, h('td', {}, when(c.at)), h('td', {}, 'following'),
+      h('td', { colspan: '2' }, `${c.following_count.before ?? '—'} → ${c.following_count.after ?? '—'}`)),
+    ]));
+  return h('section', { class: 'card' }, h('h3', {}, `History (${changes.items.length + 1} versions)`),
+    h('table', { id: 'history-rows' }, h('tr', {}, ['at', 'facet', 'added', 'removed'].map((t) => h('th', {}, t))), rows));
 }
 
 // --- import -----------------------------------------------------------------

@@ -70,6 +70,9 @@ pub struct Settings {
     pub retention_profile: Option<Duration>,
     /// SERVICE_SECRET (and SERVICE_SECRET_PREVIOUS); [`TEST_SECRET`] alone.
     pub service_secret: ServiceSecret,
+    /// REFRESH_AFTER_DAYS and REFRESH_CREDITS_DAILY.
+    pub refresh_after: Option<Duration>,
+    pub refresh_credits_daily: Option<u64>,
 }
 
 impl Settings {
@@ -98,6 +101,8 @@ impl Settings {
             redact_sections: Vec::new(),
             retention_profile: None,
             service_secret: ServiceSecret::new(TEST_SECRET, None),
+            refresh_after: None,
+            refresh_credits_daily: None,
         }
     }
 }
@@ -156,6 +161,8 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
         webhook_allow_private: settings.webhook_allow_private,
         retention_delivery: Duration::from_secs(30 * 86_400),
         retention_profile: settings.retention_profile,
+        refresh_after: settings.refresh_after,
+        refresh_credits_daily: settings.refresh_credits_daily,
         redact_sections: settings.redact_sections.clone(),
         generated_token: None,
     }
