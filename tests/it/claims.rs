@@ -59,14 +59,17 @@ async fn leased(app: &TestApp) -> Vec<String> {
 async fn one_submit_claim_leases_exactly_the_most_urgent_lookup(db: PgPool) {
     let (app, _first, second) = two_due_lookups(db, "pending").await;
 
-    let claim = interests_receiver::store::work::claim_submit(
-        &app.db,
-        uuid::Uuid::new_v4(),
-        Duration::from_secs(5),
+    let claim = until_claimed(
+        || {
+            interests_receiver::store::work::claim_submit(
+                &app.db,
+                uuid::Uuid::new_v4(),
+                Duration::from_secs(5),
+            )
+        },
+        "a due lookup is claimed",
     )
-    .await
-    .unwrap()
-    .expect("a due lookup is claimed");
+    .await;
 
     assert_eq!(claim.id.to_string(), second);
     // A second leased row would never be sent: its claim was dropped, its
@@ -91,10 +94,11 @@ async fn new_lookups_are_claimed_before_the_services_refreshes(db: PgPool) {
         .unwrap();
     let mut order = Vec::new();
     for _ in 0..2 {
-        let claim = work::claim_submit(&app.db, Uuid::new_v4(), Duration::from_secs(5))
-            .await
-            .unwrap()
-            .expect("a due lookup is claimed");
+        let claim = until_claimed(
+            || work::claim_submit(&app.db, Uuid::new_v4(), Duration::from_secs(5)),
+            "a due lookup is claimed",
+        )
+        .await;
         order.push(claim.id.to_string());
     }
     assert_eq!(order, [first, second]);
@@ -105,14 +109,17 @@ async fn new_lookups_are_claimed_before_the_services_refreshes(db: PgPool) {
 async fn one_poll_claim_leases_exactly_the_most_urgent_job(db: PgPool) {
     let (app, _first, second) = two_due_lookups(db, "queued").await;
 
-    let claim = interests_receiver::store::work::claim_poll(
-        &app.db,
-        uuid::Uuid::new_v4(),
-        Duration::from_secs(5),
+    let claim = until_claimed(
+        || {
+            interests_receiver::store::work::claim_poll(
+                &app.db,
+                uuid::Uuid::new_v4(),
+                Duration::from_secs(5),
+            )
+        },
+        "a due job is claimed",
     )
-    .await
-    .unwrap()
-    .expect("a due job is claimed");
+    .await;
 
     assert_eq!(claim.id.to_string(), second);
     assert_eq!(leased(&app).await, vec![second.clone()]);
@@ -159,15 +166,17 @@ async fn lease_of(app: &TestApp, id: Uuid) -> (Option<Uuid>, String) {
 async fn a_worker_whose_lease_ran_out_cannot_overwrite_its_successors_job(db: PgPool) {
     let (app, id) = one_due_job(db).await;
     let (slow, fast) = (Uuid::new_v4(), Uuid::new_v4());
-    let stale = work::claim_poll(&app.db, slow, Duration::from_millis(50))
-        .await
-        .unwrap()
-        .expect("due job claimed");
+    let stale = until_claimed(
+        || work::claim_poll(&app.db, slow, Duration::from_millis(50)),
+        "due job claimed",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let current = work::claim_poll(&app.db, fast, Duration::from_secs(60))
-        .await
-        .unwrap()
-        .expect("a job whose lease ran out is taken over");
+    let current = until_claimed(
+        || work::claim_poll(&app.db, fast, Duration::from_secs(60)),
+        "a job whose lease ran out is taken over",
+    )
+    .await;
     assert_eq!(current.id, id);
 
     // The stalled worker comes back with an outdated answer.
@@ -197,10 +206,11 @@ async fn a_submit_answer_after_recovery_still_records_its_request_id(db: PgPool)
         .execute(&app.db)
         .await
         .unwrap();
-    let stale = work::claim_submit(&app.db, Uuid::new_v4(), Duration::from_millis(50))
-        .await
-        .unwrap()
-        .expect("due lookup claimed");
+    let stale = until_claimed(
+        || work::claim_submit(&app.db, Uuid::new_v4(), Duration::from_millis(50)),
+        "due lookup claimed",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Maintenance saw the lease run out with the submit in flight.
     let recovered = work::recover_abandoned_submits(&app.db, Some(Duration::from_secs(3600)))
@@ -235,4 +245,26 @@ async fn a_submit_answer_after_recovery_still_records_its_request_id(db: PgPool)
         ("queued", Some("late_1717000000_2"))
     );
     app.stop().await;
+}
+
+/// Claims with `claim` until it returns a row. A claim skips rows another
+/// transaction holds for a moment (`FOR UPDATE SKIP LOCKED`: the event
+/// sequencer's foreign-key check takes a share lock on the lookup while it
+/// places the lookup's event); a worker simply takes it on its next round.
+async fn until_claimed<T, F, Fut>(claim: F, what: &str) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(claimed) = claim().await.unwrap() {
+            return claimed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: nothing claimable"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
