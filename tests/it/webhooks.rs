@@ -230,7 +230,13 @@ async fn two_replicas_send_each_event_once(db: PgPool) {
         let done = a
             .count("SELECT count(*) FROM lookups WHERE status = 'completed'")
             .await;
-        let pending = a.count("SELECT count(*) FROM webhook_sends").await;
+        // A completed lookup's event may still wait in the inbox for the
+        // sequencer, which queues its sends: both must be empty.
+        let pending = a
+            .count(
+                "SELECT (SELECT count(*) FROM webhook_sends) + (SELECT count(*) FROM event_inbox)",
+            )
+            .await;
         if done == people && pending == 0 {
             break;
         }
