@@ -27,6 +27,19 @@ async fn idle_in_transaction(app: &TestApp) -> i64 {
     .await
 }
 
+/// Registers a webhook endpoint at `url` for the default events.
+async fn register_webhook(app: &TestApp, url: &str) {
+    let hook = app
+        .http
+        .post(app.url("/v1/webhooks"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 201);
+}
+
 #[sqlx::test]
 async fn no_transaction_or_row_lock_is_held_across_an_upstream_call(db: PgPool) {
     let upstream = MockServer::start().await;
@@ -106,15 +119,7 @@ async fn erasure_deletes_the_persons_events_and_pending_webhook_sends(db: PgPool
     let app = spawn(db, Settings::sandbox()).await;
     // An endpoint that never answers: the person's sends stay pending.
     let receiver = Receiver::held().await;
-    let hook = app
-        .http
-        .post(app.url("/v1/webhooks"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"url": receiver.url()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(hook.status(), 201);
+    register_webhook(&app, &receiver.url()).await;
     let id = app.create(&json!({"email": "gone@example.com"})).await;
     let kept = app.create(&json!({"email": "kept@example.com"})).await;
     app.wait_for_status(&id, "completed", WAIT).await;
@@ -190,15 +195,7 @@ async fn redacted_sections_stay_out_of_polled_results_and_webhook_payloads(db: P
     settings.poll_after = Duration::from_secs(1);
     let app = spawn(db, settings).await;
     let receiver = Receiver::start(0).await;
-    let hook = app
-        .http
-        .post(app.url("/v1/webhooks"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"url": receiver.url()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(hook.status(), 201);
+    register_webhook(&app, &receiver.url()).await;
 
     // No callback: only a poll finds the result.
     let id = app
