@@ -210,6 +210,7 @@ impl Application {
                 events.subscribe(),
                 config.webhook_allow_private,
                 options.webhook_retry_scale,
+                config.webhook_disable_after,
             )
         });
         let state = AppState {

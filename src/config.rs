@@ -155,6 +155,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
 
+    /// A webhook endpoint whose every attempt has failed for this many days
+    /// is disabled, with a `webhook.disabled` event (PATCH enables it).
+    #[arg(long, env = "WEBHOOK_DISABLE_AFTER_DAYS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub webhook_disable_after_days: u32,
+
     /// Callback delivery records and their stored bodies older than this
     /// many days are deleted.
     #[arg(long, env = "RETENTION_DELIVERY_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -221,6 +226,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Webhook endpoints may be on loopback and private addresses.
     pub webhook_allow_private: bool,
+    /// WEBHOOK_DISABLE_AFTER_DAYS.
+    pub webhook_disable_after: Duration,
     pub retention_delivery: Duration,
     pub retention_profile: Option<Duration>,
     /// REFRESH_AFTER_DAYS: age after which a profile is refreshed
@@ -385,6 +392,7 @@ impl Config {
             sandbox_time_scale: args.sandbox_time_scale,
             log_format: args.log_format,
             webhook_allow_private: args.webhook_allow_private,
+            webhook_disable_after: days(args.webhook_disable_after_days),
             retention_delivery: days(args.retention_delivery_days),
             retention_profile: args.retention_profile_days.map(days),
             refresh_after: args

@@ -37,6 +37,14 @@ pub struct WebhookView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     pub disabled: bool,
+    /// Why a disabled endpoint is disabled: `failing` (every attempt failed
+    /// for `WEBHOOK_DISABLE_AFTER_DAYS`) or `operator` (PATCH); null while
+    /// enabled.
+    #[schema(value_type = Option<String>, example = "failing")]
+    pub disabled_reason: Option<String>,
+    /// The first failed attempt since the endpoint last answered 2xx; null
+    /// while it answers.
+    pub failing_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -49,6 +57,8 @@ impl From<WebhookRecord> for WebhookView {
             description: w.description,
             secret: None,
             disabled: w.disabled,
+            disabled_reason: w.disabled_reason,
+            failing_since: w.failing_since,
             created_at: w.created_at,
         }
     }
@@ -206,7 +216,7 @@ fn parse_id(raw: &str) -> ApiResult<Uuid> {
 
 /// Register an endpoint.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
-    request_body(content = inline(serde_json::Value), description = "url (http or https; loopback and private addresses refused unless WEBHOOK_ALLOW_PRIVATE=true), events (array of lookup.completed, lookup.failed, lookup.expired, profile.changed; default the first three), description"),
+    request_body(content = inline(serde_json::Value), description = "url (http or https; loopback and private addresses refused unless WEBHOOK_ALLOW_PRIVATE=true), events (array of lookup.completed, lookup.failed, lookup.expired, profile.changed, webhook.disabled; default the first three), description"),
     responses(
         (status = 201, description = "registered; `secret` is shown only here", body = WebhookView),
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
@@ -296,7 +306,7 @@ pub async fn get(
 /// Update an endpoint: `url`, `events`, `description`, `disabled`.
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = Uuid, Path)),
-    request_body(content = inline(serde_json::Value), description = "any of url, events, description, disabled (bool; disabling drops pending sends)"),
+    request_body(content = inline(serde_json::Value), description = "any of url, events, description, disabled (bool; disabling drops pending sends; enabling clears failing_since)"),
     responses(
         (status = 200, body = WebhookView),
         (status = 400, body = Problem, content_type = "application/problem+json"),

@@ -142,6 +142,7 @@ async fn serve_help_names_every_contract_variable_with_its_default() {
         ("AMBIGUOUS_RESUBMIT_AFTER_SECS", &["never sent again"][..]),
         ("REFRESH_AFTER_DAYS", &[][..]),
         ("REFRESH_CREDITS_DAILY", &[][..]),
+        ("WEBHOOK_DISABLE_AFTER_DAYS", &["5"][..]),
     ] {
         let block = block_of(variable);
         for default in defaults {
@@ -343,6 +344,17 @@ async fn serve_refuses_a_webhook_allow_private_that_is_not_true_or_false() {
         "WEBHOOK_ALLOW_PRIVATE",
     )
     .await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_webhook_disable_period_that_is_not_a_whole_number_of_days() {
+    for bad in ["0", "1.5", "366", "soon"] {
+        serve_refuses(
+            &[("WEBHOOK_DISABLE_AFTER_DAYS", Some(bad))],
+            "WEBHOOK_DISABLE_AFTER_DAYS",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]

@@ -36,4 +36,5 @@ mod profiles_api;
 mod replicas;
 mod sandbox_loop;
 mod upstream_failures;
+mod webhook_disable;
 mod webhooks;

@@ -20,6 +20,12 @@ function followEvents(handler) {
   return source;
 }
 
+/** An endpoint's state in words: why it is disabled, or since when it fails. */
+function hookState(w) {
+  if (w.disabled) return w.disabled_reason === 'failing' ? 'disabled: failed for days' : 'disabled';
+  return w.failing_since ? `failing since ${when(w.failing_since)}` : 'active';
+}
+
 function ago(seconds) {
   if (seconds === null || seconds === undefined) return 'none in flight';
   if (seconds < 120) return `${Math.round(seconds)} s`;
@@ -344,7 +350,7 @@ export async function webhooksPage() {
     list.items.map((w) => h('tr', { 'data-webhook-id': w.id },
       h('td', {}, h('a', { href: `#/webhook/${w.id}` }, w.url)),
       h('td', {}, (w.events || []).join(', ')), h('td', {}, w.description || ''),
-      h('td', {}, w.disabled ? 'disabled' : 'active'), h('td', {}, when(w.created_at)))));
+      h('td', {}, hookState(w)), h('td', {}, when(w.created_at)))));
   let form = null;
   if (canWrite()) {
     const url = h('input', { name: 'url', id: 'webhook-url', size: 40, required: true });
@@ -408,7 +414,7 @@ export async function webhookPage(id) {
   }
   return h('div', {},
     h('section', { class: 'card' }, h('h1', {}, hook.url),
-      h('p', {}, `events: ${(hook.events || []).join(', ')} · ${hook.disabled ? 'disabled' : 'active'}`),
+      h('p', {}, `events: ${(hook.events || []).join(', ')} · ${hookState(hook)}`),
       hook.description ? h('p', {}, hook.description) : null, controls),
     h('section', { class: 'card' }, h('h3', {}, 'Attempts'), attemptsBox));
 }

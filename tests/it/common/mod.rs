@@ -159,6 +159,7 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
         sandbox_time_scale,
         log_format: LogFormat::Pretty,
         webhook_allow_private: settings.webhook_allow_private,
+        webhook_disable_after: Duration::from_secs(5 * 86_400),
         retention_delivery: Duration::from_secs(30 * 86_400),
         retention_profile: settings.retention_profile,
         refresh_after: settings.refresh_after,
