@@ -2,6 +2,8 @@
 //! through exactly what `POST /v1/lookups` does for one (`crate::lookups`),
 //! and an `Idempotency-Key` covers the whole batch.
 
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -60,6 +62,10 @@ pub struct Outcome {
 /// A database failure fails the whole batch: nothing half-answered is
 /// recorded under the key, and a retry finds the created lookups in flight
 /// instead of paying for them again.
+///
+/// With an `Idempotency-Key`, the key is claimed by a committed row first
+/// (no connection is held while the items run); a second batch with the
+/// same key waits for the first one's answers and replays them.
 pub async fn request(
     db: &PgPool,
     policy: Policy<'_>,
@@ -71,23 +77,75 @@ pub async fn request(
     let Some(key) = idempotency_key else {
         return handle_items(db, policy, items, &render).await;
     };
-    let mut tx = db.begin().await?;
-    batches::lock(&mut tx, key).await?;
-    if let Some(stored) = batches::find(&mut tx, key).await? {
-        if stored.request_sha256 != body_hash {
-            return Err(BatchError::IdempotencyConflict);
+    loop {
+        match batches::claim(db, key, body_hash, CLAIM_LEASE).await? {
+            batches::Claim::Mine => break,
+            batches::Claim::Done {
+                request_sha256,
+                answers,
+            } => {
+                if request_sha256 != body_hash {
+                    return Err(BatchError::IdempotencyConflict);
+                }
+                let answers = replay(db, &answers, &render).await?;
+                return Ok(Outcome {
+                    answers,
+                    created: 0,
+                });
+            }
+            batches::Claim::Running { request_sha256 } => {
+                if request_sha256.is_some_and(|h| h != body_hash) {
+                    return Err(BatchError::IdempotencyConflict);
+                }
+                // Bounded by the request's own deadline.
+                tokio::time::sleep(CLAIM_WAIT).await;
+            }
         }
-        // A replay executes nothing, whatever became of the lookups since.
-        let answers = replay(&mut tx, &stored.answers, &render).await?;
-        return Ok(Outcome {
-            answers,
-            created: 0,
-        });
     }
+    let claim = ClaimGuard {
+        db: db.clone(),
+        key: Some(key.to_owned()),
+    };
     let outcome = handle_items(db, policy, items, &render).await?;
-    batches::store(&mut tx, key, body_hash, &record(&outcome.answers)).await?;
-    tx.commit().await?;
+    batches::finish(db, key, &record(&outcome.answers)).await?;
+    claim.finished();
     Ok(outcome)
+}
+
+/// How long a batch's claim on its key lasts: longer than any batch may run
+/// (the HTTP deadline is 25 s), so only a crashed run's claim runs out.
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// How often a batch waiting for another with the same key looks again.
+const CLAIM_WAIT: Duration = Duration::from_millis(50);
+
+/// Gives a claimed key back when its batch ends without answers (a
+/// database failure, or the request cancelled at its deadline or by the
+/// client leaving), so that a retry runs it at once instead of waiting for
+/// the claim to run out.
+struct ClaimGuard {
+    db: PgPool,
+    key: Option<String>,
+}
+
+impl ClaimGuard {
+    fn finished(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let db = self.db.clone();
+            runtime.spawn(async move {
+                if let Err(e) = batches::release(&db, &key).await {
+                    tracing::warn!(error = %e, "cannot release a batch's Idempotency-Key claim; it runs out");
+                }
+            });
+        }
+    }
 }
 
 async fn handle_items(
@@ -176,7 +234,7 @@ fn record(answers: &[ItemAnswer]) -> Value {
 /// a replayed `POST /v1/lookups` shows); an item whose lookup is gone
 /// (erased, or removed by retention) is answered as [`ItemError::Erased`].
 async fn replay(
-    tx: &mut sqlx::PgConnection,
+    db: &PgPool,
     recorded: &Value,
     render: &impl Fn(ItemError) -> (u16, Value),
 ) -> sqlx::Result<Vec<ItemAnswer>> {
@@ -187,7 +245,7 @@ async fn replay(
             .as_str()
             .and_then(|s| s.parse::<Uuid>().ok());
         let answer = match lookup_id {
-            Some(id) => match crate::store::lookups::get(&mut *tx, id).await? {
+            Some(id) => match crate::store::lookups::get(db, id).await? {
                 Some(lookup) => ItemAnswer {
                     status,
                     lookup: Some(lookup),

@@ -8,6 +8,7 @@ mod common;
 mod audit_api;
 mod batch_api;
 mod batch_dry_run;
+mod batch_keys;
 mod callback_door;
 mod callbacks;
 mod claims;
