@@ -126,15 +126,7 @@ async fn an_endpoint_failing_for_days_is_disabled_with_an_event_and_enabled_agai
         assert!(e.event.starts_with("lookup."), "unexpected {e:?}");
     };
     assert_eq!(announced.data["webhook_id"], dead_id.as_str());
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("webhook_endpoints_disabled_total 1"),
         "{metrics}"

@@ -237,6 +237,14 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// The `GET /metrics` text (this test's process only: nextest runs each
+    /// test in a process of its own).
+    pub async fn metrics(&self) -> String {
+        let response = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
     pub async fn lookup(&self, id: &str) -> Value {
         self.get_json(&format!("/v1/lookups/{id}")).await
     }
