@@ -43,7 +43,7 @@ pub struct ServeArgs {
 
     /// PostgreSQL streaming replica (a hot standby) of DATABASE_URL:
     /// searches, facets, exports and the console's lists read from it while
-    /// it is reachable and at most DATABASE_READ_MAX_LAG_SECS behind;
+    /// it is reachable and no further behind than --database-read-max-lag-secs;
     /// otherwise they read from DATABASE_URL. Unset: everything uses
     /// DATABASE_URL.
     #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
