@@ -335,13 +335,11 @@ async fn an_email_stored_plain_is_found_by_its_tagged_and_capitalised_spellings_
         assert_eq!(search(&app, &query).await, [zoe], "{spelling}");
         assert_eq!(facet_total(&app, &query).await, 1, "{spelling}");
         let refresh: Value = app
-            .http
-            .post(app.url("/v1/profiles/refresh"))
-            .bearer_auth(TOKEN)
-            .json(&json!({"filters": {"email": spelling}, "dry_run": true}))
-            .send()
+            .post_json(
+                "/v1/profiles/refresh",
+                &json!({"filters": {"email": spelling}, "dry_run": true}),
+            )
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();

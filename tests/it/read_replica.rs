@@ -26,6 +26,17 @@ async fn app_reading_from(pair: &ReplicatedPair, max_lag: Duration) -> TestApp {
     spawn(primary, settings).await
 }
 
+/// A primary and standby, and a service on them reading from the standby
+/// at most `max_lag` behind, which has already answered a search finding
+/// Ann's profile.
+async fn ann_read_from_a_standby(max_lag: Duration) -> (ReplicatedPair, TestApp) {
+    let pair = ReplicatedPair::start().await;
+    let app = app_reading_from(&pair, max_lag).await;
+    completed(&app, "ann@example.com").await;
+    until_the_standby_finds(&app, "ann@example.com").await;
+    (pair, app)
+}
+
 /// Looks `email` up and waits until the simulator's result completed it.
 async fn completed(app: &TestApp, email: &str) -> String {
     let id = app.create(&json!({ "email": email })).await;
@@ -56,42 +67,44 @@ async fn reads_from(app: &TestApp, pool: &str) -> f64 {
     metric(app, &format!("db_reads_total{{pool=\"{pool}\"}}")).await
 }
 
-/// Searches for `email` until the standby answers and finds it: the
-/// monitor found the standby usable, and it replayed the profile.
-async fn until_the_standby_finds(app: &TestApp, email: &str) {
+/// Tries `check` until it holds, failing the test after [`WAIT`].
+async fn eventually(what: &str, check: impl AsyncFn() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let before = reads_from(app, "replica").await;
-        let hit = found(app, &format!("email={email}")).await == [email];
-        if hit && reads_from(app, "replica").await > before {
-            return;
-        }
+    while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the standby never answered a search finding {email}"
+            "{what} did not happen within {WAIT:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Searches for `email` until the standby answers and finds it: the
+/// monitor found the standby usable, and it replayed the profile.
+async fn until_the_standby_finds(app: &TestApp, email: &str) {
+    let query = format!("email={email}");
+    eventually(
+        &format!("a search by the standby finding {email}"),
+        async || {
+            let before = reads_from(app, "replica").await;
+            found(app, &query).await == [email] && reads_from(app, "replica").await > before
+        },
+    )
+    .await;
 }
 
 /// Searches for `email` until it is found (by whichever server answers).
 async fn until_found(app: &TestApp, email: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while found(app, &format!("email={email}")).await != [email] {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{email} was never found"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let query = format!("email={email}");
+    eventually(&format!("a search finding {email}"), async || {
+        found(app, &query).await == [email]
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn searches_facets_and_lists_are_read_from_the_standby_while_writes_go_to_the_primary() {
-    let pair = ReplicatedPair::start().await;
-    let app = app_reading_from(&pair, Duration::from_secs(3600)).await;
-    completed(&app, "ann@example.com").await;
-    until_the_standby_finds(&app, "ann@example.com").await;
+    let (pair, app) = ann_read_from_a_standby(Duration::from_secs(3600)).await;
 
     pair.pause_replay().await;
     // The whole write path works while reads go to a read-only standby:
@@ -137,10 +150,7 @@ async fn searches_facets_and_lists_are_read_from_the_standby_while_writes_go_to_
 
 #[tokio::test]
 async fn when_the_standby_stops_reads_fall_back_to_the_primary_until_it_is_back() {
-    let mut pair = ReplicatedPair::start().await;
-    let app = app_reading_from(&pair, Duration::from_secs(3600)).await;
-    completed(&app, "ann@example.com").await;
-    until_the_standby_finds(&app, "ann@example.com").await;
+    let (mut pair, app) = ann_read_from_a_standby(Duration::from_secs(3600)).await;
 
     pair.stop_standby().await;
     let primary_reads = reads_from(&app, "primary").await;
@@ -164,10 +174,7 @@ async fn when_the_standby_stops_reads_fall_back_to_the_primary_until_it_is_back(
 
 #[tokio::test]
 async fn a_standby_further_behind_than_the_bound_is_bypassed_until_it_catches_up() {
-    let pair = ReplicatedPair::start().await;
-    let app = app_reading_from(&pair, Duration::from_secs(1)).await;
-    completed(&app, "ann@example.com").await;
-    until_the_standby_finds(&app, "ann@example.com").await;
+    let (pair, app) = ann_read_from_a_standby(Duration::from_secs(1)).await;
 
     pair.pause_replay().await;
     completed(&app, "bob@example.com").await;

@@ -208,8 +208,13 @@ impl TestApp {
 
     /// POST /v1/lookups with the test token.
     pub async fn post_lookup(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/v1/lookups", body).await
+    }
+
+    /// POST of a JSON body to `path` with the test token.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
-            .post(self.url("/v1/lookups"))
+            .post(self.url(path))
             .bearer_auth(TOKEN)
             .json(body)
             .send()
