@@ -143,9 +143,12 @@ pub async fn run(reads: Reads, bound: Duration, shutdown: CancellationToken) {
             }
             last = Some(verdict);
             metrics::gauge!("db_read_replica_usable").set(if usable { 1.0 } else { 0.0 });
-            if let Verdict::Usable(lag) | Verdict::Behind(Some(lag)) = verdict {
-                metrics::gauge!("db_read_replica_lag_seconds").set(lag.as_secs_f64());
-            }
+            // NaN while unknown: a last good figure would hide an outage.
+            let lag = match verdict {
+                Verdict::Usable(lag) | Verdict::Behind(Some(lag)) => lag.as_secs_f64(),
+                _ => f64::NAN,
+            };
+            metrics::gauge!("db_read_replica_lag_seconds").set(lag);
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
