@@ -41,6 +41,19 @@ pub struct ServeArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 
+    /// PostgreSQL streaming replica (a hot standby) of DATABASE_URL:
+    /// searches, facets, exports and the console's lists read from it while
+    /// it is reachable and no further behind than --database-read-max-lag-secs;
+    /// otherwise they read from DATABASE_URL. Unset: everything uses
+    /// DATABASE_URL.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
+
+    /// How far (in seconds of the primary's writes) the replica of
+    /// DATABASE_READ_URL may be behind before reads go to DATABASE_URL.
+    #[arg(long, env = "DATABASE_READ_MAX_LAG_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub database_read_max_lag_secs: u64,
+
     /// Address the HTTP server binds.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
@@ -204,6 +217,10 @@ pub enum Upstream {
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
+    /// DATABASE_READ_URL: the replica reads may go to.
+    pub database_read_url: Option<String>,
+    /// DATABASE_READ_MAX_LAG_SECS.
+    pub database_read_max_lag: Duration,
     pub listen_addr: SocketAddr,
     pub public_base_url: Option<Url>,
     pub upstream: Upstream,
@@ -251,6 +268,7 @@ impl std::fmt::Debug for Config {
                 &self.public_base_url.as_ref().map(Url::as_str),
             )
             .field("sandbox", &self.is_sandbox())
+            .field("read_replica", &self.database_read_url.is_some())
             .field("poll_after", &self.poll_after)
             .field("rate_per_minute", &self.rate_per_minute)
             .field("rate_per_hour", &self.rate_per_hour)
@@ -365,6 +383,10 @@ impl Config {
             ));
         }
 
+        if let Some(url) = &args.database_read_url {
+            check_postgres_url("DATABASE_READ_URL", url)?;
+        }
+
         let callbacks_on = args.public_base_url.is_some() || sandbox;
         let poll_after_secs =
             args.poll_after_secs
@@ -372,6 +394,8 @@ impl Config {
 
         Ok(Config {
             database_url: args.database_url,
+            database_read_url: args.database_read_url,
+            database_read_max_lag: Duration::from_secs(args.database_read_max_lag_secs),
             listen_addr: args.listen_addr,
             public_base_url: args.public_base_url,
             upstream,
@@ -614,6 +638,20 @@ fn parse_http_url(raw: &str) -> Result<Url, String> {
         return Err("expected an http or https URL with a host".into());
     }
     Ok(url)
+}
+
+/// A PostgreSQL connection string sqlx can use. The message never repeats
+/// the value: it may hold a password.
+fn check_postgres_url(variable: &'static str, raw: &str) -> Result<(), ConfigError> {
+    use std::str::FromStr;
+    let scheme_ok = raw.starts_with("postgres://") || raw.starts_with("postgresql://");
+    if !scheme_ok || sqlx::postgres::PgConnectOptions::from_str(raw).is_err() {
+        return Err(config_error(
+            variable,
+            "expected a PostgreSQL connection URL such as postgres://user:password@replica-host:5432/database",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_refresh_days(raw: &str) -> Result<f64, String> {

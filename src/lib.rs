@@ -18,6 +18,7 @@ pub mod generate;
 pub mod http;
 pub mod intake;
 pub mod lookups;
+pub mod reads;
 pub mod refresh;
 pub mod sandbox;
 pub mod secrets;

@@ -110,7 +110,10 @@ pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Js
     }
     let limit = params.limit(50, 500)?;
     let cursor = id_cursor(&params)?;
-    let rows = deliveries::list(&state.db, lookup_id, outcome, cursor, limit).await?;
+    let rows = state
+        .reads
+        .run(|db| async move { deliveries::list(&db, lookup_id, outcome, cursor, limit).await })
+        .await?;
     let (rows, next_cursor) = keyset::page(rows, limit, |d| d.id);
     Ok(Json(DeliveryPage {
         items: rows.into_iter().map(DeliveryView::from).collect(),

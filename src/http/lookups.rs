@@ -143,7 +143,10 @@ pub async fn list(
     }
     let limit = params.limit(50, 500)?;
     let cursor = params.cursor()?;
-    let page = store::lookups::list(&state.db, status, cursor, limit).await?;
+    let page = state
+        .reads
+        .run(|db| async move { store::lookups::list(&db, status, cursor, limit).await })
+        .await?;
     let whom = Whom::Many(page.items.len());
     audit::record(
         &state.db,

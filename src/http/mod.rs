@@ -56,7 +56,12 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The primary (`DATABASE_URL`): every write, and reads of one's own
+    /// writes.
     pub db: PgPool,
+    /// Searches, facets, exports and the console's lists: the read replica
+    /// when there is a usable one.
+    pub reads: crate::reads::Reads,
     pub config: Arc<Config>,
     pub wake: Arc<Notify>,
     pub metrics: PrometheusHandle,

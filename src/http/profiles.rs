@@ -71,7 +71,11 @@ pub async fn list(
     let filter = filter(&params, &state.config.service_secret)?;
     let limit = params.limit(50, 500)?;
     let cursor = params.cursor()?;
-    let page = profiles::list(&state.db, &filter, cursor, limit).await?;
+    let filter = &filter;
+    let page = state
+        .reads
+        .run(|db| async move { profiles::list(&db, filter, cursor, limit).await })
+        .await?;
     // `interests-receiver export` names itself; its pages are an export.
     let exporting = headers
         .get(USER_AGENT)

@@ -14,6 +14,7 @@ pub mod keyset;
 pub mod lookups;
 pub mod pacing;
 pub mod profiles;
+pub mod replication;
 pub mod results;
 pub mod retention;
 pub mod sequencer;
@@ -46,6 +47,20 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .acquire_timeout(Duration::from_secs(5))
         .connect(url)
         .await
+}
+
+/// A pool that connects on first use, for the read replica: a replica that
+/// is down must neither stop the service from starting nor hold a read
+/// longer than `acquire_timeout` before it falls back to the primary.
+pub fn connect_lazy(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy(url)
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -143,6 +143,8 @@ async fn serve_help_names_every_contract_variable_with_its_default() {
         ("REFRESH_AFTER_DAYS", &[][..]),
         ("REFRESH_CREDITS_DAILY", &[][..]),
         ("WEBHOOK_DISABLE_AFTER_DAYS", &["5"][..]),
+        ("DATABASE_READ_URL", &[][..]),
+        ("DATABASE_READ_MAX_LAG_SECS", &["5"][..]),
     ] {
         let block = block_of(variable);
         for default in defaults {
@@ -269,6 +271,28 @@ async fn serve_refuses_an_api_token_that_is_too_short() {
 #[tokio::test]
 async fn serve_refuses_a_sha256_api_token_that_is_not_a_digest() {
     serve_refuses(&[("API_TOKENS", Some("sha256:xyz"))], "API_TOKENS").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_database_read_url_that_is_not_a_postgres_url_without_echoing_it() {
+    for bad in [
+        format!("mysql://reader:{DB_PASSWORD}@127.0.0.1/x"),
+        format!("postgres://reader:{DB_PASSWORD}@127.0.0.1:notaport/x"),
+        "replica-host".to_owned(),
+    ] {
+        serve_refuses(&[("DATABASE_READ_URL", Some(&bad))], "DATABASE_READ_URL").await;
+    }
+}
+
+#[tokio::test]
+async fn serve_refuses_a_zero_or_non_numeric_read_lag_bound() {
+    for bad in ["0", "soon"] {
+        serve_refuses(
+            &[("DATABASE_READ_MAX_LAG_SECS", Some(bad))],
+            "DATABASE_READ_MAX_LAG_SECS",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]

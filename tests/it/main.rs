@@ -34,6 +34,7 @@ mod pacing;
 mod profile_refresh;
 mod profile_versions;
 mod profiles_api;
+mod read_replica;
 mod replicas;
 mod sandbox_loop;
 mod upstream_failures;

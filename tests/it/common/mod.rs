@@ -5,6 +5,7 @@
 
 pub mod child;
 pub mod receiver;
+pub mod standby;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -73,6 +74,9 @@ pub struct Settings {
     /// REFRESH_AFTER_DAYS and REFRESH_CREDITS_DAILY.
     pub refresh_after: Option<Duration>,
     pub refresh_credits_daily: Option<u64>,
+    /// DATABASE_READ_URL and DATABASE_READ_MAX_LAG_SECS.
+    pub database_read_url: Option<String>,
+    pub database_read_max_lag: Duration,
 }
 
 impl Settings {
@@ -103,6 +107,8 @@ impl Settings {
             service_secret: ServiceSecret::new(TEST_SECRET, None),
             refresh_after: None,
             refresh_credits_daily: None,
+            database_read_url: None,
+            database_read_max_lag: Duration::from_secs(5),
         }
     }
 }
@@ -134,6 +140,8 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
     let is_sandbox = matches!(upstream, Upstream::Sandbox);
     Config {
         database_url: String::new(),
+        database_read_url: settings.database_read_url.clone(),
+        database_read_max_lag: settings.database_read_max_lag,
         listen_addr: addr,
         public_base_url: (settings.callbacks && !is_sandbox)
             .then(|| format!("http://{addr}").parse().unwrap()),
@@ -201,8 +209,13 @@ impl TestApp {
 
     /// POST /v1/lookups with the test token.
     pub async fn post_lookup(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/v1/lookups", body).await
+    }
+
+    /// POST of a JSON body to `path` with the test token.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
-            .post(self.url("/v1/lookups"))
+            .post(self.url(path))
             .bearer_auth(TOKEN)
             .json(body)
             .send()
