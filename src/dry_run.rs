@@ -12,8 +12,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::batch::ItemError;
+use crate::lifecycle::CREDITS_PER_RESULT;
 use crate::lookups::{self, LookupRequest, Policy, RequestError, Would};
-use crate::store::results::CREDITS_PER_RESULT;
 
 /// Items judged at once (reads only).
 const CONCURRENCY: usize = 4;

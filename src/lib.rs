@@ -17,6 +17,7 @@ pub mod facets;
 pub mod generate;
 pub mod http;
 pub mod intake;
+pub mod lifecycle;
 pub mod lookups;
 pub mod refresh;
 pub mod sandbox;

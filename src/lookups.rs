@@ -10,9 +10,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::config::NameOnlyLookups;
+use crate::lifecycle::CREDITS_PER_RESULT;
 use crate::secrets::ServiceSecret;
 use crate::store::lookups::{self, LookupRecord, NewLookup};
-use crate::store::results::CREDITS_PER_RESULT;
 use crate::store::{erasure, idempotency};
 use crate::subject::{
     FieldError, MatchBasis, NAME_ONLY_WARNING, Subject, legacy_identifier_digest,

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 
+use crate::lifecycle::CREDITS_PER_RESULT;
 use crate::lookups::{self, Answer, LookupRequest, Policy, RequestError, Would};
 use crate::store::profiles::ProfileFilter;
-use crate::store::results::CREDITS_PER_RESULT;
 use crate::store::versions::{self, Stale};
 
 /// Most people one request considers; a larger segment is refreshed by

@@ -17,8 +17,9 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::{AppState, Unlogged};
+use crate::lifecycle::Outcome;
 use crate::store::deliveries::{self, Delivery};
-use crate::store::results::{self, DeliveryRecord, Outcome, Via};
+use crate::store::results::{self, DeliveryRecord, Via};
 use crate::token::sha256_hex;
 use crate::upstream::payload::{job_object, parse_job};
 
@@ -122,7 +123,7 @@ async fn authentic(
     tracing::info!(
         %lookup_id,
         request_id = %update.request_id,
-        status = update.status_str(),
+        status = update.status().as_str(),
         outcome = outcome.as_str(),
         "callback"
     );

@@ -11,18 +11,10 @@ use super::extract::{JsonBody, Params};
 use super::views::{LookupView, PageView};
 use crate::audit::{self, Action, Whom};
 use crate::config::Caller;
+use crate::lifecycle::LookupStatus;
 use crate::lookups::{self, LookupRequest};
 use crate::store;
 use axum::Extension;
-
-const STATUSES: [&str; 6] = [
-    "pending",
-    "queued",
-    "processing",
-    "completed",
-    "failed",
-    "expired",
-];
 
 pub(super) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
@@ -122,7 +114,7 @@ pub async fn get(
 
 /// List lookups, newest first.
 #[utoipa::path(get, path = "/v1/lookups", tag = "lookups",
-    params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 500, default 50"),
+    params(("status" = Option<LookupStatus>, Query), ("limit" = Option<i64>, Query, description = "1 to 500, default 50"),
         ("cursor" = Option<String>, Query)),
     responses((status = 200, body = PageView<LookupView>),
         (status = 422, body = Problem, content_type = "application/problem+json")),
@@ -132,15 +124,13 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     params: Params,
 ) -> ApiResult<Json<PageView<LookupView>>> {
-    let status = params.text("status");
-    if let Some(s) = status
-        && !STATUSES.contains(&s)
-    {
-        return Err(ApiError::field(
-            "status",
-            format!("expected one of {}", STATUSES.join(", ")),
-        ));
-    }
+    let status = match params.text("status") {
+        None => None,
+        Some(raw) => Some(LookupStatus::parse(raw).ok_or_else(|| {
+            let names: Vec<_> = LookupStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::field("status", format!("expected one of {}", names.join(", ")))
+        })?),
+    };
     let limit = params.limit(50, 500)?;
     let cursor = params.cursor()?;
     let page = store::lookups::list(&state.db, status, cursor, limit).await?;

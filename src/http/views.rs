@@ -6,6 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::lifecycle::LookupStatus;
 use crate::store::lookups::LookupRecord;
 use crate::store::profiles::ProfileRecord;
 use crate::store::{self, Cursor};
@@ -15,8 +16,7 @@ use crate::subject::{MatchBasis, Subject};
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LookupView {
     pub id: Uuid,
-    /// pending | queued | processing | completed | failed | expired
-    pub status: String,
+    pub status: LookupStatus,
     /// Upstream's job id; null until upstream accepted the job.
     pub request_id: Option<String>,
     pub subject: Subject,
