@@ -138,8 +138,8 @@ async fn one(
     item: &Value,
 ) -> Result<Result<Answer, ItemError>, sqlx::Error> {
     let size = item.to_string().len();
-    if size > crate::http::MAX_LOOKUP_BODY {
-        return Ok(Err(ItemError::TooLarge(crate::http::MAX_LOOKUP_BODY)));
+    if size > lookups::MAX_LOOKUP_BODY {
+        return Ok(Err(ItemError::TooLarge(lookups::MAX_LOOKUP_BODY)));
     }
     let request = match LookupRequest::parse_under(item, policy.name_only) {
         Ok(r) => r,

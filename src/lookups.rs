@@ -19,6 +19,10 @@ use crate::subject::{
 };
 use crate::token::sha256_hex;
 
+/// Largest lookup request: a `POST /v1/lookups` body, or one batch item
+/// (a batch item may be no larger than the request it stands for).
+pub const MAX_LOOKUP_BODY: usize = 64 * 1024;
+
 /// A validated `POST /v1/lookups` body.
 #[derive(Debug, Clone)]
 pub struct LookupRequest {

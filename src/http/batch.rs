@@ -13,13 +13,13 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::lookups::idempotency_key;
-use super::views::LookupView;
 use crate::audit::{self, Action};
 use crate::batch::{self, BatchError, ItemError, MAX_ITEMS};
 use crate::config::Caller;
 use crate::dry_run;
 use crate::subject::FieldError;
 use crate::token::sha256_hex;
+use crate::views::LookupView;
 use axum::Extension;
 
 /// Largest batch body.

@@ -21,7 +21,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(super::MAX_LOOKUP_BODY)
+                ApiError::PayloadTooLarge(crate::lookups::MAX_LOOKUP_BODY)
             } else {
                 ApiError::BadRequest(format!("could not read the request body: {rejection}"))
             }

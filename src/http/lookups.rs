@@ -8,12 +8,12 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, Params};
-use super::views::{LookupView, PageView};
 use crate::audit::{self, Action, Whom};
 use crate::config::Caller;
 use crate::lifecycle::LookupStatus;
 use crate::lookups::{self, LookupRequest};
 use crate::store;
+use crate::views::{LookupView, PageView};
 use axum::Extension;
 
 pub(super) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {

@@ -1,4 +1,6 @@
-//! JSON shapes of the REST API (contract section 5).
+//! JSON shapes of the contract (section 5) that more than one layer shows:
+//! the REST API answers them, webhook and event payloads carry them. Below
+//! both `http` and `webhooks`, above `store` (they are built from its rows).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
