@@ -5,7 +5,7 @@
 pub mod app;
 pub mod audit;
 pub mod batch;
-pub mod callback_gate;
+pub mod callbacks;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -15,7 +15,6 @@ pub mod events;
 pub mod facets;
 pub mod generate;
 pub mod http;
-pub mod intake;
 pub mod lifecycle;
 pub mod lookups;
 pub mod refresh;

@@ -62,9 +62,9 @@ pub struct AppState {
     /// Wake-ups and the bound on open `GET /v1/events` streams.
     pub events: crate::events::EventHub,
     /// Token check and refusal counting of the callback receiver.
-    pub gate: Arc<crate::callback_gate::CallbackGate>,
+    pub gate: Arc<crate::callbacks::CallbackGate>,
     /// What is written of upstream payloads (redaction, NUL replacement).
-    pub intake: crate::intake::Intake,
+    pub intake: crate::callbacks::Intake,
 }
 
 impl AppState {
