@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod crashpoint;
 pub mod dry_run;
+pub mod erasure;
 pub mod events;
 pub mod facets;
 pub mod generate;
