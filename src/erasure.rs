@@ -7,7 +7,7 @@
 use sqlx::PgPool;
 
 use crate::audit::{self, Action, Whom};
-use crate::config::Caller;
+use crate::auth::Caller;
 use crate::secrets::ServiceSecret;
 use crate::store::{erasure, idempotency, lookups};
 use crate::subject::identity;

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod batch;
 pub mod callbacks;
 pub mod cli;

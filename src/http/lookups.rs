@@ -9,7 +9,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, Params};
 use crate::audit::{self, Action, Whom};
-use crate::config::Caller;
+use crate::auth::Caller;
 use crate::lifecycle::LookupStatus;
 use crate::lookups::{self, LookupRequest};
 use crate::store;

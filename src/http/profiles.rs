@@ -8,7 +8,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
 use crate::audit::{self, Action, Whom};
-use crate::config::Caller;
+use crate::auth::Caller;
 use crate::secrets::ServiceSecret;
 use crate::store::profiles::{self, ProfileFilter};
 use crate::subject::{

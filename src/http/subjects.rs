@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
-use crate::config::Caller;
+use crate::auth::Caller;
 use crate::erasure;
 use crate::subject::{normalise_email, normalise_phone, normalise_text, normalise_url};
 use axum::Extension;
