@@ -72,7 +72,7 @@ async fn queue(db: &PgPool, policy: Policy<'_>, people: &[Stale]) -> sqlx::Resul
     for person in people {
         let req = refresh_of(person);
         let body = json!({"refresh_of": person.profile_id});
-        match lookups::request(db, policy, &req, &body, None).await {
+        match lookups::request(db, policy, &req, &body, None, None).await {
             Ok(Answer::Created(_)) => queued += 1,
             Ok(_)
             | Err(RequestError::Suppressed)

@@ -58,29 +58,21 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     let request = LookupRequest::parse_under(&body, state.config.name_only_lookups)
         .map_err(ApiError::Validation)?;
-    let answer =
-        lookups::request(&state.db, state.policy(), &request, &body, key.as_deref()).await?;
+    let answer = lookups::request(
+        &state.db,
+        state.policy(),
+        &request,
+        &body,
+        key.as_deref(),
+        Some(&caller),
+    )
+    .await?;
     if matches!(answer, lookups::Answer::Created(_)) {
         state.wake.notify_one();
         metrics::counter!("lookups_created_total").increment(1);
     }
     let status = StatusCode::from_u16(answer.status()).unwrap_or(StatusCode::ACCEPTED);
-    let lookup = match answer {
-        lookups::Answer::Created(l)
-        | lookups::Answer::InFlight(l)
-        | lookups::Answer::Cached(l)
-        | lookups::Answer::Replayed(_, l) => l,
-    };
-    let whom = Whom::Lookup(lookup.id, &lookup.subject);
-    audit::record(
-        &state.db,
-        &state.config.service_secret,
-        &caller,
-        Action::LookupCreate,
-        whom,
-    )
-    .await?;
-    Ok((status, Json(lookup.into())))
+    Ok((status, Json(answer.into_lookup().into())))
 }
 
 /// Read one lookup.
