@@ -46,8 +46,9 @@ pub struct DeliveryRecord<'a> {
 /// Applies `update` to lookup `lookup_id` and, for a callback, records the
 /// delivery, in one statement; a completion also records what it changed
 /// since the person's previous profile (`store::versions`). `update` must
-/// already be fit to store (see `crate::callbacks::intake`). Run it in a transaction:
-/// the change must commit with the result.
+/// already be fit to store (the callback and poll paths pass it through
+/// their intake first). Run it in a transaction: the change must commit
+/// with the result.
 pub async fn apply(
     db: &mut PgConnection,
     lookup_id: Uuid,
