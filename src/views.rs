@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::lifecycle::LookupStatus;
 use crate::store::lookups::LookupRecord;
 use crate::store::profiles::ProfileRecord;
-use crate::store::{self, Cursor};
+use crate::store::{self, Position};
 use crate::subject::{MatchBasis, Subject};
 
 /// A lookup: one request to profile a person, and what became of it.
@@ -126,7 +126,7 @@ impl<T> PageView<T> {
     pub fn from_page<R>(page: store::Page<R>, view: impl Fn(R) -> T) -> Self {
         PageView {
             items: page.items.into_iter().map(view).collect(),
-            next_cursor: page.next.as_ref().map(Cursor::encode),
+            next_cursor: page.next.as_ref().map(Position::encode),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use super::error::ApiError;
+use crate::store::Position;
 use crate::subject::FieldError;
 
 /// A JSON request body, read as a raw value so that validation can name
@@ -92,10 +93,11 @@ impl Params {
         }
     }
 
-    pub fn cursor(&self) -> Result<Option<crate::store::Cursor>, ApiError> {
+    /// `cursor`: the position a previous page handed out.
+    pub fn cursor<P: Position>(&self) -> Result<Option<P>, ApiError> {
         self.text("cursor")
             .map(|raw| {
-                crate::store::Cursor::decode(raw).ok_or_else(|| {
+                P::decode(raw).ok_or_else(|| {
                     ApiError::field(
                         "cursor",
                         "expected a next_cursor value from a previous page",

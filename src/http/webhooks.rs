@@ -12,13 +12,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::deliveries::id_cursor;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, Params};
-use crate::store::keyset;
 use crate::store::webhooks::{
     self as store, AttemptRecord, NewWebhook, WebhookPatch, WebhookRecord,
 };
+use crate::store::{IdCursor, Position, paginate};
 use crate::subject::FieldError;
 use crate::webhooks::{EVENT_TYPES, SUBSCRIBABLE, guard, secret};
 
@@ -363,15 +362,15 @@ pub async fn attempts(
 ) -> ApiResult<Json<AttemptPage>> {
     let id = parse_id(&id)?;
     let limit = params.limit(50, 500)?;
-    let cursor = id_cursor(&params)?;
+    let cursor = params.cursor::<IdCursor>()?.map(|c| c.0);
     if store::get(&state.db, id).await?.is_none() {
         return Err(ApiError::NotFound("no webhook has this id"));
     }
     let rows = store::attempts(&state.db, id, cursor, limit).await?;
-    let (rows, next_cursor) = keyset::page(rows, limit, |a| a.id);
+    let page = paginate(rows, limit, |a| IdCursor(a.id));
     Ok(Json(AttemptPage {
-        items: rows.into_iter().map(AttemptView::from).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(AttemptView::from).collect(),
+        next_cursor: page.next.as_ref().map(Position::encode),
     }))
 }
 
