@@ -48,9 +48,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-log() { printf 'scripts/bench.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-redact() { sed -E 's#(://[^/:@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+SCRIPT_NAME=scripts/bench.sh
+# log, die, redact: the helpers scripts/lib/postgres.sh uses too.
+# shellcheck source=scripts/lib/log.sh
+source scripts/lib/log.sh
 
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"

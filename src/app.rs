@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
-use crate::callback_gate::CallbackGate;
+use crate::callbacks::CallbackGate;
+use crate::callbacks::Intake;
 use crate::config::{Config, Upstream};
 use crate::events::EventHub;
 use crate::http::{self, AppState};
-use crate::intake::Intake;
 use crate::reads::{self, Reads};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{self, pacing::Limits};

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::audit::{self, Action};
+use crate::auth::Caller;
 use crate::lookups::{self, Answer, LookupRequest, Policy, RequestError};
 use crate::store::batches;
 use crate::store::lookups::LookupRecord;
@@ -57,7 +59,9 @@ pub struct Outcome {
     pub created: usize,
 }
 
-/// Handles every item of a batch, in input order. `render` turns a refused
+/// Handles every item of a batch, in input order, for `caller`: each item
+/// that names a lookup is audited as a `lookup.create` in the transaction
+/// that answered it (a replay's in the replay's). `render` turns a refused
 /// item into its status and problem document (the HTTP layer knows how).
 /// A database failure fails the whole batch: nothing half-answered is
 /// recorded under the key, and a retry finds the created lookups in flight
@@ -69,13 +73,14 @@ pub struct Outcome {
 pub async fn request(
     db: &PgPool,
     policy: Policy<'_>,
+    caller: &Caller,
     items: &[Value],
     body_hash: &str,
     idempotency_key: Option<&str>,
     render: impl Fn(ItemError) -> (u16, Value),
 ) -> Result<Outcome, BatchError> {
     let Some(key) = idempotency_key else {
-        return handle_items(db, policy, items, &render).await;
+        return handle_items(db, policy, caller, items, &render).await;
     };
     loop {
         match batches::claim(db, key, body_hash, CLAIM_LEASE).await? {
@@ -87,7 +92,14 @@ pub async fn request(
                 if request_sha256 != body_hash {
                     return Err(BatchError::IdempotencyConflict);
                 }
+                // A replay executes nothing, whatever became of the lookups
+                // since; it is audited in one statement of its own.
                 let answers = replay(db, &answers, &render).await?;
+                let named = answers
+                    .iter()
+                    .filter_map(|a| a.lookup.as_ref().map(|l| (l.id, &l.subject)));
+                audit::record_lookups(db, policy.secret, caller, Action::LookupCreate, named)
+                    .await?;
                 return Ok(Outcome {
                     answers,
                     created: 0,
@@ -106,7 +118,7 @@ pub async fn request(
         db: db.clone(),
         key: Some(key.to_owned()),
     };
-    let outcome = handle_items(db, policy, items, &render).await?;
+    let outcome = handle_items(db, policy, caller, items, &render).await?;
     batches::finish(db, key, &record(&outcome.answers)).await?;
     claim.finished();
     Ok(outcome)
@@ -151,6 +163,7 @@ impl Drop for ClaimGuard {
 async fn handle_items(
     db: &PgPool,
     policy: Policy<'_>,
+    caller: &Caller,
     items: &[Value],
     render: &impl Fn(ItemError) -> (u16, Value),
 ) -> Result<Outcome, BatchError> {
@@ -159,7 +172,7 @@ async fn handle_items(
     let results: Vec<Result<Result<Answer, ItemError>, sqlx::Error>> =
         futures_util::stream::iter(items.iter().cloned().map(|item| {
             let db = db.clone();
-            async move { one(&db, policy, &item).await }
+            async move { one(&db, policy, caller, &item).await }
         }))
         .buffered(CONCURRENCY)
         .collect()
@@ -173,7 +186,7 @@ async fn handle_items(
                 let status = answer.status();
                 ItemAnswer {
                     status,
-                    lookup: Some(into_record(answer)),
+                    lookup: Some(answer.into_lookup()),
                     problem: None,
                 }
             }
@@ -193,26 +206,21 @@ async fn handle_items(
 async fn one(
     db: &PgPool,
     policy: Policy<'_>,
+    caller: &Caller,
     item: &Value,
 ) -> Result<Result<Answer, ItemError>, sqlx::Error> {
     let size = item.to_string().len();
-    if size > crate::http::MAX_LOOKUP_BODY {
-        return Ok(Err(ItemError::TooLarge(crate::http::MAX_LOOKUP_BODY)));
+    if size > lookups::MAX_LOOKUP_BODY {
+        return Ok(Err(ItemError::TooLarge(lookups::MAX_LOOKUP_BODY)));
     }
     let request = match LookupRequest::parse_under(item, policy.name_only) {
         Ok(r) => r,
         Err(errors) => return Ok(Err(ItemError::Invalid(errors))),
     };
-    match lookups::request(db, policy, &request, item, None).await {
+    match lookups::request(db, policy, &request, item, None, Some(caller)).await {
         Ok(answer) => Ok(Ok(answer)),
         Err(RequestError::Database(e)) => Err(e),
         Err(e) => Ok(Err(ItemError::Refused(e))),
-    }
-}
-
-fn into_record(answer: Answer) -> LookupRecord {
-    match answer {
-        Answer::Created(l) | Answer::InFlight(l) | Answer::Cached(l) | Answer::Replayed(_, l) => l,
     }
 }
 

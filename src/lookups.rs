@@ -9,15 +9,21 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::audit::{self, Action, Whom};
+use crate::auth::Caller;
 use crate::config::NameOnlyLookups;
+use crate::lifecycle::CREDITS_PER_RESULT;
 use crate::secrets::ServiceSecret;
 use crate::store::lookups::{self, LookupRecord, NewLookup};
-use crate::store::results::CREDITS_PER_RESULT;
 use crate::store::{erasure, idempotency};
 use crate::subject::{
     FieldError, MatchBasis, NAME_ONLY_WARNING, Subject, legacy_identifier_digest,
 };
 use crate::token::sha256_hex;
+
+/// Largest lookup request: a `POST /v1/lookups` body, or one batch item
+/// (a batch item may be no larger than the request it stands for).
+pub const MAX_LOOKUP_BODY: usize = 64 * 1024;
 
 /// A validated `POST /v1/lookups` body.
 #[derive(Debug, Clone)]
@@ -283,6 +289,15 @@ impl Answer {
             | Answer::Replayed(_, l) => l,
         }
     }
+
+    pub fn into_lookup(self) -> LookupRecord {
+        match self {
+            Answer::Created(l)
+            | Answer::InFlight(l)
+            | Answer::Cached(l)
+            | Answer::Replayed(_, l) => l,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -330,18 +345,40 @@ impl Policy<'_> {
     }
 }
 
+/// Answers a lookup request in one transaction; with `audit_as`, the
+/// answer's lookup is recorded in the audit log (`lookup.create`) in that
+/// same transaction, so no lookup is made or served without its record.
 pub async fn request(
     db: &PgPool,
     policy: Policy<'_>,
     req: &LookupRequest,
     body: &Value,
     idempotency_key: Option<&str>,
+    audit_as: Option<&Caller>,
 ) -> Result<Answer, RequestError> {
     let mut tx = db.begin().await?;
+    let answer = answer(&mut tx, policy, req, body, idempotency_key).await?;
+    if let Some(caller) = audit_as {
+        let lookup = answer.lookup();
+        let whom = Whom::Lookup(lookup.id, &lookup.subject);
+        audit::record(&mut *tx, policy.secret, caller, Action::LookupCreate, whom).await?;
+    }
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// The idempotency key's replay, or the decision and the key's record.
+async fn answer(
+    tx: &mut sqlx::PgConnection,
+    policy: Policy<'_>,
+    req: &LookupRequest,
+    body: &Value,
+    idempotency_key: Option<&str>,
+) -> Result<Answer, RequestError> {
     let body_hash = sha256_hex(body.to_string().as_bytes());
     if let Some(key) = idempotency_key {
-        idempotency::lock(&mut tx, key).await?;
-        if let Some(stored) = idempotency::find(&mut tx, key).await? {
+        idempotency::lock(tx, key).await?;
+        if let Some(stored) = idempotency::find(tx, key).await? {
             if stored.request_sha256 != body_hash {
                 return Err(RequestError::IdempotencyConflict);
             }
@@ -353,7 +390,7 @@ pub async fn request(
                 return Ok(Answer::Replayed(stored.response_status as u16, lookup));
             }
         } else if let Some(request) =
-            idempotency::find_erased(&mut tx, &erased_keys(policy.secret, key)).await?
+            idempotency::find_erased(tx, &erased_keys(policy.secret, key)).await?
         {
             let (_, this_request) = sealed_idempotency(policy.secret, key, &body_hash);
             return Err(if request == this_request {
@@ -364,12 +401,11 @@ pub async fn request(
         }
     }
 
-    let answer = decide(&mut tx, policy, req).await?;
+    let answer = decide(tx, policy, req).await?;
     if let Some(key) = idempotency_key {
         let lookup_id = answer.lookup().id;
-        idempotency::insert(&mut tx, key, &body_hash, lookup_id, answer.status()).await?;
+        idempotency::insert(tx, key, &body_hash, lookup_id, answer.status()).await?;
     }
-    tx.commit().await?;
     Ok(answer)
 }
 

@@ -13,13 +13,12 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::lookups::idempotency_key;
-use super::views::LookupView;
-use crate::audit::{self, Action};
+use crate::auth::Caller;
 use crate::batch::{self, BatchError, ItemError, MAX_ITEMS};
-use crate::config::Caller;
 use crate::dry_run;
 use crate::subject::FieldError;
 use crate::token::sha256_hex;
+use crate::views::LookupView;
 use axum::Extension;
 
 /// Largest batch body.
@@ -188,6 +187,7 @@ pub async fn create(
     let outcome = batch::request(
         &state.db,
         state.policy(),
+        &caller,
         &items,
         &body_hash,
         key.as_deref(),
@@ -201,19 +201,6 @@ pub async fn create(
         ),
         BatchError::Database(e) => e.into(),
     })?;
-    // Every item that named a lookup counts as a create, as POST /v1/lookups.
-    let named = outcome
-        .answers
-        .iter()
-        .filter_map(|a| a.lookup.as_ref().map(|l| (l.id, &l.subject)));
-    audit::record_lookups(
-        &state.db,
-        &state.config.service_secret,
-        &caller,
-        Action::LookupCreate,
-        named,
-    )
-    .await?;
     if outcome.created > 0 {
         state.wake.notify_one();
         metrics::counter!("lookups_created_total").increment(outcome.created as u64);

@@ -12,7 +12,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
 use crate::store::deliveries::{self, DeliveryRecord};
-use crate::store::keyset;
+use crate::store::{IdCursor, Position, paginate};
 
 const OUTCOMES: [&str; 3] = ["applied", "duplicate", "refused"];
 
@@ -49,21 +49,6 @@ pub struct DeliveryPage {
     pub items: Vec<DeliveryView>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
-}
-
-/// Parses `cursor` of an id-keyed list.
-pub(super) fn id_cursor(params: &Params) -> ApiResult<Option<i64>> {
-    params
-        .text("cursor")
-        .map(|raw| {
-            keyset::decode(raw).ok_or_else(|| {
-                ApiError::field(
-                    "cursor",
-                    "expected a next_cursor value from a previous page",
-                )
-            })
-        })
-        .transpose()
 }
 
 /// List callback deliveries, newest first.
@@ -109,14 +94,14 @@ pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Js
         return Err(ApiError::Validation(errors));
     }
     let limit = params.limit(50, 500)?;
-    let cursor = id_cursor(&params)?;
+    let cursor = params.cursor::<IdCursor>()?.map(|c| c.0);
     let rows = state
         .reads
         .run(|db| async move { deliveries::list(&db, lookup_id, outcome, cursor, limit).await })
         .await?;
-    let (rows, next_cursor) = keyset::page(rows, limit, |d| d.id);
+    let page = paginate(rows, limit, |d| IdCursor(d.id));
     Ok(Json(DeliveryPage {
-        items: rows.into_iter().map(DeliveryView::from).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(DeliveryView::from).collect(),
+        next_cursor: page.next.as_ref().map(Position::encode),
     }))
 }

@@ -7,14 +7,14 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
-use super::views::{PageView, ProfileView};
 use crate::audit::{self, Action, Whom};
-use crate::config::Caller;
+use crate::auth::Caller;
 use crate::secrets::ServiceSecret;
 use crate::store::profiles::{self, ProfileFilter};
 use crate::subject::{
     FieldError, MatchBasis, identity, normalise_email, normalise_phone, normalise_url,
 };
+use crate::views::{PageView, ProfileView};
 use axum::Extension;
 use axum::http::HeaderMap;
 use axum::http::header::USER_AGENT;

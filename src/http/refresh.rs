@@ -15,7 +15,7 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::JsonBody;
 use super::profiles::{FILTERS, filter_from};
 use crate::audit::{self, Action, Whom};
-use crate::config::Caller;
+use crate::auth::Caller;
 use crate::refresh::{self, Plan};
 use crate::secrets::ServiceSecret;
 use crate::subject::FieldError;

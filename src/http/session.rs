@@ -28,7 +28,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, Problem};
-use crate::config::{Access, Caller};
+use crate::auth::{Access, Caller};
 use crate::secrets::Purpose;
 
 /// Name of the session cookie.

@@ -12,13 +12,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::deliveries::id_cursor;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, Params};
-use crate::store::keyset;
 use crate::store::webhooks::{
     self as store, AttemptRecord, NewWebhook, WebhookPatch, WebhookRecord,
 };
+use crate::store::{IdCursor, Position, paginate};
 use crate::subject::FieldError;
 use crate::webhooks::{EVENT_TYPES, SUBSCRIBABLE, guard, secret};
 
@@ -220,11 +219,8 @@ fn parse_id(raw: &str) -> ApiResult<Uuid> {
     responses(
         (status = 201, description = "registered; `secret` is shown only here", body = WebhookView),
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "read-only token", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid fields, e.g. a private `url`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -272,8 +268,6 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
     responses(
         (status = 200, body = WebhookList),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<WebhookList>> {
@@ -288,9 +282,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<WebhookList>>
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = WebhookView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn get(
@@ -310,12 +302,9 @@ pub async fn get(
     responses(
         (status = 200, body = WebhookView),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn update(
@@ -352,10 +341,7 @@ pub async fn update(
     params(("id" = Uuid, Path)),
     responses(
         (status = 204, description = "deleted"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn delete(
@@ -376,10 +362,7 @@ pub async fn delete(
         ("cursor" = Option<String>, Query)),
     responses(
         (status = 200, body = AttemptPage),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn attempts(
@@ -389,15 +372,15 @@ pub async fn attempts(
 ) -> ApiResult<Json<AttemptPage>> {
     let id = parse_id(&id)?;
     let limit = params.limit(50, 500)?;
-    let cursor = id_cursor(&params)?;
+    let cursor = params.cursor::<IdCursor>()?.map(|c| c.0);
     if store::get(&state.db, id).await?.is_none() {
         return Err(ApiError::NotFound("no webhook has this id"));
     }
     let rows = store::attempts(&state.db, id, cursor, limit).await?;
-    let (rows, next_cursor) = keyset::page(rows, limit, |a| a.id);
+    let page = paginate(rows, limit, |a| IdCursor(a.id));
     Ok(Json(AttemptPage {
-        items: rows.into_iter().map(AttemptView::from).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(AttemptView::from).collect(),
+        next_cursor: page.next.as_ref().map(Position::encode),
     }))
 }
 
@@ -408,13 +391,10 @@ pub async fn attempts(
     responses(
         (status = 202, body = ReplayView),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the webhook is disabled", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn replay(

@@ -16,10 +16,10 @@ use uuid::Uuid;
 
 use super::guard::{self, GuardedResolver};
 use super::{SEND_TIMEOUT, retry_delay, secret, signing};
-use crate::http::views::LookupView;
 use crate::secrets::ServiceSecret;
 use crate::store::webhooks::{self as store, Attempt, Claim, Next};
 use crate::store::{events, lookups};
+use crate::views::LookupView;
 
 /// Sends one replica makes at once.
 const CONCURRENCY: usize = 16;

@@ -26,6 +26,8 @@ mod generate;
 mod guarantees;
 mod import_export;
 mod kept_totals;
+mod layers;
+mod lifecycle;
 mod lookups_api;
 mod match_basis;
 mod open_door;

@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use interests_receiver::app::{Application, Options};
-use interests_receiver::config::{Access, ApiTokens, Config, LogFormat, NameOnlyLookups, Upstream};
+use interests_receiver::auth::{Access, ApiTokens};
+use interests_receiver::config::{Config, LogFormat, NameOnlyLookups, Upstream};
 use interests_receiver::secrets::ServiceSecret;
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -3,10 +3,18 @@
 import { api, ApiError, h, query, canWrite, statusBadge, sandboxBadge, when, errorBox, onLeave } from './api.js';
 import { renderResult } from './profile.js';
 
-const STATUSES = ['pending', 'queued', 'processing', 'completed', 'failed', 'expired'];
-/** Statuses only move forward; `expired` may still become `completed`. */
+/** Statuses only move forward; `expired` may still become `completed`
+ * (the service's rule: `LookupStatus::may_become`, src/lifecycle.rs). */
 const RANK = { pending: 0, queued: 1, processing: 2, expired: 3, failed: 4, completed: 4 };
 const EVENT_TYPES = ['queued', 'processing', 'completed', 'failed', 'expired'].map((s) => `lookup.${s}`);
+
+let statuses = null;
+/** The lookup statuses, as the API document names them (one source: the
+ * service's `LookupStatus`), fetched once. */
+function lookupStatuses() {
+  statuses = statuses || api('/openapi.json').then((doc) => doc.components.schemas.LookupStatus.enum);
+  return statuses;
+}
 
 /** Follows /v1/events; `handler(data)` gets each lookup status change. */
 function followEvents(handler) {
@@ -170,9 +178,10 @@ export async function lookupsPage(params) {
 
   const page = await api(`/v1/lookups${query({ status, limit: 100 })}`);
   for (const lookup of page.items) upsert(lookup, false);
+  const allStatuses = await lookupStatuses();
 
   const filter = h('select', { id: 'status-filter' }, h('option', { value: '' }, 'any status'),
-    STATUSES.map((s) => h('option', { value: s, selected: s === status }, s)));
+    allStatuses.map((s) => h('option', { value: s, selected: s === status }, s)));
   filter.addEventListener('change', () => { location.hash = `#/lookups${query({ status: filter.value })}`; });
   return h('div', {},
     h('h1', {}, 'Lookups ', live),
