@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
         "sandbox",
     ],
     &["store"],
-    &["upstream", "views"],
+    &["upstream", "views", "reads"],
     &[
         "lookups",
         "batch",
