@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::lookups::{self, Answer, LookupRequest, Policy, RequestError};
-use crate::store::batches;
+use crate::store::idempotency::{self, Scope};
 use crate::store::lookups::LookupRecord;
 use crate::subject::FieldError;
 
@@ -77,8 +77,8 @@ pub async fn request(
         return handle_items(db, policy, caller, items, &render).await;
     };
     let mut tx = db.begin().await?;
-    batches::lock(&mut tx, key).await?;
-    if let Some(stored) = batches::find(&mut tx, key).await? {
+    idempotency::lock(&mut tx, Scope::Batch, key).await?;
+    if let Some(stored) = idempotency::find_batch(&mut tx, key).await? {
         if stored.request_sha256 != body_hash {
             return Err(BatchError::IdempotencyConflict);
         }
@@ -95,7 +95,7 @@ pub async fn request(
         });
     }
     let outcome = handle_items(db, policy, caller, items, &render).await?;
-    batches::store(&mut tx, key, body_hash, &record(&outcome.answers)).await?;
+    idempotency::insert_batch(&mut tx, key, body_hash, &record(&outcome.answers)).await?;
     tx.commit().await?;
     Ok(outcome)
 }

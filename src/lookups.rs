@@ -14,8 +14,9 @@ use crate::auth::Caller;
 use crate::config::NameOnlyLookups;
 use crate::lifecycle::CREDITS_PER_RESULT;
 use crate::secrets::ServiceSecret;
+use crate::store::erasure;
+use crate::store::idempotency::{self, Scope};
 use crate::store::lookups::{self, LookupRecord, NewLookup};
-use crate::store::{erasure, idempotency};
 use crate::subject::{
     FieldError, MatchBasis, NAME_ONLY_WARNING, Subject, legacy_identifier_digest,
 };
@@ -377,7 +378,7 @@ async fn answer(
 ) -> Result<Answer, RequestError> {
     let body_hash = sha256_hex(body.to_string().as_bytes());
     if let Some(key) = idempotency_key {
-        idempotency::lock(tx, key).await?;
+        idempotency::lock(tx, Scope::Lookup, key).await?;
         if let Some(stored) = idempotency::find(tx, key).await? {
             if stored.request_sha256 != body_hash {
                 return Err(RequestError::IdempotencyConflict);
