@@ -145,8 +145,6 @@ fn render(error: ItemError) -> (u16, Value) {
     responses(
         (status = 200, description = "one answer per item, in input order: each item's status is what POST /v1/lookups would have answered for it alone; or, for a dry run, what each item would do (paid | cached | in_flight | suppressed | invalid) and the totals", body = BatchAnswer),
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "read-only token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body over 4 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "malformed envelope (no items, not an array, 0 or over 1,000 items, dry_run not a boolean), or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "database unavailable or the batch took too long", body = Problem, content_type = "application/problem+json"),
