@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::lookups::{self, Answer, LookupRequest, Policy, RequestError};
-use crate::store::batches;
+use crate::store::idempotency;
 use crate::store::lookups::LookupRecord;
 use crate::subject::FieldError;
 
@@ -83,9 +83,9 @@ pub async fn request(
         return handle_items(db, policy, caller, items, &render).await;
     };
     loop {
-        match batches::claim(db, key, body_hash, CLAIM_LEASE).await? {
-            batches::Claim::Mine => break,
-            batches::Claim::Done {
+        match idempotency::claim_batch(db, key, body_hash, CLAIM_LEASE).await? {
+            idempotency::BatchClaim::Mine => break,
+            idempotency::BatchClaim::Done {
                 request_sha256,
                 answers,
             } => {
@@ -105,7 +105,7 @@ pub async fn request(
                     created: 0,
                 });
             }
-            batches::Claim::Running { request_sha256 } => {
+            idempotency::BatchClaim::Running { request_sha256 } => {
                 if request_sha256.is_some_and(|h| h != body_hash) {
                     return Err(BatchError::IdempotencyConflict);
                 }
@@ -119,7 +119,7 @@ pub async fn request(
         key: Some(key.to_owned()),
     };
     let outcome = handle_items(db, policy, caller, items, &render).await?;
-    batches::finish(db, key, &record(&outcome.answers)).await?;
+    idempotency::finish_batch(db, key, &record(&outcome.answers)).await?;
     claim.finished();
     Ok(outcome)
 }
@@ -152,7 +152,7 @@ impl Drop for ClaimGuard {
         {
             let db = self.db.clone();
             runtime.spawn(async move {
-                if let Err(e) = batches::release(&db, &key).await {
+                if let Err(e) = idempotency::release_batch(&db, &key).await {
                     tracing::warn!(error = %e, "cannot release a batch's Idempotency-Key claim; it runs out");
                 }
             });

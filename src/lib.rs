@@ -15,6 +15,7 @@ pub mod dry_run;
 pub mod erasure;
 pub mod events;
 pub mod facets;
+pub mod fields;
 pub mod generate;
 pub mod http;
 pub mod lifecycle;

@@ -3,11 +3,11 @@
 //! forward-only rule, the job updates upstream reports, what applying one
 //! came to, and the price of a result.
 //!
-//! Everything below the HTTP layer and above nothing: `store`, `upstream`,
-//! the workers and the API all take the lifecycle from here. The schema
-//! holds the same rules where it must (the `lookups.status` CHECK, the
-//! partial indexes over [`IN_FLIGHT_SQL`], `apply_job_update`); the tests
-//! below and in `store::results` hold the two together.
+//! In the base layer, importing nothing of the service: `store`,
+//! `upstream`, the workers and the API all take the lifecycle from here.
+//! The schema holds the same rules where it must (the `lookups.status`
+//! CHECK, the partial indexes over [`IN_FLIGHT_SQL`], `apply_job_update`);
+//! the tests below and `tests/it/lifecycle.rs` hold the two together.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

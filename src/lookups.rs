@@ -12,10 +12,12 @@ use uuid::Uuid;
 use crate::audit::{self, Action, Whom};
 use crate::auth::Caller;
 use crate::config::NameOnlyLookups;
+use crate::fields::Fields;
 use crate::lifecycle::CREDITS_PER_RESULT;
 use crate::secrets::ServiceSecret;
+use crate::store::erasure;
+use crate::store::idempotency;
 use crate::store::lookups::{self, LookupRecord, NewLookup};
-use crate::store::{erasure, idempotency};
 use crate::subject::{
     FieldError, MatchBasis, NAME_ONLY_WARNING, Subject, legacy_identifier_digest,
 };
@@ -48,56 +50,31 @@ const FIELDS: [&str; 7] = [
 impl LookupRequest {
     /// Reads the body field by field so that every error names its field.
     pub fn parse(body: &Value) -> Result<LookupRequest, Vec<FieldError>> {
-        let Some(object) = body.as_object() else {
-            return Err(vec![FieldError::new("body", "expected a JSON object")]);
-        };
-        let mut errors: Vec<FieldError> = object
-            .keys()
-            .filter(|k| !FIELDS.contains(&k.as_str()))
-            .map(|k| FieldError::new(k, "unknown field"))
-            .collect();
-        let mut text = |field: &str| match object.get(field) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.contains('\0') => {
-                errors.push(FieldError::new(field, "must not contain a NUL character"));
-                None
-            }
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                errors.push(FieldError::new(field, "expected a string"));
-                None
-            }
-        };
+        let mut fields = Fields::new(body, &FIELDS).map_err(|e| vec![e])?;
         let raw = Subject {
-            email: text("email"),
-            phone: text("phone"),
-            social_media_url: text("social_media_url"),
-            name: text("name"),
-            company: text("company"),
+            email: fields.text("email"),
+            phone: fields.text("phone"),
+            social_media_url: fields.text("social_media_url"),
+            name: fields.text("name"),
+            company: fields.text("company"),
         };
-        let refresh = match object.get("refresh") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                errors.push(FieldError::new("refresh", "expected true or false"));
-                false
-            }
-        };
-        let metadata = match object.get("metadata") {
+        let refresh = fields.flag("refresh");
+        let metadata = match fields.object.get("metadata") {
             None | Some(Value::Null) => Value::Object(Map::new()),
             Some(v @ Value::Object(_)) if holds_nul(v) => {
-                errors.push(FieldError::new(
+                fields.error(
                     "metadata",
                     "must not contain a NUL character in any key or string",
-                ));
+                );
                 Value::Object(Map::new())
             }
             Some(v @ Value::Object(_)) => v.clone(),
             Some(_) => {
-                errors.push(FieldError::new("metadata", "expected a JSON object"));
+                fields.error("metadata", "expected a JSON object");
                 Value::Object(Map::new())
             }
         };
+        let mut errors = fields.errors;
         let subject = if errors.is_empty() {
             Subject::validate(raw).map_err(|e| errors.extend(e)).ok()
         } else {

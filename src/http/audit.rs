@@ -41,7 +41,6 @@ pub struct AuditPage {
     params(("limit" = Option<i64>, Query, description = "1 to 500, default 50"),
         ("cursor" = Option<String>, Query)),
     responses((status = 200, body = AuditPage),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Json<AuditPage>> {

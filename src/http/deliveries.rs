@@ -61,9 +61,7 @@ pub struct DeliveryPage {
     ),
     responses(
         (status = 200, body = DeliveryPage),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Json<DeliveryPage>> {

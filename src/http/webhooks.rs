@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, Params};
+use crate::fields::Fields;
 use crate::store::webhooks::{
     self as store, AttemptRecord, NewWebhook, WebhookPatch, WebhookRecord,
 };
@@ -112,41 +113,13 @@ pub struct ReplayView {
     pub queued: i64,
 }
 
-/// Reads the body's fields, naming every unknown or malformed one.
-struct Fields<'a> {
-    object: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
+/// The webhook-specific readers of a body (see `crate::fields`).
+trait WebhookFields {
+    fn events(&mut self) -> Option<Vec<String>>;
+    async fn url(&mut self, allow_private: bool) -> Option<String>;
 }
 
-impl<'a> Fields<'a> {
-    fn new(body: &'a Value, allowed: &[&str]) -> Result<Self, ApiError> {
-        let object = body
-            .as_object()
-            .ok_or_else(|| ApiError::field("body", "expected a JSON object"))?;
-        let errors = object
-            .keys()
-            .filter(|k| !allowed.contains(&k.as_str()))
-            .map(|k| FieldError::new(k, "unknown field"))
-            .collect();
-        Ok(Fields { object, errors })
-    }
-
-    fn string(&mut self, name: &str, max: usize) -> Option<Option<String>> {
-        match self.object.get(name)? {
-            Value::Null => Some(None),
-            Value::String(s) if s.chars().count() <= max => Some(Some(s.clone())),
-            Value::String(_) => {
-                self.errors
-                    .push(FieldError::new(name, format!("at most {max} characters")));
-                None
-            }
-            _ => {
-                self.errors.push(FieldError::new(name, "expected a string"));
-                None
-            }
-        }
-    }
-
+impl WebhookFields for Fields<'_> {
     fn events(&mut self) -> Option<Vec<String>> {
         let raw = self.object.get("events")?;
         let list = raw.as_array().and_then(|items| {
@@ -198,14 +171,11 @@ impl<'a> Fields<'a> {
             }
         }
     }
+}
 
-    fn finish(self) -> ApiResult<()> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.errors))
-        }
-    }
+/// The body's fields, or the 422 naming `body`.
+fn fields<'a>(body: &'a Value, allowed: &[&str]) -> ApiResult<Fields<'a>> {
+    Fields::new(body, allowed).map_err(|e| ApiError::Validation(vec![e]))
 }
 
 fn parse_id(raw: &str) -> ApiResult<Uuid> {
@@ -227,7 +197,7 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<WebhookView>)> {
-    let mut fields = Fields::new(&body, &["url", "events", "description"])?;
+    let mut fields = fields(&body, &["url", "events", "description"])?;
     if !fields.object.contains_key("url") {
         fields.errors.push(FieldError::new("url", "is required"));
     }
@@ -240,7 +210,7 @@ pub async fn create(
         Some(all)
     };
     let description = fields.string("description", MAX_DESCRIPTION).flatten();
-    fields.finish()?;
+    fields.finish().map_err(ApiError::Validation)?;
     let (Some(url), Some(events)) = (url, events) else {
         return Err(ApiError::field("url", "is required"));
     };
@@ -313,7 +283,7 @@ pub async fn update(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<WebhookView>> {
     let id = parse_id(&id)?;
-    let mut fields = Fields::new(&body, &["url", "events", "description", "disabled"])?;
+    let mut fields = fields(&body, &["url", "events", "description", "disabled"])?;
     let mut patch = WebhookPatch::default();
     if fields.object.contains_key("url") {
         patch.url = fields.url(state.config.webhook_allow_private).await;
@@ -329,7 +299,7 @@ pub async fn update(
             .errors
             .push(FieldError::new("disabled", "expected true or false")),
     }
-    fields.finish()?;
+    fields.finish().map_err(ApiError::Validation)?;
     store::update(&state.db, id, &patch)
         .await?
         .map(|w| Json(w.into()))
@@ -403,7 +373,7 @@ pub async fn replay(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<ReplayView>)> {
     let id = parse_id(&id)?;
-    let mut fields = Fields::new(&body, &["since"])?;
+    let mut fields = fields(&body, &["since"])?;
     let since = match fields.object.get("since").and_then(Value::as_str) {
         Some(raw) => DateTime::parse_from_rfc3339(raw)
             .map(|t| t.with_timezone(&Utc))
@@ -416,7 +386,7 @@ pub async fn replay(
             "expected an RFC 3339 time, e.g. 2026-01-15T10:00:00Z",
         ));
     }
-    fields.finish()?;
+    fields.finish().map_err(ApiError::Validation)?;
     let since = since.expect("checked above");
     match store::get(&state.db, id).await? {
         None => return Err(ApiError::NotFound("no webhook has this id")),

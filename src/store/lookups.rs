@@ -369,7 +369,10 @@ pub async fn any_of_kind(db: &PgPool, synthetic: bool) -> sqlx::Result<bool> {
         .await
 }
 
-/// Does any unfinished lookup still carry a stored callback token?
+/// Does any unfinished lookup still carry a stored callback token? (An
+/// `expired` job may still deliver its paid result.) The status list is the
+/// predicate of the partial index `lookups_due`, spelled as the index
+/// spells it so that the planner can use it.
 pub async fn legacy_callback_tokens_remain(db: &PgPool) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM lookups WHERE callback_token IS NOT NULL \

@@ -2,7 +2,6 @@
 //! module writes a query.
 
 pub mod audit;
-pub mod batches;
 pub mod credits;
 pub mod deliveries;
 pub mod erasure;

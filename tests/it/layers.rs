@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "config",
         "telemetry",
         "facets",
+        "fields",
         "versions",
         "crashpoint",
         "sandbox",

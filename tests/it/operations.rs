@@ -924,3 +924,14 @@ fn every_v1_operation_documents_the_common_problems() {
         }
     }
 }
+
+#[test]
+fn the_openapi_document_names_every_lookup_status_for_the_console() {
+    use interests_receiver::lifecycle::LookupStatus;
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(interests_receiver::http::openapi::ApiDoc::openapi()).unwrap();
+    // The console's status filter reads this enum (src/http/console/assets/pages.js).
+    let listed = &doc["components"]["schemas"]["LookupStatus"]["enum"];
+    let all: Vec<&str> = LookupStatus::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(listed, &serde_json::json!(all));
+}
