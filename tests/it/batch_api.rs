@@ -32,6 +32,19 @@ async fn lookup_count(app: &TestApp) -> i64 {
     app.count("SELECT count(*) FROM lookups").await
 }
 
+/// No lookup is waiting for its submit or has one under way: no further
+/// submit can happen (a submit is claimed only for a `pending` lookup).
+async fn assert_nothing_to_submit(app: &TestApp) {
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM lookups WHERE status = 'pending' OR submit_started_at IS NOT NULL"
+        )
+        .await,
+        0,
+        "a lookup may still be submitted"
+    );
+}
+
 #[sqlx::test]
 async fn each_item_is_answered_as_it_would_be_alone_in_input_order(db: PgPool) {
     let (_upstream, app) = spawn_with_accepting_upstream(db).await;
@@ -107,7 +120,8 @@ async fn cached_and_suppressed_people_get_200_and_409_inside_a_batch(db: PgPool)
     assert_eq!(items[0]["lookup"]["status"], "completed");
     assert_eq!(items[1]["status"], 409);
     assert_eq!(items[1]["problem"]["type"], "subject_suppressed");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Nothing was left to submit (rather than waiting to see no submit).
+    assert_nothing_to_submit(&app).await;
     assert_eq!(submits(&upstream).await.len(), submits_before);
     app.stop().await;
 }
@@ -193,7 +207,10 @@ async fn an_idempotency_key_replays_the_whole_batch_and_refuses_another_body(db:
     ]});
 
     let first = batch_items(&app, &body, Some("batch-1")).await;
-    wait_for_submits(&upstream, 2).await;
+    // Submitted and their answers written (the mock seeing the submits is
+    // not enough: request_id is written after upstream answers).
+    app.wait_until("SELECT count(*) = 2 FROM lookups WHERE request_id IS NOT NULL")
+        .await;
     let again = batch_items(&app, &body, Some("batch-1")).await;
 
     assert_eq!(lookup_count(&app).await, 2);
@@ -209,7 +226,7 @@ async fn an_idempotency_key_replays_the_whole_batch_and_refuses_another_body(db:
     let refused = problem(post_batch(&app, &other, Some("batch-1")).await, 422).await;
     assert_eq!(error_fields(&refused), ["Idempotency-Key"]);
     assert_eq!(lookup_count(&app).await, 2);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_nothing_to_submit(&app).await;
     assert_eq!(submits(&upstream).await.len(), 2);
     app.stop().await;
 }

@@ -128,19 +128,6 @@ async fn column_i32(app: &TestApp, id: &str, column: &str) -> i32 {
         .unwrap()
 }
 
-/// Waits until the boolean `sql` holds.
-async fn wait_until(app: &TestApp, sql: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let done: bool = sqlx::query_scalar(sql).fetch_one(&app.db).await.unwrap();
-        if done {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never true: {sql}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until `log` holds `n` submits.
 async fn wait_for_logged_submits(log: &Log, n: usize, timeout: Duration) -> Vec<Seen> {
     let deadline = Instant::now() + timeout;
@@ -202,7 +189,7 @@ async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is
 
     let first = create(&app, json!({"email": "ann@example.com"})).await;
     wait_for_logged_submits(&log, 1, WAIT).await;
-    wait_until(&app, &format!(
+    app.wait_until(&format!(
         "SELECT submit_attempts = 1 AND submit_started_at IS NULL FROM lookups WHERE id = '{first}'"
     ))
     .await;
@@ -275,7 +262,7 @@ async fn a_429_taken_by_one_replica_pauses_the_other_too(db: PgPool) {
     // Only A works until its 429 is taken in: B is created after.
     let first = create(&a, json!({"email": "ann@example.com"})).await;
     wait_for_logged_submits(&log, 1, WAIT).await;
-    wait_until(&a, &format!(
+    a.wait_until(&format!(
         "SELECT submit_attempts = 1 AND submit_started_at IS NULL FROM lookups WHERE id = '{first}'"
     ))
     .await;
@@ -372,10 +359,9 @@ async fn assert_submit_answer_is_ambiguous(db: PgPool, answer: ResponseTemplate)
     let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
 
     let id = create(&app, json!({"email": "amb@example.com"})).await;
-    wait_until(
-        &app,
-        &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
-    )
+    app.wait_until(&format!(
+        "SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"
+    ))
     .await;
     // Not re-sent: the scheduling state says never (AMBIGUOUS_RESUBMIT_AFTER_SECS
     // unset), not "not yet", and no lease is held that could send it.
@@ -436,10 +422,9 @@ async fn with_ambiguous_resubmit_unset_an_ambiguous_submit_is_never_resent_and_w
 
     let id = create(&app, json!({"email": "undecided@example.com"})).await;
     let first = wait_for_submits(&upstream, 1).await.remove(0);
-    wait_until(
-        &app,
-        &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
-    )
+    app.wait_until(&format!(
+        "SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"
+    ))
     .await;
     // Never re-sent: asserted on its schedule (`infinity`) below, not by
     // waiting to see nothing.
@@ -477,10 +462,9 @@ async fn an_operator_can_decide_to_send_a_waiting_ambiguous_submit_again(db: PgP
     let upstream = upstream_500_then_accepting(&log).await;
     let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
     let id = create(&app, json!({"email": "decided@example.com"})).await;
-    wait_until(
-        &app,
-        &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
-    )
+    app.wait_until(&format!(
+        "SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"
+    ))
     .await;
     let resubmit = |id: String| {
         app.http
@@ -618,13 +602,10 @@ async fn a_timed_out_submit_is_not_resent_and_its_callback_still_completes_the_l
     // The submit times out after 1 s and is taken in as ambiguous; its
     // re-send is scheduled after AMBIGUOUS_RESUBMIT_AFTER_SECS (60), not
     // sooner (asserted on the schedule, not by waiting to see nothing).
-    wait_until(
-        &app,
-        &format!(
-            "SELECT ambiguous_submits = 1 AND submit_started_at IS NULL \
+    app.wait_until(&format!(
+        "SELECT ambiguous_submits = 1 AND submit_started_at IS NULL \
                AND next_action_at > now() + interval '50 seconds' FROM lookups WHERE id = '{id}'"
-        ),
-    )
+    ))
     .await;
     let waiting = app.lookup(&id).await;
     let stats_before = app.get_json("/v1/stats").await;
@@ -1099,10 +1080,9 @@ async fn a_connection_lost_after_the_submit_was_sent_is_ambiguous_and_not_resent
     let app = spawn(db, Settings::with_upstream_url(upstream)).await;
 
     let id = create(&app, json!({"email": "flo@example.com"})).await;
-    wait_until(
-        &app,
-        &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
-    )
+    app.wait_until(&format!(
+        "SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"
+    ))
     .await;
 
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);

@@ -251,6 +251,20 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Waits until `sql` (a boolean query) is true, failing after 20 s: the
+    /// wait ends on the condition, not on a guess of how long it takes.
+    pub async fn wait_until(&self, sql: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let done: bool = sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap();
+            if done {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never true: {sql}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The `GET /metrics` text (this test's process only: nextest runs each
     /// test in a process of its own).
     pub async fn metrics(&self) -> String {
