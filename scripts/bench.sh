@@ -294,6 +294,11 @@ R=$(run_wrk duplicate 32 deliveries.lua "$WORK/duplicate.targets" "$WORK/templat
 [ "$(field "$R" other)" = 0 ] && [ "$(field "$R" applied)" = 0 ] ||
   die "duplicates: unexpected answers ($R)"
 
+log "fixed rate: first deliveries at 1,000/s, 50 connections, ${SECONDS_PER_RUN} s, nothing else open"
+queued_targets "$WORK/paced-quiet.targets"
+R=$(WRK_RATE=1000 run_wrk paced-quiet 50 deliveries.lua "$WORK/paced-quiet.targets" "$WORK/template.json" 2)
+[ "$(field "$R" wrapped)" = 0 ] || die "paced (quiet): ran out of queued lookups ($R)"
+
 log "fixed rate: first deliveries at 1,000/s, 50 connections, ${SECONDS_PER_RUN} s, with $STREAMS event streams and two webhook endpoints (one never answers)"
 queued_targets "$WORK/paced.targets"
 python3 bench/observers.py "$BASE" "$API_TOKEN" "$STREAMS" "$WORK/observers.ready" "$WORK/observers.json" \
@@ -303,8 +308,10 @@ until [ -e "$WORK/observers.ready" ]; do
   kill -0 "$OBSERVERS_PID" 2>/dev/null || { cat "$WORK/observers.log" >&2; die "bench/observers.py stopped"; }
   sleep 0.05
 done
+# Answers other than 200 (timeouts, 503s) are counted and reported, not
+# fatal: under this load they are the figure.
 R=$(WRK_RATE=1000 run_wrk paced 50 deliveries.lua "$WORK/paced.targets" "$WORK/template.json" 2)
-[ "$(field "$R" other)" = 0 ] && [ "$(field "$R" wrapped)" = 0 ] || die "paced: unexpected answers ($R)"
+[ "$(field "$R" wrapped)" = 0 ] || die "paced: ran out of queued lookups ($R)"
 sleep 2 # the last events of the run reach the streams and the healthy endpoint
 kill -TERM "$OBSERVERS_PID"
 wait "$OBSERVERS_PID" || { cat "$WORK/observers.log" >&2; die "bench/observers.py failed"; }
