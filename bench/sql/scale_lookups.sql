@@ -10,6 +10,7 @@ SELECT md5('scale-' || i)::uuid,
        md5('scale-rid-' || i) || '_1717000000_' || lpad((i % 10000)::text, 4, '0'),
        now() - make_interval(secs => (i % 2592000)),
        now() - make_interval(secs => (i % 2592000)),
+       now() - make_interval(secs => (i % 2592000)),
        5,
        now() + interval '30 days'
   FROM generate_series(1, :n) AS i;
