@@ -89,7 +89,7 @@ pub async fn apply(
         JobState::Failed { error } => (None, None, Some(error.as_str()), 0),
         JobState::Queued | JobState::Processing => (None, None, None, 0),
     };
-    let facets = result.map(Facets::extract).unwrap_or_default();
+    let facets = result.map(Facets::as_written).unwrap_or_default();
     let raw: String = sqlx::query_scalar(
         "SELECT apply_job_update($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )

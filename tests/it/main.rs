@@ -35,5 +35,6 @@ mod profile_versions;
 mod profiles_api;
 mod replicas;
 mod sandbox_loop;
+mod segments;
 mod upstream_failures;
 mod webhooks;
