@@ -225,6 +225,9 @@ def segments(p, facts, runs) -> None:
             er, cr = e["rows"] / e["seconds"], e["rows"] / e["copy_seconds"]
             v = verdict(er / cr >= 0.5) if size >= 1_000_000 else ""
             p(f"- export of {e['rows']:,} profiles at {size:,}: **{er:,.0f} profiles/s** ({e['seconds']:.2f} s, peak RSS {e['rss_kib'] / 1024:.1f} MiB) beside COPY of the same rows to /dev/null {cr:,.0f} rows/s ({e['copy_seconds']:.2f} s): **{er / cr:.2f}** of COPY (target >= 0.5) {v}")
+        b = facts.get(f"bitmaps:{size}")
+        if b:
+            p(f"- in-process bitmaps (bench/bitmap-probe) at {size:,}, the same facet requests: {b}")
         x = facts.get(f"explain:{size}")
         if x:
             p(f"- EXPLAIN ANALYZE at {size:,} (search common; search 0.1% value driving, common probed; facets under the most common value): {x}")

@@ -11,9 +11,18 @@
 #   - `interests-receiver export` of a segment of about a tenth of the
 #     profiles (100,000 at a million) beside `COPY` of the same rows to
 #     /dev/null, in the same run, and the export's peak RSS;
-#   - EXPLAIN (ANALYZE, BUFFERS) of the hardest cases, kept in $WORK.
+#   - EXPLAIN (ANALYZE, BUFFERS) of the hardest cases, kept in $WORK;
+#   - with BENCH_BITMAPS=1, the in-process design for facet counts: roaring
+#     bitmaps per value (bench/bitmap-probe) loaded from the postings, their
+#     load time and peak RSS, and the same facet requests answered by them.
 
 export BENCH_TOKEN="$API_TOKEN"
+if [ -n "${BENCH_BITMAPS:-}" ]; then
+  log "segments: building bench/bitmap-probe"
+  cargo build --release --locked --manifest-path "$ROOT/bench/bitmap-probe/Cargo.toml" >"$WORK/probe-build.log" 2>&1 ||
+    { cat "$WORK/probe-build.log" >&2; die "bitmap-probe build failed"; }
+  PROBE="$TARGET_DIR/release/bitmap-probe"
+fi
 
 # seconds since $1 (date +%s%N), with 3 decimals
 since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
@@ -91,6 +100,18 @@ SELECT u.v, count(*) FROM m JOIN profiles p ON p.id = m.id,
  GROUP BY u.v ORDER BY count(*) DESC, u.v LIMIT 20;
 SQL
   fact "explain:$size" "\"$(grep -E 'Execution Time' "$WORK/explain-$size.txt" | sed 's/^ *//' | paste -sd ';' -)\""
+
+  if [ -n "${BENCH_BITMAPS:-}" ]; then
+    log "segments: the same facet requests from in-process bitmaps at $size profiles"
+    cat "$WORK/seg-$size-facets-"[0-3].paths >"$WORK/seg-$size-facets-all.paths"
+    t0=$(date +%s%N)
+    # Each profile gets a dense ordinal, as an in-process index would.
+    sql -c "COPY (SELECT f.field, f.value, p.n FROM profile_facets f
+                    JOIN (SELECT id, (row_number() OVER ()) - 1 AS n FROM profiles) p ON p.id = f.profile_id)
+            TO STDOUT" |
+      /usr/bin/time -f '%M' -o "$WORK/bitmaps-rss" "$PROBE" "$WORK/seg-$size-facets-all.paths" >"$WORK/bitmaps-$size.txt"
+    fact "bitmaps:$size" "\"$(paste -sd ';' "$WORK/bitmaps-$size.txt"); loaded from the database and built in $(since "$t0") s; peak RSS $(($(tail -1 "$WORK/bitmaps-rss") / 1024)) MiB\""
+  fi
 
   # Export: the value whose segment is nearest a tenth of the profiles.
   read -r ef ecount ev < <(sql -F' ' -c "SELECT field, count, value_lower FROM facet_totals

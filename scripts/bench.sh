@@ -36,6 +36,9 @@
 #                   (default "100000 1000000")
 #   BENCH_ONLY      "segments": only the segments part (no delivery seeding,
 #                   pgbench or delivery load runs)
+#   BENCH_BITMAPS   set: also measure the in-process bitmap design for facet
+#                   counts (bench/bitmap-probe, see bench/segments.sh)
+#   BENCH_KEEP_DB   set: keep the scratch database at exit
 # Timings are never asserted; ratios are against baselines of the same run.
 set -euo pipefail
 
@@ -98,7 +101,11 @@ cleanup() {
   if [ -n "$SERVICE_PID" ]; then
     kill "$SERVICE_PID" 2>/dev/null && wait "$SERVICE_PID" 2>/dev/null
   fi
-  psql "$DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  if [ -n "${BENCH_KEEP_DB:-}" ]; then
+    log "kept the scratch database $BENCH_DB (BENCH_KEEP_DB)"
+  else
+    psql "$DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
