@@ -39,6 +39,9 @@
 #   BENCH_BITMAPS   set: also measure the in-process bitmap design for facet
 #                   counts (bench/bitmap-probe, see bench/segments.sh)
 #   BENCH_KEEP_DB   set: keep the scratch database at exit
+#   BENCH_DB        the name of a database on that server to use (and keep)
+#                   instead of a new scratch one, e.g. one kept earlier:
+#                   profiles already in it count towards BENCH_PROFILES
 # Timings are never asserted; ratios are against baselines of the same run.
 set -euo pipefail
 
@@ -86,7 +89,11 @@ BIN="$TARGET_DIR/release/interests-receiver"
 [ -x "$BIN" ] || die "no binary at $BIN"
 
 # --- scratch database and files ---------------------------------------------
-BENCH_DB="ir_bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+if [ -n "${BENCH_DB:-}" ]; then
+  BENCH_KEEP_DB=1 NEW_DB=""
+else
+  BENCH_DB="ir_bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')" NEW_DB=1
+fi
 DB_URL=$($HELPER dburl "$DATABASE_URL" "$BENCH_DB")
 WORK="$TARGET_DIR/bench"
 rm -rf "$WORK" && mkdir -p "$WORK"
@@ -118,7 +125,7 @@ fact() { # name json-value
 sql() { psql "$DB_URL" -XAtq -v ON_ERROR_STOP=1 "$@"; }
 
 log "DATABASE_URL=$(redact "$DATABASE_URL"), scratch database $BENCH_DB, work files in $WORK"
-psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c "CREATE DATABASE $BENCH_DB"
+[ -z "$NEW_DB" ] || psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c "CREATE DATABASE $BENCH_DB"
 
 fact date "\"$(date -u '+%Y-%m-%d %H:%M UTC')\""
 fact commit "\"$(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')\""
