@@ -147,6 +147,16 @@ SERVICE_ENV=(DATABASE_URL="$DB_URL" LISTEN_ADDR="127.0.0.1:$PORT" PUBLIC_BASE_UR
   UPSTREAM_BASE_URL="http://127.0.0.1:9" UPSTREAM_API_KEY=bench UPSTREAM_API_SECRET=bench
   API_TOKENS="bench=$API_TOKEN" SERVICE_SECRET="$SERVICE_SECRET"
   POLL_AFTER_SECS=86400 JOB_DEADLINE_SECS=31536000 RUST_LOG=info LOG_FORMAT=json)
+if [ -n "$ONLY" ]; then
+  # Segments only: sandbox mode (no upstream credentials). Nothing is
+  # delivered then, and a kept database (BENCH_DB) holds generated,
+  # synthetic profiles, which real mode refuses at start.
+  sandbox_env=()
+  for kv in "${SERVICE_ENV[@]}"; do
+    case "$kv" in UPSTREAM_API_*) ;; *) sandbox_env+=("$kv") ;; esac
+  done
+  SERVICE_ENV=("${sandbox_env[@]}")
+fi
 log "applying migrations"
 env "${SERVICE_ENV[@]}" "$BIN" migrate >"$WORK/migrate.log" 2>&1 || { cat "$WORK/migrate.log" >&2; die "migrate failed"; }
 
