@@ -89,8 +89,8 @@ EXPLAIN (ANALYZE, BUFFERS)
 SELECT p.id, p.result, l.email FROM (
   SELECT d.profile_id AS id, d.created_at FROM profile_facets d
    WHERE d.field = :'rf' AND d.value = lower(:'rv')
-     AND EXISTS (SELECT 1 FROM profile_facets f WHERE f.field = :'cf' AND f.value = lower(:'cv')
-                  AND f.created_at = d.created_at AND f.profile_id = d.profile_id)
+     AND (SELECT true FROM profile_facets f WHERE f.field = :'cf' AND f.value = lower(:'cv')
+           AND f.created_at = d.created_at AND f.profile_id = d.profile_id)
    ORDER BY created_at DESC, id DESC LIMIT 51) m
   JOIN profiles p ON p.id = m.id JOIN lookups l ON l.id = p.lookup_id
  ORDER BY p.created_at DESC, p.id DESC;

@@ -133,5 +133,6 @@ pub async fn top(
     .push(format_args!(
         ") SELECT {SPELLING} AS value, c.count FROM c ORDER BY c.count DESC, c.value_lower"
     ));
-    q.build_query_as().fetch_all(db).await
+    // Planned with its values, as the profile list is.
+    q.build_query_as().persistent(false).fetch_all(db).await
 }

@@ -83,7 +83,9 @@ pub async fn list(
             ") m JOIN profiles p ON p.id = m.id JOIN lookups l ON l.id = p.lookup_id \
              ORDER BY p.created_at DESC, p.id DESC",
         );
-    let rows = q.build_query_as().fetch_all(db).await?;
+    // Planned each time with its values: a generic plan cannot tell a rare
+    // value from a common one, and merges whole postings instead.
+    let rows = q.build_query_as().persistent(false).fetch_all(db).await?;
     Ok(paginate(rows, limit, ProfileRecord::cursor))
 }
 
@@ -172,9 +174,11 @@ fn push_after(q: &mut QueryBuilder<'_, Postgres>, at: &str, id: &str, after: Opt
 }
 
 /// ` AND` the profile at `(at, id)` carries `value` in `field`: one probe of
-/// the postings' whole key.
+/// the postings' whole key per row walked. A scalar subquery, not EXISTS:
+/// the planner would turn EXISTS into a join and, misjudging how many rows
+/// two values share, hash both whole postings instead of walking one.
 fn push_posting(q: &mut QueryBuilder<'_, Postgres>, field: Field, value: &str, at: &str, id: &str) {
-    q.push(" AND EXISTS (SELECT 1 FROM profile_facets f WHERE f.field = ")
+    q.push(" AND (SELECT true FROM profile_facets f WHERE f.field = ")
         .push_bind(field.as_str())
         .push(" AND f.value = lower(")
         .push_bind(value.to_owned())
