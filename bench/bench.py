@@ -177,14 +177,29 @@ def deliveries(p, facts, runs, one) -> None:
     p(f"| duplicates: p50 / p99 | {ms(dup['p50_us'])} / {ms(dup['p99_us'])} | | |")
     paced = one("paced")
     pr = rate(paced)
-    p(f"| fixed rate, first deliveries at 1,000/s (achieved {pr:,.0f}/s): p50 / p99 / max | {ms(paced['p50_us'])} / **{ms(paced['p99_us'])}** / {ms(paced['max_us'])} | p99 < 10 ms | {verdict(paced['p99_us'] < 10_000)} |")
+    obs = facts.get("observers")
+    beside = f", {obs['streams']} event streams open, two webhook endpoints (one never answers)" if obs else ""
+    p(f"| fixed rate, first deliveries at 1,000/s (achieved {pr:,.0f}/s{beside}): p50 / p99 / max | {ms(paced['p50_us'])} / **{ms(paced['p99_us'])}** / {ms(paced['max_us'])} | p99 < 10 ms | {verdict(paced['p99_us'] < 10_000)} |")
+    if obs:
+        sse, hook = obs["sse"], obs["webhook"]
+        p(f"| meanwhile: an event reaching an open stream, from its writer's transaction (an upper bound of the delay from its commit): p50 / p99 ({sse['count']:,} events timed; streams ended by the service as too slow: {sse['streams_ended']}) | {sse['p50_ms']} ms / **{sse['p99_ms']} ms** | p99 < 100 ms | {verdict(sse['p99_ms'] is not None and sse['p99_ms'] < 100)} |")
+        p(f"| meanwhile: the healthy webhook endpoint's delivery lag, from the event's time: p50 / p99 ({hook['count']:,} events; the dead endpoint held {obs['dead']['connections_held']} connections) | {hook['p50_ms']} ms / **{hook['p99_ms']} ms** | p99 < 1 s | {verdict(hook['p99_ms'] is not None and hook['p99_ms'] < 1000)} |")
     forged_rates = [rate(r) for r in runs["forged"]]
     health_rates = [rate(r) for r in runs["healthz"]]
     fo, he = statistics.median(forged_rates), statistics.median(health_rates)
     p(f"| forged-token refusals, 64 connections (median of {len(forged_rates)} rounds) | **{fo:,.0f}/s** = {fo / he:.2f} of `GET /healthz` ({he:,.0f}/s, same connections, interleaved) | >= 30,000/s | {verdict(fo >= 30_000)} |")
     p(f"| RSS idle / under load (max sampled, VmHWM) | {facts['rss_idle_kib'] / 1024:.1f} MiB / **{facts['rss_load_kib'] / 1024:.1f} MiB** ({facts['rss_hwm_kib'] / 1024:.1f} MiB) | < 40 MiB under load | {verdict(facts['rss_load_kib'] < 40 * 1024)} |")
     p(f"| start to `/readyz` 200 (schema current, {facts['ready_rows']:,} lookups in the table) | **{facts['ready_ms']:.0f} ms** | < 1 s | {verdict(facts['ready_ms'] < 1000)} |")
-    p()
+    if "scale:GET /metrics" in runs:
+        stored = facts["scale_lookups"]
+        for name, target_ms in [("scale:GET /metrics", 5), ("scale:GET /v1/stats", 5),
+                                ("scale:POST /v1/lookups", 10), ("scale:POST /v1/lookups (budget)", 10)]:
+            r = one(name)
+            p(f"| `{name[6:]}` with {stored:,} lookups stored, 4 connections ({rate(r):,.0f}/s): p50 / p95 | {ms(r['p50_us'])} / **{ms(r['p95_us'])}** | p95 < {target_ms} ms | {verdict(r['p95_us'] < target_ms * 1000)} |")
+        for prefix, label in [("scale:batch-", "without"), ("scale:batch-budget-", "with")]:
+            secs = [r["seconds"] for k, rs in runs.items() for r in rs
+                    if k.startswith(prefix) and k[len(prefix):].isdigit()]
+            p(f"| a 1,000-item batch of new people, {label} a daily budget ({len(secs)} rounds: slowest) | **{max(secs):.2f} s** | < 2 s | {verdict(max(secs) < 2)} |")
     p()
 
 

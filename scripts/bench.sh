@@ -11,6 +11,13 @@
 #   - forged-token refusals/s at 64 connections beside GET /healthz measured
 #     the same way, interleaved (ratio);
 #   - RSS idle and under load (VmRSS of the service); start to /readyz 200;
+#   - during the fixed-rate run, 100 open event streams (one timed: the
+#     delay of each event from its commit) and two webhook endpoints, one
+#     healthy (its delivery lag) and one that never answers
+#     (bench/observers.py);
+#   - with BENCH_SCALE_LOOKUPS (default 1,000,000) lookups stored: GET
+#     /metrics, GET /v1/stats and POST /v1/lookups p50 / p95, a 1,000-item
+#     batch, then POST /v1/lookups and the batch again with a daily budget;
 #   - segments (bench/segments.sh): search and facet latency p50 / p95 for
 #     each single filter, pairs, triples and facets with 0-3 filters, and the
 #     export rate beside COPY of the same rows, at 100,000 and 1,000,000
@@ -33,32 +40,39 @@
 #   BENCH_SECONDS   length of each load run (default 10)
 #   BENCH_LOOKUPS   queued lookups seeded for deliveries (default 200000)
 #   BENCH_PROFILES  profile counts for search, space separated
-#                   (default "100000 1000000")
+#                   (default "100000 1000000"; "" skips search)
 #   BENCH_ONLY      "segments": only the segments part (no delivery seeding,
-#                   pgbench or delivery load runs)
+#                   pgbench, delivery load runs or counting at scale)
 #   BENCH_BITMAPS   set: also measure the in-process bitmap design for facet
 #                   counts (bench/bitmap-probe, see bench/segments.sh)
 #   BENCH_KEEP_DB   set: keep the scratch database at exit
 #   BENCH_DB        the name of a database on that server to use (and keep)
 #                   instead of a new scratch one, e.g. one kept earlier:
 #                   profiles already in it count towards BENCH_PROFILES
+#   BENCH_SCALE_LOOKUPS  lookups stored for the counting and create
+#                   requests (default 1000000; 0 skips them)
+#   BENCH_STREAMS   event streams open during the fixed-rate run (default 100)
 # Timings are never asserted; ratios are against baselines of the same run.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-log() { printf 'scripts/bench.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-redact() { sed -E 's#(://[^/:@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+SCRIPT_NAME=scripts/bench.sh
+# log, die, redact: the helpers scripts/lib/postgres.sh uses too.
+# shellcheck source=scripts/lib/log.sh
+source scripts/lib/log.sh
 
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
 LOOKUPS="${BENCH_LOOKUPS:-200000}"
-PROFILE_SIZES="${BENCH_PROFILES:-100000 1000000}"
+PROFILE_SIZES="${BENCH_PROFILES-100000 1000000}"
+SCALE_LOOKUPS="${BENCH_SCALE_LOOKUPS:-1000000}"
+STREAMS="${BENCH_STREAMS:-100}"
 ONLY="${BENCH_ONLY:-}"
 case "$ONLY" in "" | segments) ;; *) die "BENCH_ONLY: expected segments or nothing, got $ONLY" ;; esac
-# The delivery part: seeding, pgbench baselines and the delivery load runs.
+# The delivery part: seeding, pgbench baselines, the delivery load runs and
+# the counting at scale.
 deliveries() { [ -z "$ONLY" ]; }
 
 # --- tools ------------------------------------------------------------------
@@ -105,6 +119,7 @@ SAMPLER_PID=""
 cleanup() {
   local rc=$?
   [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
+  [ -n "${OBSERVERS_PID:-}" ] && kill "$OBSERVERS_PID" 2>/dev/null
   if [ -n "$SERVICE_PID" ]; then
     kill "$SERVICE_PID" 2>/dev/null && wait "$SERVICE_PID" 2>/dev/null
   fi
@@ -146,7 +161,8 @@ BASE="http://127.0.0.1:$PORT"
 SERVICE_ENV=(DATABASE_URL="$DB_URL" LISTEN_ADDR="127.0.0.1:$PORT" PUBLIC_BASE_URL="$BASE"
   UPSTREAM_BASE_URL="http://127.0.0.1:9" UPSTREAM_API_KEY=bench UPSTREAM_API_SECRET=bench
   API_TOKENS="bench=$API_TOKEN" SERVICE_SECRET="$SERVICE_SECRET"
-  POLL_AFTER_SECS=86400 JOB_DEADLINE_SECS=31536000 RUST_LOG=info LOG_FORMAT=json)
+  POLL_AFTER_SECS=86400 JOB_DEADLINE_SECS=31536000 RUST_LOG=info LOG_FORMAT=json
+  WEBHOOK_ALLOW_PRIVATE=true)
 if [ -n "$ONLY" ]; then
   # Segments only: sandbox mode (no upstream credentials). Nothing is
   # delivered then, and a kept database (BENCH_DB) holds generated,
@@ -243,16 +259,27 @@ fi # deliveries
 
 # --- the service ------------------------------------------------------------------
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVICE_PID/status"; }
+# start_service [VAR=value...]: the service with SERVICE_ENV (and these),
+# waited for until /readyz answers 200.
+start_service() {
+  local started
+  started=$(date +%s%N)
+  # env execs the binary: $! is the service's own pid (for /proc/<pid>/status).
+  env "${SERVICE_ENV[@]}" "$@" "$BIN" serve >>"$WORK/service.log" 2>&1 &
+  SERVICE_PID=$!
+  until curl -fs -o /dev/null "$BASE/readyz"; do
+    kill -0 "$SERVICE_PID" 2>/dev/null || { tail -20 "$WORK/service.log" >&2; die "the service stopped"; }
+    [ $(( ($(date +%s%N) - started) / 1000000000 )) -lt 60 ] || die "not ready after 60 s"
+    sleep 0.005
+  done
+}
+stop_service() {
+  kill "$SERVICE_PID" && wait "$SERVICE_PID" || true
+  SERVICE_PID=""
+}
 log "starting the service on $BASE"
 START_NS=$(date +%s%N)
-# env execs the binary: $! is the service's own pid (for /proc/<pid>/status).
-env "${SERVICE_ENV[@]}" "$BIN" serve >"$WORK/service.log" 2>&1 &
-SERVICE_PID=$!
-until curl -fs -o /dev/null "$BASE/readyz"; do
-  kill -0 "$SERVICE_PID" 2>/dev/null || { tail -20 "$WORK/service.log" >&2; die "the service stopped"; }
-  [ $(( ($(date +%s%N) - START_NS) / 1000000000 )) -lt 60 ] || die "not ready after 60 s"
-  sleep 0.005
-done
+start_service
 READY_NS=$(date +%s%N)
 fact ready_ms "$(( (READY_NS - START_NS) / 1000000 ))"
 fact ready_rows "$LOOKUPS"
@@ -304,10 +331,22 @@ R=$(run_wrk duplicate 32 deliveries.lua "$WORK/duplicate.targets" "$WORK/templat
 [ "$(field "$R" other)" = 0 ] && [ "$(field "$R" applied)" = 0 ] ||
   die "duplicates: unexpected answers ($R)"
 
-log "fixed rate: first deliveries at 1,000/s, 50 connections, ${SECONDS_PER_RUN} s"
+log "fixed rate: first deliveries at 1,000/s, 50 connections, ${SECONDS_PER_RUN} s, with $STREAMS event streams and two webhook endpoints (one never answers)"
 queued_targets "$WORK/paced.targets"
+python3 bench/observers.py "$BASE" "$API_TOKEN" "$STREAMS" "$WORK/observers.ready" "$WORK/observers.json" \
+  2>"$WORK/observers.log" &
+OBSERVERS_PID=$!
+until [ -e "$WORK/observers.ready" ]; do
+  kill -0 "$OBSERVERS_PID" 2>/dev/null || { cat "$WORK/observers.log" >&2; die "bench/observers.py stopped"; }
+  sleep 0.05
+done
 R=$(WRK_RATE=1000 run_wrk paced 50 deliveries.lua "$WORK/paced.targets" "$WORK/template.json" 2)
 [ "$(field "$R" other)" = 0 ] && [ "$(field "$R" wrapped)" = 0 ] || die "paced: unexpected answers ($R)"
+sleep 2 # the last events of the run reach the streams and the healthy endpoint
+kill -TERM "$OBSERVERS_PID"
+wait "$OBSERVERS_PID" || { cat "$WORK/observers.log" >&2; die "bench/observers.py failed"; }
+OBSERVERS_PID=""
+fact observers "$(cat "$WORK/observers.json")"
 
 log "forged refusals and GET /healthz: 64 connections, interleaved, 3 rounds each"
 for round in 1 2 3; do
@@ -354,6 +393,45 @@ if [ -n "${BENCH_PERF:-}" ]; then
     log "perf $what: CPU by process"
     cat "$WORK/perf-$what.comm.txt" >&2
   done
+fi
+
+# --- counting and creating with a million lookups stored ----------------------------
+# batch_seconds NAME: one 1,000-item batch of new people, its time recorded.
+batch_seconds() {
+  python3 -c 'import json,sys; print(json.dumps({"items": [{"email": f"{sys.argv[1]}-{i}@bench.example"} for i in range(1000)]}))' \
+    "$1" >"$WORK/batch.json"
+  local out
+  out=$(curl -s -o "$WORK/batch.answer" -w '%{http_code} %{time_total}' -H "Authorization: Bearer $API_TOKEN" \
+    -H 'Content-Type: application/json' --data-binary @"$WORK/batch.json" "$BASE/v1/lookups/batch")
+  [ "${out%% *}" = 200 ] || { head -c 500 "$WORK/batch.answer" >&2; die "batch $1 answered ${out%% *}"; }
+  printf '{"kind":"run","name":"%s","result":{"seconds":%s}}\n' "$1" "${out#* }" >>"$RESULTS"
+}
+if [ "$SCALE_LOOKUPS" -gt 0 ]; then
+  stored=$(sql -c "SELECT count(*) FROM lookups")
+  if [ "$stored" -lt "$SCALE_LOOKUPS" ]; then
+    log "scale: storing $((SCALE_LOOKUPS - stored)) more completed lookups in SQL (to $SCALE_LOOKUPS)"
+    sql -v n="$((SCALE_LOOKUPS - stored))" -f bench/sql/scale_lookups.sql
+  fi
+  fact scale_lookups "$(sql -c "SELECT count(*) FROM lookups")"
+  export BENCH_TOKEN="$API_TOKEN"
+  echo /metrics >"$WORK/metrics.paths"
+  echo /v1/stats >"$WORK/stats.paths"
+  log "scale: GET /metrics, GET /v1/stats, POST /v1/lookups, 4 connections each"
+  R=$(run_wrk "scale:GET /metrics" 4 paths.lua "$WORK/metrics.paths" GET 200)
+  [ "$(field "$R" other)" = 0 ] || die "metrics: unexpected answers ($R)"
+  R=$(run_wrk "scale:GET /v1/stats" 4 paths.lua "$WORK/stats.paths" GET 200)
+  [ "$(field "$R" other)" = 0 ] || die "stats: unexpected answers ($R)"
+  R=$(run_wrk "scale:POST /v1/lookups" 4 lookups.lua nobudget)
+  [ "$(field "$R" other)" = 0 ] || die "lookups: unexpected answers ($R)"
+  for round in 1 2 3; do batch_seconds "scale:batch-$round"; done
+  log "scale: the same creates with a daily budget (CREDIT_BUDGET_DAILY), after a restart"
+  stop_service
+  start_service CREDIT_BUDGET_DAILY=1000000000
+  R=$(run_wrk "scale:POST /v1/lookups (budget)" 4 lookups.lua budget)
+  [ "$(field "$R" other)" = 0 ] || die "lookups with a budget: unexpected answers ($R)"
+  for round in 1 2 3; do batch_seconds "scale:batch-budget-$round"; done
+  stop_service
+  start_service
 fi
 
 fi # deliveries

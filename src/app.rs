@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
-use crate::callback_gate::CallbackGate;
+use crate::callbacks::CallbackGate;
+use crate::callbacks::Intake;
 use crate::config::{Config, Upstream};
 use crate::events::EventHub;
 use crate::http::{self, AppState};
-use crate::intake::Intake;
+use crate::reads::{self, Reads};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{self, pacing::Limits};
 use crate::telemetry;
@@ -108,6 +109,7 @@ impl Application {
                 .context("cannot read the lookups table")?,
         );
         let intake = Intake::new(config.redact_sections.clone());
+        let reads = read_pools(&config, &db).await?;
         let port = listener.local_addr()?.port();
 
         let (client, callback_base, sandbox) = match &config.upstream {
@@ -210,10 +212,12 @@ impl Application {
                 events.subscribe(),
                 config.webhook_allow_private,
                 options.webhook_retry_scale,
+                config.webhook_disable_after,
             )
         });
         let state = AppState {
             db,
+            reads,
             config,
             wake,
             metrics: telemetry::metrics_handle(),
@@ -283,6 +287,11 @@ impl Application {
                 .clone()
                 .run_feed(self.state.db.clone(), shutdown.clone()),
         );
+        tasks.spawn(reads::monitor::run(
+            self.state.reads.clone(),
+            self.state.config.database_read_max_lag,
+            shutdown.clone(),
+        ));
         // Every replica runs it; the one elected places the events.
         tasks.spawn(crate::events::sequencer::run(
             self.state.db.clone(),
@@ -329,6 +338,26 @@ impl Application {
         }
         served.context("HTTP server task failed")
     }
+}
+
+/// How long a read waits for a connection to the replica before it is
+/// answered by the primary instead.
+const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The pools of reads that may go to `DATABASE_READ_URL`.
+async fn read_pools(config: &Config, db: &PgPool) -> anyhow::Result<Reads> {
+    let Some(url) = &config.database_read_url else {
+        return Ok(Reads::primary_only(db.clone()));
+    };
+    let replica = store::connect_lazy(
+        url,
+        config.database_max_connections,
+        REPLICA_ACQUIRE_TIMEOUT,
+    )
+    .context("invalid DATABASE_READ_URL")?;
+    let reads = Reads::with_replica(db.clone(), replica);
+    reads::monitor::check_at_start(&reads).await?;
+    Ok(reads)
 }
 
 /// Sandbox results are synthetic: a database must never mix them with

@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::config::Caller;
+use crate::auth::Caller;
 use crate::secrets::ServiceSecret;
 use crate::store::audit::{self, Entry};
 use crate::subject::Subject;

@@ -2,13 +2,17 @@
 //! through exactly what `POST /v1/lookups` does for one (`crate::lookups`),
 //! and an `Idempotency-Key` covers the whole batch.
 
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::audit::{self, Action};
+use crate::auth::Caller;
 use crate::lookups::{self, Answer, LookupRequest, Policy, RequestError};
-use crate::store::batches;
+use crate::store::idempotency;
 use crate::store::lookups::LookupRecord;
 use crate::subject::FieldError;
 
@@ -55,44 +59,111 @@ pub struct Outcome {
     pub created: usize,
 }
 
-/// Handles every item of a batch, in input order. `render` turns a refused
+/// Handles every item of a batch, in input order, for `caller`: each item
+/// that names a lookup is audited as a `lookup.create` in the transaction
+/// that answered it (a replay's in the replay's). `render` turns a refused
 /// item into its status and problem document (the HTTP layer knows how).
 /// A database failure fails the whole batch: nothing half-answered is
 /// recorded under the key, and a retry finds the created lookups in flight
 /// instead of paying for them again.
+///
+/// With an `Idempotency-Key`, the key is claimed by a committed row first
+/// (no connection is held while the items run); a second batch with the
+/// same key waits for the first one's answers and replays them.
 pub async fn request(
     db: &PgPool,
     policy: Policy<'_>,
+    caller: &Caller,
     items: &[Value],
     body_hash: &str,
     idempotency_key: Option<&str>,
     render: impl Fn(ItemError) -> (u16, Value),
 ) -> Result<Outcome, BatchError> {
     let Some(key) = idempotency_key else {
-        return handle_items(db, policy, items, &render).await;
+        return handle_items(db, policy, caller, items, &render).await;
     };
-    let mut tx = db.begin().await?;
-    batches::lock(&mut tx, key).await?;
-    if let Some(stored) = batches::find(&mut tx, key).await? {
-        if stored.request_sha256 != body_hash {
-            return Err(BatchError::IdempotencyConflict);
+    loop {
+        match idempotency::claim_batch(db, key, body_hash, CLAIM_LEASE).await? {
+            idempotency::BatchClaim::Mine => break,
+            idempotency::BatchClaim::Done {
+                request_sha256,
+                answers,
+            } => {
+                if request_sha256 != body_hash {
+                    return Err(BatchError::IdempotencyConflict);
+                }
+                // A replay executes nothing, whatever became of the lookups
+                // since; it is audited in one statement of its own.
+                let answers = replay(db, &answers, &render).await?;
+                let named = answers
+                    .iter()
+                    .filter_map(|a| a.lookup.as_ref().map(|l| (l.id, &l.subject)));
+                audit::record_lookups(db, policy.secret, caller, Action::LookupCreate, named)
+                    .await?;
+                return Ok(Outcome {
+                    answers,
+                    created: 0,
+                });
+            }
+            idempotency::BatchClaim::Running { request_sha256 } => {
+                if request_sha256.is_some_and(|h| h != body_hash) {
+                    return Err(BatchError::IdempotencyConflict);
+                }
+                // Bounded by the request's own deadline.
+                tokio::time::sleep(CLAIM_WAIT).await;
+            }
         }
-        // A replay executes nothing, whatever became of the lookups since.
-        let answers = replay(&mut tx, &stored.answers, &render).await?;
-        return Ok(Outcome {
-            answers,
-            created: 0,
-        });
     }
-    let outcome = handle_items(db, policy, items, &render).await?;
-    batches::store(&mut tx, key, body_hash, &record(&outcome.answers)).await?;
-    tx.commit().await?;
+    let claim = ClaimGuard {
+        db: db.clone(),
+        key: Some(key.to_owned()),
+    };
+    let outcome = handle_items(db, policy, caller, items, &render).await?;
+    idempotency::finish_batch(db, key, &record(&outcome.answers)).await?;
+    claim.finished();
     Ok(outcome)
+}
+
+/// How long a batch's claim on its key lasts: longer than any batch may run
+/// (the HTTP deadline is 25 s), so only a crashed run's claim runs out.
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// How often a batch waiting for another with the same key looks again.
+const CLAIM_WAIT: Duration = Duration::from_millis(50);
+
+/// Gives a claimed key back when its batch ends without answers (a
+/// database failure, or the request cancelled at its deadline or by the
+/// client leaving), so that a retry runs it at once instead of waiting for
+/// the claim to run out.
+struct ClaimGuard {
+    db: PgPool,
+    key: Option<String>,
+}
+
+impl ClaimGuard {
+    fn finished(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let db = self.db.clone();
+            runtime.spawn(async move {
+                if let Err(e) = idempotency::release_batch(&db, &key).await {
+                    tracing::warn!(error = %e, "cannot release a batch's Idempotency-Key claim; it runs out");
+                }
+            });
+        }
+    }
 }
 
 async fn handle_items(
     db: &PgPool,
     policy: Policy<'_>,
+    caller: &Caller,
     items: &[Value],
     render: &impl Fn(ItemError) -> (u16, Value),
 ) -> Result<Outcome, BatchError> {
@@ -101,7 +172,7 @@ async fn handle_items(
     let results: Vec<Result<Result<Answer, ItemError>, sqlx::Error>> =
         futures_util::stream::iter(items.iter().cloned().map(|item| {
             let db = db.clone();
-            async move { one(&db, policy, &item).await }
+            async move { one(&db, policy, caller, &item).await }
         }))
         .buffered(CONCURRENCY)
         .collect()
@@ -115,7 +186,7 @@ async fn handle_items(
                 let status = answer.status();
                 ItemAnswer {
                     status,
-                    lookup: Some(into_record(answer)),
+                    lookup: Some(answer.into_lookup()),
                     problem: None,
                 }
             }
@@ -135,26 +206,21 @@ async fn handle_items(
 async fn one(
     db: &PgPool,
     policy: Policy<'_>,
+    caller: &Caller,
     item: &Value,
 ) -> Result<Result<Answer, ItemError>, sqlx::Error> {
     let size = item.to_string().len();
-    if size > crate::http::MAX_LOOKUP_BODY {
-        return Ok(Err(ItemError::TooLarge(crate::http::MAX_LOOKUP_BODY)));
+    if size > lookups::MAX_LOOKUP_BODY {
+        return Ok(Err(ItemError::TooLarge(lookups::MAX_LOOKUP_BODY)));
     }
     let request = match LookupRequest::parse_under(item, policy.name_only) {
         Ok(r) => r,
         Err(errors) => return Ok(Err(ItemError::Invalid(errors))),
     };
-    match lookups::request(db, policy, &request, item, None).await {
+    match lookups::request(db, policy, &request, item, None, Some(caller)).await {
         Ok(answer) => Ok(Ok(answer)),
         Err(RequestError::Database(e)) => Err(e),
         Err(e) => Ok(Err(ItemError::Refused(e))),
-    }
-}
-
-fn into_record(answer: Answer) -> LookupRecord {
-    match answer {
-        Answer::Created(l) | Answer::InFlight(l) | Answer::Cached(l) | Answer::Replayed(_, l) => l,
     }
 }
 
@@ -176,7 +242,7 @@ fn record(answers: &[ItemAnswer]) -> Value {
 /// a replayed `POST /v1/lookups` shows); an item whose lookup is gone
 /// (erased, or removed by retention) is answered as [`ItemError::Erased`].
 async fn replay(
-    tx: &mut sqlx::PgConnection,
+    db: &PgPool,
     recorded: &Value,
     render: &impl Fn(ItemError) -> (u16, Value),
 ) -> sqlx::Result<Vec<ItemAnswer>> {
@@ -187,7 +253,7 @@ async fn replay(
             .as_str()
             .and_then(|s| s.parse::<Uuid>().ok());
         let answer = match lookup_id {
-            Some(id) => match crate::store::lookups::get(&mut *tx, id).await? {
+            Some(id) => match crate::store::lookups::get(db, id).await? {
                 Some(lookup) => ItemAnswer {
                     status,
                     lookup: Some(lookup),

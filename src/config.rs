@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::auth::{Access, ApiTokens, TokenError};
 use crate::secrets::{MIN_SECRET_LEN, ServiceSecret};
 
 /// Upstream endpoint used when `UPSTREAM_BASE_URL` is not set.
@@ -40,6 +40,19 @@ pub struct ServeArgs {
     /// PostgreSQL connection string.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+
+    /// PostgreSQL streaming replica (a hot standby) of DATABASE_URL:
+    /// searches, facets, exports and the console's lists read from it while
+    /// it is reachable and no further behind than --database-read-max-lag-secs;
+    /// otherwise they read from DATABASE_URL. Unset: everything uses
+    /// DATABASE_URL.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
+
+    /// How far (in seconds of the primary's writes) the replica of
+    /// DATABASE_READ_URL may be behind before reads go to DATABASE_URL.
+    #[arg(long, env = "DATABASE_READ_MAX_LAG_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub database_read_max_lag_secs: u64,
 
     /// Address the HTTP server binds.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
@@ -155,6 +168,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
 
+    /// A webhook endpoint whose every attempt has failed for this many days
+    /// is disabled, with a `webhook.disabled` event (PATCH enables it).
+    #[arg(long, env = "WEBHOOK_DISABLE_AFTER_DAYS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub webhook_disable_after_days: u32,
+
     /// Callback delivery records and their stored bodies older than this
     /// many days are deleted.
     #[arg(long, env = "RETENTION_DELIVERY_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -199,6 +217,10 @@ pub enum Upstream {
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
+    /// DATABASE_READ_URL: the replica reads may go to.
+    pub database_read_url: Option<String>,
+    /// DATABASE_READ_MAX_LAG_SECS.
+    pub database_read_max_lag: Duration,
     pub listen_addr: SocketAddr,
     pub public_base_url: Option<Url>,
     pub upstream: Upstream,
@@ -221,6 +243,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Webhook endpoints may be on loopback and private addresses.
     pub webhook_allow_private: bool,
+    /// WEBHOOK_DISABLE_AFTER_DAYS.
+    pub webhook_disable_after: Duration,
     pub retention_delivery: Duration,
     pub retention_profile: Option<Duration>,
     /// REFRESH_AFTER_DAYS: age after which a profile is refreshed
@@ -244,6 +268,7 @@ impl std::fmt::Debug for Config {
                 &self.public_base_url.as_ref().map(Url::as_str),
             )
             .field("sandbox", &self.is_sandbox())
+            .field("read_replica", &self.database_read_url.is_some())
             .field("poll_after", &self.poll_after)
             .field("rate_per_minute", &self.rate_per_minute)
             .field("rate_per_hour", &self.rate_per_hour)
@@ -258,6 +283,12 @@ impl std::fmt::Debug for Config {
 pub struct ConfigError {
     pub variable: &'static str,
     pub message: String,
+}
+
+impl From<TokenError> for ConfigError {
+    fn from(e: TokenError) -> Self {
+        config_error(e.variable, e.message)
+    }
 }
 
 fn config_error(variable: &'static str, message: impl Into<String>) -> ConfigError {
@@ -358,6 +389,10 @@ impl Config {
             ));
         }
 
+        if let Some(url) = &args.database_read_url {
+            check_postgres_url("DATABASE_READ_URL", url)?;
+        }
+
         let callbacks_on = args.public_base_url.is_some() || sandbox;
         let poll_after_secs =
             args.poll_after_secs
@@ -365,6 +400,8 @@ impl Config {
 
         Ok(Config {
             database_url: args.database_url,
+            database_read_url: args.database_read_url,
+            database_read_max_lag: Duration::from_secs(args.database_read_max_lag_secs),
             listen_addr: args.listen_addr,
             public_base_url: args.public_base_url,
             upstream,
@@ -385,6 +422,7 @@ impl Config {
             sandbox_time_scale: args.sandbox_time_scale,
             log_format: args.log_format,
             webhook_allow_private: args.webhook_allow_private,
+            webhook_disable_after: days(args.webhook_disable_after_days),
             retention_delivery: days(args.retention_delivery_days),
             retention_profile: args.retention_profile_days.map(days),
             refresh_after: args
@@ -440,141 +478,6 @@ fn service_secret(
     }
 }
 
-/// What a bearer token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Only `GET` on `/v1/*` (`API_READ_TOKENS`).
-    Read,
-    /// Everything (`API_TOKENS`).
-    ReadWrite,
-}
-
-/// An accepted token: its name (for the audit log) and what it may do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub name: String,
-    pub access: Access,
-}
-
-/// Accepted bearer tokens, kept only as SHA-256 digests, each with a name
-/// (given as `name=token`, else `token-N` in order of appearance).
-#[derive(Clone, Default)]
-pub struct ApiTokens {
-    tokens: Vec<([u8; 32], Caller)>,
-}
-
-impl ApiTokens {
-    /// Parses the `API_TOKENS` / `API_READ_TOKENS` format.
-    pub fn parse(variable: &'static str, raw: &str, access: Access) -> Result<Self, ConfigError> {
-        let mut tokens = Vec::new();
-        for (n, item) in raw
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .enumerate()
-        {
-            let prefix = if access == Access::Read {
-                "read"
-            } else {
-                "token"
-            };
-            let (name, secret) = match item.split_once('=') {
-                Some((name, secret)) if !name.starts_with("sha256:") => {
-                    let name = name.trim();
-                    if name.is_empty()
-                        || name.len() > 64
-                        || !name
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-                    {
-                        return Err(config_error(
-                            variable,
-                            "a token name (before `=`) must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
-                        ));
-                    }
-                    (name.to_owned(), secret.trim())
-                }
-                _ => (format!("{prefix}-{}", n + 1), item),
-            };
-            let digest = if let Some(hex_digest) = secret.strip_prefix("sha256:") {
-                let bytes = hex::decode(hex_digest)
-                    .ok()
-                    .filter(|b| b.len() == 32)
-                    .ok_or_else(|| {
-                        config_error(
-                            variable,
-                            "a sha256: entry must be followed by 64 hexadecimal digits",
-                        )
-                    })?;
-                bytes.try_into().expect("length checked")
-            } else {
-                if secret.len() < 16 {
-                    return Err(config_error(
-                        variable,
-                        "each token must be at least 16 characters long",
-                    ));
-                }
-                Sha256::digest(secret.as_bytes()).into()
-            };
-            tokens.push((digest, Caller { name, access }));
-        }
-        if tokens.is_empty() {
-            return Err(config_error(variable, "expected at least one token"));
-        }
-        Ok(ApiTokens { tokens })
-    }
-
-    /// One read-write token named `sandbox` (generated tokens, tests).
-    pub fn from_plain(token: &str) -> Self {
-        Self::named(token, "sandbox", Access::ReadWrite)
-    }
-
-    /// One token with this name and access (tests).
-    pub fn named(token: &str, name: &str, access: Access) -> Self {
-        ApiTokens {
-            tokens: vec![(
-                Sha256::digest(token.as_bytes()).into(),
-                Caller {
-                    name: name.into(),
-                    access,
-                },
-            )],
-        }
-    }
-
-    /// Adds the tokens of `other`.
-    pub fn extend(&mut self, other: ApiTokens) {
-        self.tokens.extend(other.tokens);
-    }
-
-    /// Constant-time check of a presented token against every accepted one:
-    /// who is calling, or `None`.
-    /// Is a token of this name and access still configured? (Console
-    /// sessions end when their token is removed.)
-    pub fn has_caller(&self, name: &str, access: Access) -> bool {
-        self.tokens
-            .iter()
-            .any(|(_, c)| c.name == name && c.access == access)
-    }
-
-    pub fn identify(&self, presented: &str) -> Option<&Caller> {
-        use subtle::ConstantTimeEq;
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut found = None;
-        for (d, caller) in &self.tokens {
-            // Every digest is compared, so timing does not tell which matched.
-            if bool::from(d.ct_eq(&digest)) {
-                found = Some(caller);
-            }
-        }
-        found
-    }
-
-    pub fn accepts(&self, presented: &str) -> bool {
-        self.identify(presented).is_some()
-    }
-}
-
 fn days(n: u32) -> Duration {
     Duration::from_secs(u64::from(n) * 86_400)
 }
@@ -608,6 +511,20 @@ fn parse_http_url(raw: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// A PostgreSQL connection string sqlx can use. The message never repeats
+/// the value: it may hold a password.
+fn check_postgres_url(variable: &'static str, raw: &str) -> Result<(), ConfigError> {
+    use std::str::FromStr;
+    let scheme_ok = raw.starts_with("postgres://") || raw.starts_with("postgresql://");
+    if !scheme_ok || sqlx::postgres::PgConnectOptions::from_str(raw).is_err() {
+        return Err(config_error(
+            variable,
+            "expected a PostgreSQL connection URL such as postgres://user:password@replica-host:5432/database",
+        ));
+    }
+    Ok(())
+}
+
 fn parse_refresh_days(raw: &str) -> Result<f64, String> {
     raw.trim()
         .parse::<f64>()
@@ -621,39 +538,4 @@ fn parse_time_scale(raw: &str) -> Result<f64, String> {
         .ok()
         .filter(|v| v.is_finite() && *v > 0.0)
         .ok_or_else(|| "expected a number greater than 0, such as 1 or 0.01".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_accept_plain_and_digest_forms() {
-        let digest = hex::encode(Sha256::digest(b"second-token-0123456789"));
-        let tokens = ApiTokens::parse(
-            "API_TOKENS",
-            &format!("first-token-0123456789, crm=sha256:{digest}"),
-            Access::ReadWrite,
-        )
-        .unwrap();
-        assert!(tokens.accepts("first-token-0123456789"));
-        assert_eq!(
-            tokens.identify("first-token-0123456789").unwrap().name,
-            "token-1"
-        );
-        assert_eq!(
-            tokens.identify("second-token-0123456789").unwrap().name,
-            "crm"
-        );
-        assert!(tokens.accepts("second-token-0123456789"));
-        assert!(!tokens.accepts("third-token-0123456789"));
-    }
-
-    #[test]
-    fn tokens_reject_bad_digest_naming_the_variable() {
-        let err = ApiTokens::parse("API_READ_TOKENS", "sha256:abc", Access::Read)
-            .err()
-            .unwrap();
-        assert_eq!(err.variable, "API_READ_TOKENS");
-    }
 }

@@ -12,8 +12,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::batch::ItemError;
+use crate::lifecycle::CREDITS_PER_RESULT;
 use crate::lookups::{self, LookupRequest, Policy, RequestError, Would};
-use crate::store::results::CREDITS_PER_RESULT;
 
 /// Items judged at once (reads only).
 const CONCURRENCY: usize = 4;
@@ -159,8 +159,8 @@ pub async fn judge(
 type Judged = Result<(Would, Vec<String>), ItemError>;
 
 async fn one(db: &PgPool, policy: Policy<'_>, item: &Value) -> sqlx::Result<Judged> {
-    if item.to_string().len() > crate::http::MAX_LOOKUP_BODY {
-        return Ok(Err(ItemError::TooLarge(crate::http::MAX_LOOKUP_BODY)));
+    if item.to_string().len() > lookups::MAX_LOOKUP_BODY {
+        return Ok(Err(ItemError::TooLarge(lookups::MAX_LOOKUP_BODY)));
     }
     let request = match LookupRequest::parse_under(item, policy.name_only) {
         Ok(r) => r,

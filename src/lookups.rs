@@ -9,15 +9,23 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::audit::{self, Action, Whom};
+use crate::auth::Caller;
 use crate::config::NameOnlyLookups;
+use crate::fields::Fields;
+use crate::lifecycle::CREDITS_PER_RESULT;
 use crate::secrets::ServiceSecret;
+use crate::store::erasure;
+use crate::store::idempotency;
 use crate::store::lookups::{self, LookupRecord, NewLookup};
-use crate::store::results::CREDITS_PER_RESULT;
-use crate::store::{erasure, idempotency};
 use crate::subject::{
     FieldError, MatchBasis, NAME_ONLY_WARNING, Subject, legacy_identifier_digest,
 };
 use crate::token::sha256_hex;
+
+/// Largest lookup request: a `POST /v1/lookups` body, or one batch item
+/// (a batch item may be no larger than the request it stands for).
+pub const MAX_LOOKUP_BODY: usize = 64 * 1024;
 
 /// A validated `POST /v1/lookups` body.
 #[derive(Debug, Clone)]
@@ -42,56 +50,31 @@ const FIELDS: [&str; 7] = [
 impl LookupRequest {
     /// Reads the body field by field so that every error names its field.
     pub fn parse(body: &Value) -> Result<LookupRequest, Vec<FieldError>> {
-        let Some(object) = body.as_object() else {
-            return Err(vec![FieldError::new("body", "expected a JSON object")]);
-        };
-        let mut errors: Vec<FieldError> = object
-            .keys()
-            .filter(|k| !FIELDS.contains(&k.as_str()))
-            .map(|k| FieldError::new(k, "unknown field"))
-            .collect();
-        let mut text = |field: &str| match object.get(field) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.contains('\0') => {
-                errors.push(FieldError::new(field, "must not contain a NUL character"));
-                None
-            }
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                errors.push(FieldError::new(field, "expected a string"));
-                None
-            }
-        };
+        let mut fields = Fields::new(body, &FIELDS).map_err(|e| vec![e])?;
         let raw = Subject {
-            email: text("email"),
-            phone: text("phone"),
-            social_media_url: text("social_media_url"),
-            name: text("name"),
-            company: text("company"),
+            email: fields.text("email"),
+            phone: fields.text("phone"),
+            social_media_url: fields.text("social_media_url"),
+            name: fields.text("name"),
+            company: fields.text("company"),
         };
-        let refresh = match object.get("refresh") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                errors.push(FieldError::new("refresh", "expected true or false"));
-                false
-            }
-        };
-        let metadata = match object.get("metadata") {
+        let refresh = fields.flag("refresh");
+        let metadata = match fields.object.get("metadata") {
             None | Some(Value::Null) => Value::Object(Map::new()),
             Some(v @ Value::Object(_)) if holds_nul(v) => {
-                errors.push(FieldError::new(
+                fields.error(
                     "metadata",
                     "must not contain a NUL character in any key or string",
-                ));
+                );
                 Value::Object(Map::new())
             }
             Some(v @ Value::Object(_)) => v.clone(),
             Some(_) => {
-                errors.push(FieldError::new("metadata", "expected a JSON object"));
+                fields.error("metadata", "expected a JSON object");
                 Value::Object(Map::new())
             }
         };
+        let mut errors = fields.errors;
         let subject = if errors.is_empty() {
             Subject::validate(raw).map_err(|e| errors.extend(e)).ok()
         } else {
@@ -283,6 +266,15 @@ impl Answer {
             | Answer::Replayed(_, l) => l,
         }
     }
+
+    pub fn into_lookup(self) -> LookupRecord {
+        match self {
+            Answer::Created(l)
+            | Answer::InFlight(l)
+            | Answer::Cached(l)
+            | Answer::Replayed(_, l) => l,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -330,18 +322,40 @@ impl Policy<'_> {
     }
 }
 
+/// Answers a lookup request in one transaction; with `audit_as`, the
+/// answer's lookup is recorded in the audit log (`lookup.create`) in that
+/// same transaction, so no lookup is made or served without its record.
 pub async fn request(
     db: &PgPool,
     policy: Policy<'_>,
     req: &LookupRequest,
     body: &Value,
     idempotency_key: Option<&str>,
+    audit_as: Option<&Caller>,
 ) -> Result<Answer, RequestError> {
     let mut tx = db.begin().await?;
+    let answer = answer(&mut tx, policy, req, body, idempotency_key).await?;
+    if let Some(caller) = audit_as {
+        let lookup = answer.lookup();
+        let whom = Whom::Lookup(lookup.id, &lookup.subject);
+        audit::record(&mut *tx, policy.secret, caller, Action::LookupCreate, whom).await?;
+    }
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// The idempotency key's replay, or the decision and the key's record.
+async fn answer(
+    tx: &mut sqlx::PgConnection,
+    policy: Policy<'_>,
+    req: &LookupRequest,
+    body: &Value,
+    idempotency_key: Option<&str>,
+) -> Result<Answer, RequestError> {
     let body_hash = sha256_hex(body.to_string().as_bytes());
     if let Some(key) = idempotency_key {
-        idempotency::lock(&mut tx, key).await?;
-        if let Some(stored) = idempotency::find(&mut tx, key).await? {
+        idempotency::lock(tx, key).await?;
+        if let Some(stored) = idempotency::find(tx, key).await? {
             if stored.request_sha256 != body_hash {
                 return Err(RequestError::IdempotencyConflict);
             }
@@ -353,7 +367,7 @@ pub async fn request(
                 return Ok(Answer::Replayed(stored.response_status as u16, lookup));
             }
         } else if let Some(request) =
-            idempotency::find_erased(&mut tx, &erased_keys(policy.secret, key)).await?
+            idempotency::find_erased(tx, &erased_keys(policy.secret, key)).await?
         {
             let (_, this_request) = sealed_idempotency(policy.secret, key, &body_hash);
             return Err(if request == this_request {
@@ -364,12 +378,11 @@ pub async fn request(
         }
     }
 
-    let answer = decide(&mut tx, policy, req).await?;
+    let answer = decide(tx, policy, req).await?;
     if let Some(key) = idempotency_key {
         let lookup_id = answer.lookup().id;
-        idempotency::insert(&mut tx, key, &body_hash, lookup_id, answer.status()).await?;
+        idempotency::insert(tx, key, &body_hash, lookup_id, answer.status()).await?;
     }
-    tx.commit().await?;
     Ok(answer)
 }
 

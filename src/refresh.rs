@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 
+use crate::lifecycle::CREDITS_PER_RESULT;
 use crate::lookups::{self, Answer, LookupRequest, Policy, RequestError, Would};
 use crate::store::profiles::ProfileFilter;
-use crate::store::results::CREDITS_PER_RESULT;
 use crate::store::versions::{self, Stale};
 
 /// Most people one request considers; a larger segment is refreshed by
@@ -72,7 +72,7 @@ async fn queue(db: &PgPool, policy: Policy<'_>, people: &[Stale]) -> sqlx::Resul
     for person in people {
         let req = refresh_of(person);
         let body = json!({"refresh_of": person.profile_id});
-        match lookups::request(db, policy, &req, &body, None).await {
+        match lookups::request(db, policy, &req, &body, None, None).await {
             Ok(Answer::Created(_)) => queued += 1,
             Ok(_)
             | Err(RequestError::Suppressed)

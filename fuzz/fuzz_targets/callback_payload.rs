@@ -7,9 +7,10 @@
 //! nothing it hands over still holds a NUL character.
 #![no_main]
 
+use interests_receiver::callbacks::Intake;
 use interests_receiver::facets::Facets;
-use interests_receiver::intake::Intake;
-use interests_receiver::upstream::payload::{JobState, MAX_REQUEST_ID, parse_job};
+use interests_receiver::lifecycle::JobState;
+use interests_receiver::upstream::payload::{MAX_REQUEST_ID, parse_job};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

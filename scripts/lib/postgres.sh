@@ -11,11 +11,9 @@
 # TEST_PG_FORCE_THROWAWAY=1 skips steps 1 and 2.
 # The caller sets SCRIPT_NAME (for messages) before sourcing.
 
-log() { printf '%s: %s\n' "${SCRIPT_NAME:-scripts}" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# postgres://user:secret@host/db -> postgres://user:***@host/db
-redact() { sed -E 's#(://[^/:@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+# log, die, redact.
+# shellcheck source=scripts/lib/log.sh
+source "$(dirname "${BASH_SOURCE[0]}")/log.sh"
 
 # True when something accepts TCP connections on 127.0.0.1:$1.
 tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

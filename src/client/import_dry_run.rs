@@ -15,8 +15,8 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::{Api, Unusable, detail};
+use crate::lifecycle::CREDITS_PER_RESULT;
 use crate::lookups::LookupRequest;
-use crate::store::results::CREDITS_PER_RESULT;
 
 /// What the rows so far would lead to.
 #[derive(Debug, Default)]

@@ -8,10 +8,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::deliveries::id_cursor;
 use super::error::{ApiResult, Problem};
 use super::extract::Params;
-use crate::store::{audit, keyset};
+use crate::store::{IdCursor, Position, audit, paginate};
 
 /// One audited action.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,16 +41,16 @@ pub struct AuditPage {
     params(("limit" = Option<i64>, Query, description = "1 to 500, default 50"),
         ("cursor" = Option<String>, Query)),
     responses((status = 200, body = AuditPage),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Json<AuditPage>> {
     let limit = params.limit(50, 500)?;
-    let before = id_cursor(&params)?;
+    let before = params.cursor::<IdCursor>()?.map(|c| c.0);
     let rows = audit::list(&state.db, before, limit).await?;
-    let (rows, next_cursor) = keyset::page(rows, limit, |r| r.id);
+    let page = paginate(rows, limit, |r| IdCursor(r.id));
     Ok(Json(AuditPage {
-        items: rows
+        items: page
+            .items
             .into_iter()
             .map(|r| AuditView {
                 at: r.at,
@@ -62,6 +61,6 @@ pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Js
                 count: r.count,
             })
             .collect(),
-        next_cursor,
+        next_cursor: page.next.as_ref().map(Position::encode),
     }))
 }

@@ -8,7 +8,7 @@ use axum::response::Response;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::config::Access;
+use crate::auth::Access;
 
 pub async fn require_bearer(
     State(state): State<AppState>,

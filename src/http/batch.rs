@@ -13,13 +13,12 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::lookups::idempotency_key;
-use super::views::LookupView;
-use crate::audit::{self, Action};
+use crate::auth::Caller;
 use crate::batch::{self, BatchError, ItemError, MAX_ITEMS};
-use crate::config::Caller;
 use crate::dry_run;
-use crate::subject::FieldError;
+use crate::fields::Fields;
 use crate::token::sha256_hex;
+use crate::views::LookupView;
 use axum::Extension;
 
 /// Largest batch body.
@@ -102,34 +101,16 @@ fn envelope(body: Result<Bytes, BytesRejection>) -> ApiResult<(Value, Vec<Value>
     })?;
     let body: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
-    let Some(object) = body.as_object() else {
-        return Err(ApiError::field("body", "expected a JSON object"));
-    };
-    let mut errors: Vec<FieldError> = object
-        .keys()
-        .filter(|k| !matches!(k.as_str(), "items" | "dry_run"))
-        .map(|k| FieldError::new(k, "unknown field"))
-        .collect();
-    let dry_run = match object.get("dry_run") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            errors.push(FieldError::new("dry_run", "expected true or false"));
-            false
-        }
-    };
-    match object.get("items") {
-        None => errors.push(FieldError::new("items", "required")),
+    let mut fields =
+        Fields::new(&body, &["items", "dry_run"]).map_err(|e| ApiError::Validation(vec![e]))?;
+    let dry_run = fields.flag("dry_run");
+    match fields.object.get("items") {
+        None => fields.error("items", "required"),
         Some(Value::Array(items)) if (1..=MAX_ITEMS).contains(&items.len()) => {}
-        Some(Value::Array(_)) => errors.push(FieldError::new(
-            "items",
-            format!("expected 1 to {MAX_ITEMS} items"),
-        )),
-        Some(_) => errors.push(FieldError::new("items", "expected an array")),
+        Some(Value::Array(_)) => fields.error("items", format!("expected 1 to {MAX_ITEMS} items")),
+        Some(_) => fields.error("items", "expected an array"),
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    fields.finish().map_err(ApiError::Validation)?;
     let items = match body.get("items") {
         Some(Value::Array(items)) => items.clone(),
         _ => Vec::new(),
@@ -164,8 +145,6 @@ fn render(error: ItemError) -> (u16, Value) {
     responses(
         (status = 200, description = "one answer per item, in input order: each item's status is what POST /v1/lookups would have answered for it alone; or, for a dry run, what each item would do (paid | cached | in_flight | suppressed | invalid) and the totals", body = BatchAnswer),
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "read-only token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body over 4 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "malformed envelope (no items, not an array, 0 or over 1,000 items, dry_run not a boolean), or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "database unavailable or the batch took too long", body = Problem, content_type = "application/problem+json"),
@@ -188,6 +167,7 @@ pub async fn create(
     let outcome = batch::request(
         &state.db,
         state.policy(),
+        &caller,
         &items,
         &body_hash,
         key.as_deref(),
@@ -201,19 +181,6 @@ pub async fn create(
         ),
         BatchError::Database(e) => e.into(),
     })?;
-    // Every item that named a lookup counts as a create, as POST /v1/lookups.
-    let named = outcome
-        .answers
-        .iter()
-        .filter_map(|a| a.lookup.as_ref().map(|l| (l.id, &l.subject)));
-    audit::record_lookups(
-        &state.db,
-        &state.config.service_secret,
-        &caller,
-        Action::LookupCreate,
-        named,
-    )
-    .await?;
     if outcome.created > 0 {
         state.wake.notify_one();
         metrics::counter!("lookups_created_total").increment(outcome.created as u64);

@@ -1,5 +1,5 @@
 //! The callback receiver (contract section 6). The token in the path is
-//! checked before anything else (see `crate::callback_gate`); an authentic
+//! checked before anything else (see `crate::callbacks::gate`); an authentic
 //! delivery is applied at most once per request_id and made durable, with
 //! its record, in one statement before the 2xx. A delivery for a lookup that
 //! is gone (erased, or removed by retention) is acknowledged and keeps
@@ -11,16 +11,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::{AppState, Unlogged};
-use crate::store::deliveries::{self, Delivery};
-use crate::store::results::{self, DeliveryRecord, Outcome, Via};
-use crate::token::sha256_hex;
-use crate::upstream::payload::{job_object, parse_job};
+use crate::callbacks::{self, apply::Delivered};
+use crate::lifecycle::Outcome;
 
 /// Largest callback body accepted.
 pub const MAX_CALLBACK_BODY: usize = 1024 * 1024;
@@ -64,7 +61,8 @@ pub async fn receive(
     }
 }
 
-/// An authentic delivery: read, parsed, applied and recorded.
+/// An authentic delivery: its body read here, the rest done by
+/// [`callbacks::apply::deliver`], the answer rendered here.
 async fn authentic(
     state: &AppState,
     lookup_id: Uuid,
@@ -78,57 +76,19 @@ async fn authentic(
                 ApiError::PayloadTooLarge(_) => "body too large",
                 _ => "body unreadable",
             };
-            refuse(state, lookup_id, reason, "", None).await?;
+            callbacks::apply::refuse(&state.db, lookup_id, reason, "", None).await?;
             return Err(e);
         }
     };
-    let digest = sha256_hex(&bytes);
-    let Ok(mut json) = serde_json::from_slice::<Value>(&bytes) else {
-        refuse(state, lookup_id, "body is not JSON", &digest, None).await?;
-        return Err(ApiError::BadRequest(
+    match callbacks::apply::deliver(&state.db, &state.intake, lookup_id, &bytes).await? {
+        Delivered::NotJson => Err(ApiError::BadRequest(
             "callback body is not valid JSON".into(),
-        ));
-    };
-    let mut update = match parse_job(&json) {
-        Ok(update) => update,
-        Err(e) => {
-            state.intake.body(&mut json);
-            refuse(
-                state,
-                lookup_id,
-                "body lacks a usable request_id or status",
-                &digest,
-                Some(&json),
-            )
-            .await?;
-            return Err(ApiError::BadRequest(format!("callback body unusable: {e}")));
+        )),
+        Delivered::Unusable(e) => Err(ApiError::BadRequest(format!("callback body unusable: {e}"))),
+        Delivered::Applied(Outcome::Refused(reason)) => {
+            Err(ApiError::Conflict("request_id_mismatch", reason))
         }
-    };
-    state.intake.update(&mut update);
-    state.intake.body(&mut json);
-
-    crate::crashpoint::reach("callback_before_commit").await;
-    let delivery = DeliveryRecord {
-        body_sha256: &digest,
-        body: &json,
-    };
-    let mut tx = state.db.begin().await?;
-    let outcome =
-        results::apply(&mut tx, lookup_id, &update, Via::Callback, Some(delivery)).await?;
-    tx.commit().await?;
-    crate::crashpoint::reach("callback_after_commit").await;
-
-    metrics::counter!("callback_deliveries_total", "outcome" => outcome.as_str()).increment(1);
-    tracing::info!(
-        %lookup_id,
-        request_id = %update.request_id,
-        status = update.status_str(),
-        outcome = outcome.as_str(),
-        "callback"
-    );
-    match outcome {
-        Outcome::Refused(reason) => Err(ApiError::Conflict("request_id_mismatch", reason)),
-        other => Ok((
+        Delivered::Applied(other) => Ok((
             StatusCode::OK,
             Json(Acknowledgement {
                 outcome: other.as_str(),
@@ -158,35 +118,4 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
                 ApiError::BadRequest("could not read the body".into())
             }
         })
-}
-
-/// Records an authentic delivery that could not be used (upstream sent it,
-/// so the record is worth its row; forged ones never get here).
-async fn refuse(
-    state: &AppState,
-    lookup_id: Uuid,
-    reason: &'static str,
-    digest: &str,
-    body: Option<&Value>,
-) -> ApiResult<()> {
-    metrics::counter!("callback_deliveries_total", "outcome" => "refused").increment(1);
-    tracing::warn!(%lookup_id, reason, "callback refused");
-    deliveries::record(
-        &state.db,
-        Delivery {
-            lookup_id: Some(lookup_id),
-            request_id: body
-                .map(job_object)
-                .and_then(|b| b.get("request_id"))
-                .and_then(Value::as_str)
-                .filter(|r| r.len() <= crate::upstream::payload::MAX_REQUEST_ID),
-            payload_status: None,
-            outcome: "refused",
-            reason: Some(reason),
-            body_sha256: digest,
-            body,
-        },
-    )
-    .await?;
-    Ok(())
 }

@@ -34,9 +34,7 @@ pub struct CreditDays {
     params(("days" = Option<i32>, Query, description = "1 to 366, default 30")),
     responses(
         (status = 200, body = CreditDays),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "days out of range"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "database unavailable")),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "days out of range")),
     security(("bearer" = [])))]
 pub async fn per_day(
     State(state): State<AppState>,

@@ -12,7 +12,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
 use crate::store::deliveries::{self, DeliveryRecord};
-use crate::store::keyset;
+use crate::store::{IdCursor, Position, paginate};
 
 const OUTCOMES: [&str; 3] = ["applied", "duplicate", "refused"];
 
@@ -51,21 +51,6 @@ pub struct DeliveryPage {
     pub next_cursor: Option<String>,
 }
 
-/// Parses `cursor` of an id-keyed list.
-pub(super) fn id_cursor(params: &Params) -> ApiResult<Option<i64>> {
-    params
-        .text("cursor")
-        .map(|raw| {
-            keyset::decode(raw).ok_or_else(|| {
-                ApiError::field(
-                    "cursor",
-                    "expected a next_cursor value from a previous page",
-                )
-            })
-        })
-        .transpose()
-}
-
 /// List callback deliveries, newest first.
 #[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries",
     params(
@@ -76,9 +61,7 @@ pub(super) fn id_cursor(params: &Params) -> ApiResult<Option<i64>> {
     ),
     responses(
         (status = 200, body = DeliveryPage),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Json<DeliveryPage>> {
@@ -109,11 +92,14 @@ pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Js
         return Err(ApiError::Validation(errors));
     }
     let limit = params.limit(50, 500)?;
-    let cursor = id_cursor(&params)?;
-    let rows = deliveries::list(&state.db, lookup_id, outcome, cursor, limit).await?;
-    let (rows, next_cursor) = keyset::page(rows, limit, |d| d.id);
+    let cursor = params.cursor::<IdCursor>()?.map(|c| c.0);
+    let rows = state
+        .reads
+        .run(|db| async move { deliveries::list(&db, lookup_id, outcome, cursor, limit).await })
+        .await?;
+    let page = paginate(rows, limit, |d| IdCursor(d.id));
     Ok(Json(DeliveryPage {
-        items: rows.into_iter().map(DeliveryView::from).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(DeliveryView::from).collect(),
+        next_cursor: page.next.as_ref().map(Position::encode),
     }))
 }

@@ -55,8 +55,7 @@ fn start_after(headers: &HeaderMap, params: &Params) -> ApiResult<Option<i64>> {
         ("after" = Option<i64>, Query, description = "same as Last-Event-ID"),
     ),
     responses(
-        (status = 200, description = "text/event-stream: `id:` event id, `event: lookup.<status>`, `data: {\"lookup_id\", \"status\", \"at\", \"profile_id\"}`; after a completion that changed the person's profile, `event: profile.changed` with `data: {\"lookup_id\", \"profile_id\", \"previous_profile_id\", \"at\", \"added\", \"removed\", \"following_count\"}`; a comment every 15 s", content_type = "text/event-stream", body = String),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "text/event-stream: `id:` event id, `event: lookup.<status>`, `data: {\"lookup_id\", \"status\", \"at\", \"profile_id\"}`; after a completion that changed the person's profile, `event: profile.changed` with `data: {\"lookup_id\", \"profile_id\", \"previous_profile_id\", \"at\", \"added\", \"removed\", \"following_count\"}`; when the sender disables a webhook endpoint that failed for days, `event: webhook.disabled` with `data: {\"webhook_id\", \"reason\", \"failing_since\", \"at\"}`; a comment every 15 s", content_type = "text/event-stream", body = String),
         (status = 422, description = "malformed Last-Event-ID or after", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "too many open streams (see Retry-After), or the database is unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -155,7 +154,7 @@ fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<Event, Infallible>>
 }
 
 fn to_sse(e: &EventRecord) -> Event {
-    let data = e.profile_change().unwrap_or_else(|| {
+    let data = e.carried_data().unwrap_or_else(|| {
         json!({
             "lookup_id": e.lookup_id,
             "status": e.status(),

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use super::error::ApiError;
+use crate::store::Position;
 use crate::subject::FieldError;
 
 /// A JSON request body, read as a raw value so that validation can name
@@ -21,7 +22,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(super::MAX_LOOKUP_BODY)
+                ApiError::PayloadTooLarge(crate::lookups::MAX_LOOKUP_BODY)
             } else {
                 ApiError::BadRequest(format!("could not read the request body: {rejection}"))
             }
@@ -92,10 +93,11 @@ impl Params {
         }
     }
 
-    pub fn cursor(&self) -> Result<Option<crate::store::Cursor>, ApiError> {
+    /// `cursor`: the position a previous page handed out.
+    pub fn cursor<P: Position>(&self) -> Result<Option<P>, ApiError> {
         self.text("cursor")
             .map(|raw| {
-                crate::store::Cursor::decode(raw).ok_or_else(|| {
+                P::decode(raw).ok_or_else(|| {
                     ApiError::field(
                         "cursor",
                         "expected a next_cursor value from a previous page",

@@ -54,7 +54,11 @@ pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Js
     };
     let filter = super::profiles::filter(&params, &state.config.service_secret)?;
     let limit = params.limit(20, 1000)?;
-    let values = facets::top(&state.db, field, &filter, limit).await?;
+    let filter = &filter;
+    let values = state
+        .reads
+        .run(|db| async move { facets::top(&db, field, filter, limit).await })
+        .await?;
     Ok(Json(FacetsView {
         field: field.as_str(),
         values: values

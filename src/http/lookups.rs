@@ -8,21 +8,13 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, Params};
-use super::views::{LookupView, PageView};
 use crate::audit::{self, Action, Whom};
-use crate::config::Caller;
+use crate::auth::Caller;
+use crate::lifecycle::LookupStatus;
 use crate::lookups::{self, LookupRequest};
 use crate::store;
+use crate::views::{LookupView, PageView};
 use axum::Extension;
-
-const STATUSES: [&str; 6] = [
-    "pending",
-    "queued",
-    "processing",
-    "completed",
-    "failed",
-    "expired",
-];
 
 pub(super) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
@@ -66,29 +58,21 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     let request = LookupRequest::parse_under(&body, state.config.name_only_lookups)
         .map_err(ApiError::Validation)?;
-    let answer =
-        lookups::request(&state.db, state.policy(), &request, &body, key.as_deref()).await?;
+    let answer = lookups::request(
+        &state.db,
+        state.policy(),
+        &request,
+        &body,
+        key.as_deref(),
+        Some(&caller),
+    )
+    .await?;
     if matches!(answer, lookups::Answer::Created(_)) {
         state.wake.notify_one();
         metrics::counter!("lookups_created_total").increment(1);
     }
     let status = StatusCode::from_u16(answer.status()).unwrap_or(StatusCode::ACCEPTED);
-    let lookup = match answer {
-        lookups::Answer::Created(l)
-        | lookups::Answer::InFlight(l)
-        | lookups::Answer::Cached(l)
-        | lookups::Answer::Replayed(_, l) => l,
-    };
-    let whom = Whom::Lookup(lookup.id, &lookup.subject);
-    audit::record(
-        &state.db,
-        &state.config.service_secret,
-        &caller,
-        Action::LookupCreate,
-        whom,
-    )
-    .await?;
-    Ok((status, Json(lookup.into())))
+    Ok((status, Json(answer.into_lookup().into())))
 }
 
 /// Read one lookup.
@@ -122,7 +106,7 @@ pub async fn get(
 
 /// List lookups, newest first.
 #[utoipa::path(get, path = "/v1/lookups", tag = "lookups",
-    params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 500, default 50"),
+    params(("status" = Option<LookupStatus>, Query), ("limit" = Option<i64>, Query, description = "1 to 500, default 50"),
         ("cursor" = Option<String>, Query)),
     responses((status = 200, body = PageView<LookupView>),
         (status = 422, body = Problem, content_type = "application/problem+json")),
@@ -132,18 +116,19 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     params: Params,
 ) -> ApiResult<Json<PageView<LookupView>>> {
-    let status = params.text("status");
-    if let Some(s) = status
-        && !STATUSES.contains(&s)
-    {
-        return Err(ApiError::field(
-            "status",
-            format!("expected one of {}", STATUSES.join(", ")),
-        ));
-    }
+    let status = match params.text("status") {
+        None => None,
+        Some(raw) => Some(LookupStatus::parse(raw).ok_or_else(|| {
+            let names: Vec<_> = LookupStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::field("status", format!("expected one of {}", names.join(", ")))
+        })?),
+    };
     let limit = params.limit(50, 500)?;
     let cursor = params.cursor()?;
-    let page = store::lookups::list(&state.db, status, cursor, limit).await?;
+    let page = state
+        .reads
+        .run(|db| async move { store::lookups::list(&db, status, cursor, limit).await })
+        .await?;
     let whom = Whom::Many(page.items.len());
     audit::record(
         &state.db,

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod callbacks;
+pub mod console;
 pub mod credits;
 pub mod deliveries;
 pub mod error;
@@ -21,7 +22,6 @@ pub mod server;
 pub mod session;
 pub mod subjects;
 pub mod versions;
-pub mod views;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -45,9 +45,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::lookups::MAX_LOOKUP_BODY;
 
-/// Largest `POST /v1/lookups` body.
-pub const MAX_LOOKUP_BODY: usize = 64 * 1024;
 /// Every request is answered within this: well inside upstream's 30 s
 /// callback window, and short enough for a graceful stop within 10 s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
@@ -56,16 +55,21 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The primary (`DATABASE_URL`): every write, and reads of one's own
+    /// writes.
     pub db: PgPool,
+    /// Searches, facets, exports and the console's lists: the read replica
+    /// when there is a usable one.
+    pub reads: crate::reads::Reads,
     pub config: Arc<Config>,
     pub wake: Arc<Notify>,
     pub metrics: PrometheusHandle,
     /// Wake-ups and the bound on open `GET /v1/events` streams.
     pub events: crate::events::EventHub,
     /// Token check and refusal counting of the callback receiver.
-    pub gate: Arc<crate::callback_gate::CallbackGate>,
+    pub gate: Arc<crate::callbacks::CallbackGate>,
     /// What is written of upstream payloads (redaction, NUL replacement).
-    pub intake: crate::intake::Intake,
+    pub intake: crate::callbacks::Intake,
 }
 
 impl AppState {
@@ -146,7 +150,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .merge(crate::console::router())
+        .merge(console::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(

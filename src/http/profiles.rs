@@ -7,14 +7,14 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
-use super::views::{PageView, ProfileView};
 use crate::audit::{self, Action, Whom};
-use crate::config::Caller;
+use crate::auth::Caller;
 use crate::secrets::ServiceSecret;
 use crate::store::profiles::{self, ProfileFilter};
 use crate::subject::{
     FieldError, MatchBasis, identity, normalise_email, normalise_phone, normalise_url,
 };
+use crate::views::{PageView, ProfileView};
 use axum::Extension;
 use axum::http::HeaderMap;
 use axum::http::header::USER_AGENT;
@@ -71,7 +71,11 @@ pub async fn list(
     let filter = filter(&params, &state.config.service_secret)?;
     let limit = params.limit(50, 500)?;
     let cursor = params.cursor()?;
-    let page = profiles::list(&state.db, &filter, cursor, limit).await?;
+    let filter = &filter;
+    let page = state
+        .reads
+        .run(|db| async move { profiles::list(&db, filter, cursor, limit).await })
+        .await?;
     // `interests-receiver export` names itself; its pages are an export.
     let exporting = headers
         .get(USER_AGENT)

@@ -15,7 +15,8 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::JsonBody;
 use super::profiles::{FILTERS, filter_from};
 use crate::audit::{self, Action, Whom};
-use crate::config::Caller;
+use crate::auth::Caller;
+use crate::fields::Fields;
 use crate::refresh::{self, Plan};
 use crate::secrets::ServiceSecret;
 use crate::subject::FieldError;
@@ -81,14 +82,9 @@ pub async fn create(
 /// Reads the body field by field, naming every bad one (`filters.<name>`
 /// for a filter).
 fn parse(body: &Value, secret: &ServiceSecret) -> Result<Plan, Vec<FieldError>> {
-    let Some(object) = body.as_object() else {
-        return Err(vec![FieldError::new("body", "expected a JSON object")]);
-    };
-    let mut errors: Vec<FieldError> = object
-        .keys()
-        .filter(|k| !FIELDS.contains(&k.as_str()))
-        .map(|k| FieldError::new(k, "unknown field"))
-        .collect();
+    let fields = Fields::new(body, &FIELDS).map_err(|e| vec![e])?;
+    let object = fields.object;
+    let mut errors = fields.errors;
     let empty = Map::new();
     let filters = match object.get("filters") {
         Some(Value::Object(filters)) => filters,

@@ -4,8 +4,9 @@
 //! token and answers with an `HttpOnly`, `SameSite=Strict` cookie (`Secure`
 //! when the service is reached over https) holding the caller's name, access
 //! and expiry, signed with HMAC-SHA256 under the `ConsoleSession` key derived
-//! from `SERVICE_SECRET`. The token itself is never stored: not in the
-//! cookie, not in a URL, not in the browser's storage.
+//! from `SERVICE_SECRET` (`crate::auth::session`). The token itself is
+//! never stored: not in the cookie, not in a URL, not in the browser's
+//! storage.
 //!
 //! The bearer middleware ([`super::auth`]) accepts this cookie on `/v1/*`
 //! when no `Authorization` header is sent, so the console and its
@@ -20,35 +21,19 @@ use axum::extract::{Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, Problem};
-use crate::config::{Access, Caller};
-use crate::secrets::Purpose;
+use crate::auth::session::{SESSION_SECS, Session};
+use crate::auth::{Access, Caller};
 
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "ir_console";
 /// Header that must repeat the session's CSRF token on every cookie write.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// How long a console session lasts.
-const SESSION_SECS: i64 = 12 * 3600;
-
-/// What the signed cookie holds.
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    /// Token name.
-    n: String,
-    /// `r` (read) or `w` (read-write).
-    a: char,
-    /// Expiry, unix seconds.
-    e: i64,
-}
-
 /// The signed-in caller as the console sees it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
@@ -69,40 +54,14 @@ pub struct SignIn {
     pub token: String,
 }
 
-/// `payload.signature`, both base64url.
-fn sign(state: &AppState, claims: &Claims) -> String {
-    let payload = B64.encode(serde_json::to_vec(claims).expect("claims serialise"));
-    let tag = state
-        .config
-        .service_secret
-        .mac(Purpose::ConsoleSession, payload.as_bytes());
-    format!("{payload}.{}", B64.encode(tag))
-}
-
-/// The CSRF token of a session: a MAC of its cookie payload under a
-/// separate label, so it cannot be forged and changes with every session.
-fn csrf_token(state: &AppState, payload: &str) -> String {
-    let tag = state.config.service_secret.mac(
-        Purpose::ConsoleSession,
-        format!("csrf:{payload}").as_bytes(),
-    );
-    B64.encode(&tag[..16])
-}
-
-/// The cookie's claims when its signature (current or previous secret) and
-/// expiry hold.
-fn verify(state: &AppState, value: &str) -> Option<(Claims, String)> {
-    let (payload, signature) = value.split_once('.')?;
-    let tag = B64.decode(signature).ok()?;
-    if !state
-        .config
-        .service_secret
-        .verify(Purpose::ConsoleSession, payload.as_bytes(), &tag)
-    {
-        return None;
-    }
-    let claims: Claims = serde_json::from_slice(&B64.decode(payload).ok()?).ok()?;
-    (claims.e > chrono::Utc::now().timestamp()).then(|| (claims, payload.to_owned()))
+/// The session of the request's cookie, if valid.
+fn session_of(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+    let config = &state.config;
+    Session::verify(
+        &config.service_secret,
+        &config.api_tokens,
+        cookie_value(headers)?,
+    )
 }
 
 fn cookie_value(headers: &HeaderMap) -> Option<&str> {
@@ -116,36 +75,16 @@ fn cookie_value(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// Still valid for a caller whose token is no longer configured? No: the
-/// token list is checked again through its name, so removing a token from
-/// `API_TOKENS` ends its sessions at the next request.
-fn caller_of(state: &AppState, claims: &Claims) -> Option<Caller> {
-    let access = match claims.a {
-        'r' => Access::Read,
-        'w' => Access::ReadWrite,
-        _ => return None,
-    };
-    state
-        .config
-        .api_tokens
-        .has_caller(&claims.n, access)
-        .then(|| Caller {
-            name: claims.n.clone(),
-            access,
-        })
-}
-
 /// The session's caller from the cookie, for the bearer middleware: `None`
 /// when there is no valid session cookie (the middleware answers 401), or
 /// `Some(Err(response))` when a write lacks the CSRF proof.
 pub fn authenticate(state: &AppState, request: &Request) -> Option<Result<Caller, Response>> {
-    let (claims, payload) = verify(state, cookie_value(request.headers())?)?;
-    let caller = caller_of(state, &claims)?;
+    let session = session_of(state, request.headers())?;
     if is_write(request.method()) {
         if let Err(reason) = check_same_origin(request.headers()) {
             return Some(Err(csrf_refused(reason)));
         }
-        let expected = csrf_token(state, &payload);
+        let expected = session.csrf_token(&state.config.service_secret);
         let presented = request
             .headers()
             .get(CSRF_HEADER)
@@ -157,7 +96,7 @@ pub fn authenticate(state: &AppState, request: &Request) -> Option<Result<Caller
             )));
         }
     }
-    Some(Ok(caller))
+    Some(Ok(session.caller))
 }
 
 fn is_write(method: &Method) -> bool {
@@ -235,16 +174,16 @@ fn set_cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: i64) 
     .expect("cookie is ASCII")
 }
 
-fn view(state: &AppState, claims: &Claims, payload: &str) -> SessionView {
+fn view(state: &AppState, session: &Session) -> SessionView {
     SessionView {
-        name: claims.n.clone(),
-        access: if claims.a == 'w' {
+        name: session.caller.name.clone(),
+        access: if session.caller.access == Access::ReadWrite {
             "read_write"
         } else {
             "read"
         },
-        csrf_token: csrf_token(state, payload),
-        expires_at: chrono::DateTime::from_timestamp(claims.e, 0)
+        csrf_token: session.csrf_token(&state.config.service_secret),
+        expires_at: chrono::DateTime::from_timestamp(session.expires_at, 0)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     }
@@ -277,18 +216,8 @@ pub async fn sign_in(
         .identify(token.trim())
         .ok_or(ApiError::Unauthorized)?
         .clone();
-    let claims = Claims {
-        n: caller.name.clone(),
-        a: if caller.access == Access::ReadWrite {
-            'w'
-        } else {
-            'r'
-        },
-        e: chrono::Utc::now().timestamp() + SESSION_SECS,
-    };
-    let cookie = sign(&state, &claims);
-    let payload = cookie.split_once('.').expect("signed").0.to_owned();
-    let mut response = Json(view(&state, &claims, &payload)).into_response();
+    let (session, cookie) = Session::sign(&state.config.service_secret, &caller);
+    let mut response = Json(view(&state, &session)).into_response();
     response.headers_mut().insert(
         SET_COOKIE,
         set_cookie(&state, &headers, &cookie, SESSION_SECS),
@@ -308,11 +237,8 @@ pub async fn current(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (claims, payload) = cookie_value(&headers)
-        .and_then(|v| verify(&state, v))
-        .ok_or(ApiError::Unauthorized)?;
-    caller_of(&state, &claims).ok_or(ApiError::Unauthorized)?;
-    let mut response = Json(view(&state, &claims, &payload)).into_response();
+    let session = session_of(&state, &headers).ok_or(ApiError::Unauthorized)?;
+    let mut response = Json(view(&state, &session)).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

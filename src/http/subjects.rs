@@ -1,4 +1,5 @@
 //! `DELETE /v1/subjects`: erase a person, optionally refusing them later.
+//! The identifier is read here; the erasure is `crate::erasure`'s.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,10 +9,9 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
-use crate::audit::{self, Action, Whom};
-use crate::config::Caller;
-use crate::store::{erasure, idempotency, lookups};
-use crate::subject::{identity, normalise_email, normalise_phone, normalise_text, normalise_url};
+use crate::auth::Caller;
+use crate::erasure;
+use crate::subject::{normalise_email, normalise_phone, normalise_text, normalise_url};
 use axum::Extension;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -67,36 +67,15 @@ pub async fn erase(
         Some("true") => true,
         Some(_) => return Err(ApiError::field("suppress", "expected true or false")),
     };
-    let identity = identity(kind, &value);
-    let secret = &state.config.service_secret;
-    let matched = secret.identity_hashes(std::slice::from_ref(&identity));
-    let name = (*kind == "name").then_some(value.as_str());
-    let mut tx = state.db.begin().await?;
-    // The lock a request for this person takes: a lookup created meanwhile
-    // is either erased here or sees the suppression.
-    lookups::lock_identities(&mut tx, &[secret.identity_hash(&identity)]).await?;
-    // A replay of their Idempotency-Keys answers 410, never pays again.
-    let keys = erasure::take_idempotency_keys(&mut tx, &matched, name).await?;
-    let sealed: Vec<(String, String)> = keys
-        .iter()
-        .map(|(key, request)| crate::lookups::sealed_idempotency(secret, key, request))
-        .collect();
-    idempotency::remember_erased(&mut tx, &sealed).await?;
-    let erased = erasure::erase(&mut tx, &matched, name).await?;
-    if suppress {
-        erasure::suppress(&mut *tx, &secret.identity_hash(&identity)).await?;
-    }
-    // In the erasure's transaction: no erasure goes unrecorded.
-    let whom = Whom::Identity(&identity);
-    audit::record(&mut *tx, secret, &caller, Action::SubjectErase, whom).await?;
-    tx.commit().await?;
-    tracing::info!(
-        lookups = erased.lookups,
-        profiles = erased.profiles,
-        deliveries = erased.deliveries,
+    let erased = erasure::erase(
+        &state.db,
+        &state.config.service_secret,
+        &caller,
+        kind,
+        &value,
         suppress,
-        "subject erased"
-    );
+    )
+    .await?;
     Ok(Json(ErasureView {
         erased: ErasedCounts {
             lookups: erased.lookups,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use crate::audit::{self, Action, Whom};
-use crate::config::Caller;
+use crate::auth::Caller;
 use crate::store::{profiles, versions};
 use crate::versions::{Change, FacetValues, FollowingCount};
 

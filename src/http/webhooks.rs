@@ -6,19 +6,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::deliveries::id_cursor;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, Params};
-use crate::store::keyset;
+use crate::fields::Fields;
 use crate::store::webhooks::{
     self as store, AttemptRecord, NewWebhook, WebhookPatch, WebhookRecord,
 };
+use crate::store::{IdCursor, Position, paginate};
 use crate::subject::FieldError;
 use crate::webhooks::{EVENT_TYPES, SUBSCRIBABLE, guard, secret};
 
@@ -37,6 +37,14 @@ pub struct WebhookView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     pub disabled: bool,
+    /// Why a disabled endpoint is disabled: `failing` (every attempt failed
+    /// for `WEBHOOK_DISABLE_AFTER_DAYS`) or `operator` (PATCH); null while
+    /// enabled.
+    #[schema(value_type = Option<String>, example = "failing")]
+    pub disabled_reason: Option<String>,
+    /// The first failed attempt since the endpoint last answered 2xx; null
+    /// while it answers.
+    pub failing_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -49,6 +57,8 @@ impl From<WebhookRecord> for WebhookView {
             description: w.description,
             secret: None,
             disabled: w.disabled,
+            disabled_reason: w.disabled_reason,
+            failing_since: w.failing_since,
             created_at: w.created_at,
         }
     }
@@ -103,41 +113,13 @@ pub struct ReplayView {
     pub queued: i64,
 }
 
-/// Reads the body's fields, naming every unknown or malformed one.
-struct Fields<'a> {
-    object: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
+/// The webhook-specific readers of a body (see `crate::fields`).
+trait WebhookFields {
+    fn events(&mut self) -> Option<Vec<String>>;
+    async fn url(&mut self, allow_private: bool) -> Option<String>;
 }
 
-impl<'a> Fields<'a> {
-    fn new(body: &'a Value, allowed: &[&str]) -> Result<Self, ApiError> {
-        let object = body
-            .as_object()
-            .ok_or_else(|| ApiError::field("body", "expected a JSON object"))?;
-        let errors = object
-            .keys()
-            .filter(|k| !allowed.contains(&k.as_str()))
-            .map(|k| FieldError::new(k, "unknown field"))
-            .collect();
-        Ok(Fields { object, errors })
-    }
-
-    fn string(&mut self, name: &str, max: usize) -> Option<Option<String>> {
-        match self.object.get(name)? {
-            Value::Null => Some(None),
-            Value::String(s) if s.chars().count() <= max => Some(Some(s.clone())),
-            Value::String(_) => {
-                self.errors
-                    .push(FieldError::new(name, format!("at most {max} characters")));
-                None
-            }
-            _ => {
-                self.errors.push(FieldError::new(name, "expected a string"));
-                None
-            }
-        }
-    }
-
+impl WebhookFields for Fields<'_> {
     fn events(&mut self) -> Option<Vec<String>> {
         let raw = self.object.get("events")?;
         let list = raw.as_array().and_then(|items| {
@@ -189,14 +171,11 @@ impl<'a> Fields<'a> {
             }
         }
     }
+}
 
-    fn finish(self) -> ApiResult<()> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.errors))
-        }
-    }
+/// The body's fields, or the 422 naming `body`.
+fn fields<'a>(body: &'a Value, allowed: &[&str]) -> ApiResult<Fields<'a>> {
+    Fields::new(body, allowed).map_err(|e| ApiError::Validation(vec![e]))
 }
 
 fn parse_id(raw: &str) -> ApiResult<Uuid> {
@@ -206,22 +185,19 @@ fn parse_id(raw: &str) -> ApiResult<Uuid> {
 
 /// Register an endpoint.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
-    request_body(content = inline(serde_json::Value), description = "url (http or https; loopback and private addresses refused unless WEBHOOK_ALLOW_PRIVATE=true), events (array of lookup.completed, lookup.failed, lookup.expired, profile.changed; default the first three), description"),
+    request_body(content = inline(serde_json::Value), description = "url (http or https; loopback and private addresses refused unless WEBHOOK_ALLOW_PRIVATE=true), events (array of lookup.completed, lookup.failed, lookup.expired, profile.changed, webhook.disabled; default the first three), description"),
     responses(
         (status = 201, description = "registered; `secret` is shown only here", body = WebhookView),
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "read-only token", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid fields, e.g. a private `url`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<WebhookView>)> {
-    let mut fields = Fields::new(&body, &["url", "events", "description"])?;
+    let mut fields = fields(&body, &["url", "events", "description"])?;
     if !fields.object.contains_key("url") {
         fields.errors.push(FieldError::new("url", "is required"));
     }
@@ -234,7 +210,7 @@ pub async fn create(
         Some(all)
     };
     let description = fields.string("description", MAX_DESCRIPTION).flatten();
-    fields.finish()?;
+    fields.finish().map_err(ApiError::Validation)?;
     let (Some(url), Some(events)) = (url, events) else {
         return Err(ApiError::field("url", "is required"));
     };
@@ -262,8 +238,6 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
     responses(
         (status = 200, body = WebhookList),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<WebhookList>> {
@@ -278,9 +252,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<WebhookList>>
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = WebhookView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn get(
@@ -296,16 +268,13 @@ pub async fn get(
 /// Update an endpoint: `url`, `events`, `description`, `disabled`.
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = Uuid, Path)),
-    request_body(content = inline(serde_json::Value), description = "any of url, events, description, disabled (bool; disabling drops pending sends)"),
+    request_body(content = inline(serde_json::Value), description = "any of url, events, description, disabled (bool; disabling drops pending sends; enabling clears failing_since)"),
     responses(
         (status = 200, body = WebhookView),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn update(
@@ -314,7 +283,7 @@ pub async fn update(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<WebhookView>> {
     let id = parse_id(&id)?;
-    let mut fields = Fields::new(&body, &["url", "events", "description", "disabled"])?;
+    let mut fields = fields(&body, &["url", "events", "description", "disabled"])?;
     let mut patch = WebhookPatch::default();
     if fields.object.contains_key("url") {
         patch.url = fields.url(state.config.webhook_allow_private).await;
@@ -330,7 +299,7 @@ pub async fn update(
             .errors
             .push(FieldError::new("disabled", "expected true or false")),
     }
-    fields.finish()?;
+    fields.finish().map_err(ApiError::Validation)?;
     store::update(&state.db, id, &patch)
         .await?
         .map(|w| Json(w.into()))
@@ -342,10 +311,7 @@ pub async fn update(
     params(("id" = Uuid, Path)),
     responses(
         (status = 204, description = "deleted"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn delete(
@@ -366,10 +332,7 @@ pub async fn delete(
         ("cursor" = Option<String>, Query)),
     responses(
         (status = 200, body = AttemptPage),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn attempts(
@@ -379,15 +342,15 @@ pub async fn attempts(
 ) -> ApiResult<Json<AttemptPage>> {
     let id = parse_id(&id)?;
     let limit = params.limit(50, 500)?;
-    let cursor = id_cursor(&params)?;
+    let cursor = params.cursor::<IdCursor>()?.map(|c| c.0);
     if store::get(&state.db, id).await?.is_none() {
         return Err(ApiError::NotFound("no webhook has this id"));
     }
     let rows = store::attempts(&state.db, id, cursor, limit).await?;
-    let (rows, next_cursor) = keyset::page(rows, limit, |a| a.id);
+    let page = paginate(rows, limit, |a| IdCursor(a.id));
     Ok(Json(AttemptPage {
-        items: rows.into_iter().map(AttemptView::from).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(AttemptView::from).collect(),
+        next_cursor: page.next.as_ref().map(Position::encode),
     }))
 }
 
@@ -398,13 +361,10 @@ pub async fn attempts(
     responses(
         (status = 202, body = ReplayView),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the webhook is disabled", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn replay(
@@ -413,7 +373,7 @@ pub async fn replay(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<ReplayView>)> {
     let id = parse_id(&id)?;
-    let mut fields = Fields::new(&body, &["since"])?;
+    let mut fields = fields(&body, &["since"])?;
     let since = match fields.object.get("since").and_then(Value::as_str) {
         Some(raw) => DateTime::parse_from_rfc3339(raw)
             .map(|t| t.with_timezone(&Utc))
@@ -426,7 +386,7 @@ pub async fn replay(
             "expected an RFC 3339 time, e.g. 2026-01-15T10:00:00Z",
         ));
     }
-    fields.finish()?;
+    fields.finish().map_err(ApiError::Validation)?;
     let since = since.expect("checked above");
     match store::get(&state.db, id).await? {
         None => return Err(ApiError::NotFound("no webhook has this id")),

@@ -19,20 +19,27 @@ const PURGE_BATCH: i64 = 1000;
 /// The event type of a refresh that changed a person's profile.
 pub const PROFILE_CHANGED: &str = "profile.changed";
 
+/// The event type of a webhook endpoint the sender disabled after failing
+/// for days (`webhooks::sender`); it names no lookup.
+pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
+
 /// Shortest time an event is kept (contract: at least 7 days).
 pub const MIN_KEEP: Duration = Duration::from_secs(7 * 86_400);
 
 #[derive(Debug, Clone, FromRow)]
 pub struct EventRecord {
     pub id: i64,
-    pub lookup_id: Uuid,
-    /// `lookup.<status>`
+    /// `None` for an event about no lookup (`webhook.disabled`).
+    pub lookup_id: Option<Uuid>,
+    /// `lookup.<status>`, `profile.changed` or `webhook.disabled`
     #[sqlx(rename = "type")]
     pub kind: String,
     pub at: DateTime<Utc>,
     pub profile_id: Option<Uuid>,
-    /// The change a `profile.changed` event carries
-    /// (`{"previous_profile_id", "added", "removed", "following_count"}`).
+    /// What an event that is not a lookup status change carries: the change
+    /// of a `profile.changed` (`{"previous_profile_id", "added", "removed",
+    /// "following_count"}`), the endpoint of a `webhook.disabled`
+    /// (`{"webhook_id", "reason", "failing_since"}`).
     pub data: Option<Value>,
 }
 
@@ -42,16 +49,21 @@ impl EventRecord {
         self.kind.strip_prefix("lookup.").unwrap_or(&self.kind)
     }
 
-    /// The `data` of a `profile.changed` event, as SSE and webhooks send it:
-    /// `{"lookup_id", "profile_id", "previous_profile_id", "at", "added",
-    /// "removed", "following_count"}`; `None` for a lookup event.
-    pub fn profile_change(&self) -> Option<Value> {
-        if self.kind != PROFILE_CHANGED {
-            return None;
-        }
+    /// The `data` that SSE and webhooks send for an event that carries its
+    /// own: `profile.changed` (`{"lookup_id", "profile_id",
+    /// "previous_profile_id", "at", "added", "removed", "following_count"}`)
+    /// and `webhook.disabled` (`{"webhook_id", "reason", "failing_since",
+    /// "at"}`); `None` for a lookup status event, whose data is the lookup.
+    pub fn carried_data(&self) -> Option<Value> {
         let mut data = self.data.clone().unwrap_or_else(|| json!({}));
-        data["lookup_id"] = json!(self.lookup_id);
-        data["profile_id"] = json!(self.profile_id);
+        match self.kind.as_str() {
+            PROFILE_CHANGED => {
+                data["lookup_id"] = json!(self.lookup_id);
+                data["profile_id"] = json!(self.profile_id);
+            }
+            WEBHOOK_DISABLED => {}
+            _ => return None,
+        }
         data["at"] = json!(self.at);
         Some(data)
     }

@@ -6,17 +6,14 @@ use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::{Cursor, Page, paginate};
+use crate::lifecycle::{IN_FLIGHT_SQL, LookupStatus};
 use crate::subject::Subject;
-
-/// Statuses in which a lookup is still in flight (the partial unique index
-/// `lookups_one_in_flight_per_subject` uses the same list).
-pub const IN_FLIGHT: [&str; 3] = ["pending", "queued", "processing"];
 
 /// A lookup joined with its profile, as the API shows it.
 #[derive(Debug, Clone, FromRow)]
 pub struct LookupRecord {
     pub id: Uuid,
-    pub status: String,
+    pub status: LookupStatus,
     #[sqlx(flatten)]
     pub subject: Subject,
     pub metadata: Value,
@@ -62,7 +59,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Looku
 
 pub async fn list(
     db: &PgPool,
-    status: Option<&str>,
+    status: Option<LookupStatus>,
     after: Option<Cursor>,
     limit: i64,
 ) -> sqlx::Result<Page<LookupRecord>> {
@@ -105,7 +102,7 @@ pub async fn find_in_flight(
 ) -> sqlx::Result<Option<LookupRecord>> {
     sqlx::query_as(&format!(
         "{SELECT} WHERE l.id IN (SELECT lookup_id FROM lookup_identities WHERE identity = ANY($1)) \
-           AND l.status IN ('pending', 'queued', 'processing') \
+           AND l.status IN {IN_FLIGHT_SQL} \
          ORDER BY l.created_at LIMIT 1"
     ))
     .bind(identities)
@@ -119,7 +116,7 @@ pub async fn find_in_flight_by_key(
     key: &str,
 ) -> sqlx::Result<Option<LookupRecord>> {
     sqlx::query_as(&format!(
-        "{SELECT} WHERE l.subject_key = $1 AND l.status IN ('pending', 'queued', 'processing')"
+        "{SELECT} WHERE l.subject_key = $1 AND l.status IN {IN_FLIGHT_SQL}"
     ))
     .bind(key)
     .fetch_optional(db)
@@ -274,12 +271,12 @@ pub struct NewLookup<'a> {
 /// Inserts a pending lookup unless one for the same person is already in
 /// flight; returns whether a row was inserted.
 pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query(&format!(
         "INSERT INTO lookups (id, email, phone, social_media_url, name, company, subject_key, \
          metadata, synthetic, identities_key, warnings, refresh) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (subject_key) WHERE status IN ('pending', 'queued', 'processing') DO NOTHING",
-    )
+         ON CONFLICT (subject_key) WHERE status IN {IN_FLIGHT_SQL} DO NOTHING"
+    ))
     .bind(new.id)
     .bind(&new.subject.email)
     .bind(&new.subject.phone)
@@ -326,26 +323,26 @@ pub async fn credits_committed_today(
     per_job: i64,
     refresh: bool,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(&format!(
         "WITH refreshes AS ( \
            SELECT COALESCE(SUM(credits_charged) FILTER ( \
                     WHERE completed_at >= date_trunc('day', now())), 0)::bigint \
-                + $1 * COUNT(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')) AS n \
+                + $1 * COUNT(*) FILTER (WHERE status IN {IN_FLIGHT_SQL}) AS n \
            FROM lookups WHERE refresh \
              AND (completed_at >= date_trunc('day', now()) \
-                  OR status IN ('pending', 'queued', 'processing'))), \
+                  OR status IN {IN_FLIGHT_SQL})), \
          everything AS ( \
            SELECT (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
                     WHERE day = (now() AT TIME ZONE 'UTC')::date) \
                 + $1 * (SELECT COALESCE(sum(lookups), 0)::bigint FROM lookup_totals \
-                        WHERE status IN ('pending', 'queued', 'processing')) \
+                        WHERE status IN {IN_FLIGHT_SQL}) \
                 + (SELECT COALESCE(SUM(credits), 0) FROM spend_ledger \
                     WHERE day >= (now() AT TIME ZONE 'UTC')::date)::bigint \
                 + $1 * (SELECT count(*) FROM gone_lookups WHERE in_flight AND NOT settled \
                     AND NOT synthetic AND gone_on >= (now() AT TIME ZONE 'UTC')::date) AS n) \
          SELECT CASE WHEN $2 THEN (SELECT n FROM refreshes) \
-                     ELSE (SELECT n FROM everything) - (SELECT n FROM refreshes) END",
-    )
+                     ELSE (SELECT n FROM everything) - (SELECT n FROM refreshes) END"
+    ))
     .bind(per_job)
     .bind(refresh)
     .fetch_one(db)
@@ -372,7 +369,10 @@ pub async fn any_of_kind(db: &PgPool, synthetic: bool) -> sqlx::Result<bool> {
         .await
 }
 
-/// Does any unfinished lookup still carry a stored callback token?
+/// Does any unfinished lookup still carry a stored callback token? (An
+/// `expired` job may still deliver its paid result.) The status list is the
+/// predicate of the partial index `lookups_due`, spelled as the index
+/// spells it so that the planner can use it.
 pub async fn legacy_callback_tokens_remain(db: &PgPool) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM lookups WHERE callback_token IS NOT NULL \

@@ -8,9 +8,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::facets::Facets;
-use crate::upstream::payload::{JobState, JobUpdate};
-
-pub use crate::upstream::payload::CREDITS_PER_RESULT;
+use crate::lifecycle::{JobState, JobUpdate, Outcome};
 
 /// Which path brought a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,38 +26,15 @@ impl Via {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The lookup changed.
+/// The kinds of answer of `apply_job_update`: an answer outside them is a
+/// decoding error, not a silent duplicate.
+#[derive(sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+enum Answer {
     Applied,
-    /// Nothing to change: already known, or older than what is stored.
     Duplicate,
-    /// Not this lookup's to apply; nothing changed.
-    Refused(String),
-    /// The lookup is no longer stored (erased, or removed by retention):
-    /// nothing of the delivery was kept; a paid result's credits were added
-    /// to the day's spend, once per lookup.
+    Refused,
     Gone,
-}
-
-impl Outcome {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Refused(_) => "refused",
-            Outcome::Gone => "gone",
-        }
-    }
-
-    fn parse(raw: &str) -> Outcome {
-        match raw.split_once(':') {
-            Some(("refused", reason)) => Outcome::Refused(reason.to_owned()),
-            _ if raw == "applied" => Outcome::Applied,
-            _ if raw == "gone" => Outcome::Gone,
-            _ => Outcome::Duplicate,
-        }
-    }
 }
 
 /// The callback delivery to record beside the apply (callbacks only).
@@ -71,8 +46,9 @@ pub struct DeliveryRecord<'a> {
 /// Applies `update` to lookup `lookup_id` and, for a callback, records the
 /// delivery, in one statement; a completion also records what it changed
 /// since the person's previous profile (`store::versions`). `update` must
-/// already be fit to store (see `crate::intake`). Run it in a transaction:
-/// the change must commit with the result.
+/// already be fit to store (the callback and poll paths pass it through
+/// their intake first). Run it in a transaction: the change must commit
+/// with the result.
 pub async fn apply(
     db: &mut PgConnection,
     lookup_id: Uuid,
@@ -90,12 +66,15 @@ pub async fn apply(
         JobState::Queued | JobState::Processing => (None, None, None, 0),
     };
     let facets = result.map(Facets::as_written).unwrap_or_default();
-    let raw: String = sqlx::query_scalar(
-        "SELECT apply_job_update($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    // The function answers `applied`, `duplicate`, `gone` or
+    // `refused:<reason>`: split here, once, into a typed kind and a reason.
+    let (kind, reason): (Answer, Option<String>) = sqlx::query_as(
+        "SELECT split_part(a, ':', 1), NULLIF(substr(a, length(split_part(a, ':', 1)) + 2), '') \
+         FROM apply_job_update($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) AS a",
     )
     .bind(lookup_id)
     .bind(&update.request_id)
-    .bind(update.status_str())
+    .bind(update.status())
     .bind(result)
     .bind(completed_on)
     .bind(error)
@@ -112,7 +91,12 @@ pub async fn apply(
     .bind(credits)
     .fetch_one(&mut *db)
     .await?;
-    let outcome = Outcome::parse(&raw);
+    let outcome = match kind {
+        Answer::Applied => Outcome::Applied,
+        Answer::Duplicate => Outcome::Duplicate,
+        Answer::Gone => Outcome::Gone,
+        Answer::Refused => Outcome::Refused(reason.unwrap_or_default()),
+    };
     if outcome == Outcome::Applied && result.is_some() {
         super::versions::record_change(db, lookup_id).await?;
     }

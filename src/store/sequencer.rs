@@ -87,7 +87,7 @@ pub async fn batch(
          placed AS ( \
            INSERT INTO events (lookup_id, type, at, profile_id, data) \
            SELECT m.lookup_id, m.type, m.at, m.profile_id, m.data FROM moved m \
-           WHERE EXISTS (SELECT 1 FROM lookups l WHERE l.id = m.lookup_id) \
+           WHERE m.lookup_id IS NULL OR EXISTS (SELECT 1 FROM lookups l WHERE l.id = m.lookup_id) \
            ORDER BY m.id \
            RETURNING id, type), \
          sends AS ( \

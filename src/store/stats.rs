@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use sqlx::PgPool;
 
+use crate::lifecycle::{IN_FLIGHT_SQL, LookupStatus};
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub lookups_by_status: BTreeMap<String, i64>,
@@ -35,21 +37,14 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
     )
     .fetch_all(db)
     .await?;
-    for status in [
-        "pending",
-        "queued",
-        "processing",
-        "completed",
-        "failed",
-        "expired",
-    ] {
-        stats.lookups_by_status.insert(status.into(), 0);
+    for status in LookupStatus::ALL {
+        stats.lookups_by_status.insert(status.as_str().into(), 0);
     }
     for (status, lookups, synthetic) in by_status {
         stats.lookups_by_status.insert(status, lookups);
         stats.synthetic_lookups += synthetic;
     }
-    let row: (i64, i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
+    let row: (i64, i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(&format!(
         "SELECT \
            (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
              WHERE day = (now() AT TIME ZONE 'UTC')::date), \
@@ -61,9 +56,9 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
            (SELECT count(*) FROM lookups WHERE status = 'pending' AND request_id IS NULL \
              AND ambiguous_submits > 0 AND submit_started_at IS NULL), \
            (SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM lookups \
-             WHERE status IN ('pending', 'queued', 'processing')) \
-         FROM work_totals",
-    )
+             WHERE status IN {IN_FLIGHT_SQL}) \
+         FROM work_totals"
+    ))
     .fetch_one(db)
     .await?;
     (

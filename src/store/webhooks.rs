@@ -15,10 +15,16 @@ pub struct WebhookRecord {
     /// Nonce and ciphertext of the signing secret (see `webhooks::secret`).
     pub secret_sealed: Vec<u8>,
     pub disabled: bool,
+    /// `failing` (disabled by the sender) or `operator`; `None` while enabled.
+    pub disabled_reason: Option<String>,
+    /// The first failed attempt since the last success; `None` while the
+    /// endpoint answers.
+    pub failing_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, url, events, description, secret_sealed, disabled, created_at";
+const COLUMNS: &str = "id, url, events, description, secret_sealed, disabled, disabled_reason, \
+                       failing_since, created_at";
 
 pub struct NewWebhook<'a> {
     pub id: Uuid,
@@ -68,7 +74,8 @@ pub struct WebhookPatch {
 }
 
 /// Applies `patch`. Disabling an endpoint drops its pending sends, so that
-/// re-enabling it later does not fire a backlog of stale events.
+/// re-enabling it later does not fire a backlog of stale events; enabling
+/// one starts its failure count afresh (it is given days again).
 pub async fn update(
     db: &PgPool,
     id: Uuid,
@@ -78,7 +85,11 @@ pub async fn update(
     let updated: Option<WebhookRecord> = sqlx::query_as(&format!(
         "UPDATE webhooks SET url = COALESCE($2, url), events = COALESCE($3, events), \
            description = CASE WHEN $4 THEN $5 ELSE description END, \
-           disabled = COALESCE($6, disabled), updated_at = now() \
+           disabled = COALESCE($6, disabled), \
+           disabled_reason = CASE WHEN NOT COALESCE($6, disabled) THEN NULL \
+             WHEN disabled THEN disabled_reason ELSE 'operator' END, \
+           failing_since = CASE WHEN $6 = false THEN NULL ELSE failing_since END, \
+           updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id)
@@ -178,6 +189,8 @@ pub async fn claim(
 
 /// What one attempt came to.
 pub struct Attempt<'a> {
+    /// The endpoint acknowledged it (2xx).
+    pub ok: bool,
     pub status_code: Option<u16>,
     pub error: Option<&'a str>,
     pub duration_ms: i32,
@@ -194,14 +207,29 @@ pub enum Next {
 /// Records the attempt and then finishes or reschedules the send, in one
 /// transaction. Only the lease holder's outcome counts: a send whose lease
 /// ran out and was taken over is left to its new owner.
+///
+/// A failure after `disable_after` of nothing but failures disables the
+/// endpoint (see [`disable_if_failing`]); returns when its failures began
+/// if this attempt did that.
 pub async fn record_attempt(
     db: &PgPool,
     claim: &Claim,
     owner: Uuid,
     attempt: Attempt<'_>,
     next: Next,
-) -> sqlx::Result<()> {
+    disable_after: Duration,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
     let mut tx = db.begin().await?;
+    // Written only on a change of state: a healthy endpoint's row is not
+    // rewritten by every send.
+    sqlx::query(
+        "UPDATE webhooks SET failing_since = CASE WHEN $2 THEN NULL ELSE now() END \
+         WHERE id = $1 AND (failing_since IS NULL) <> $2",
+    )
+    .bind(claim.webhook_id)
+    .bind(attempt.ok)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status_code, error, duration_ms) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -256,7 +284,51 @@ pub async fn record_attempt(
             .await?;
         }
     }
-    tx.commit().await
+    let disabled = if attempt.ok {
+        None
+    } else {
+        disable_if_failing(&mut tx, claim.webhook_id, disable_after).await?
+    };
+    tx.commit().await?;
+    Ok(disabled)
+}
+
+/// Disables an endpoint whose attempts have all failed for `after`: its
+/// pending sends are dropped (as when an operator disables it) and a
+/// `webhook.disabled` event is recorded, which SSE readers and the
+/// endpoints subscribed to it get. PATCH `{"disabled": false}` enables it
+/// again. Returns when its failures began, if it was disabled now.
+async fn disable_if_failing(
+    tx: &mut sqlx::PgConnection,
+    id: Uuid,
+    after: Duration,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    let failing_since: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE webhooks SET disabled = true, disabled_reason = 'failing', updated_at = now() \
+         WHERE id = $1 AND NOT disabled AND failing_since <= now() - make_interval(secs => $2) \
+         RETURNING failing_since",
+    )
+    .bind(id)
+    .bind(after.as_secs_f64())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(since) = failing_since {
+        sqlx::query("DELETE FROM webhook_sends WHERE webhook_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO event_inbox (type, data) \
+             VALUES ($1, jsonb_build_object('webhook_id', $2::uuid, 'reason', 'failing', \
+               'failing_since', $3::timestamptz))",
+        )
+        .bind(super::events::WEBHOOK_DISABLED)
+        .bind(id)
+        .bind(since)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(failing_since)
 }
 
 /// Drops a send that can no longer be made (its lookup was erased).

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::lifecycle::{IN_FLIGHT_SQL, LookupStatus};
 use crate::subject::Subject;
 
 /// Proof of a claim: the lookup and the id this claim wrote into it. Writes
@@ -265,23 +266,25 @@ pub async fn resubmit_ambiguous(db: &PgPool, id: Uuid) -> sqlx::Result<bool> {
         == 1)
 }
 
-/// A poll found the job still running: status moves forward only.
+/// A poll found the job still running: status moves forward only
+/// ([`LookupStatus::may_become`]).
 pub async fn poll_running(
     db: &PgPool,
     claim: Claim,
-    upstream_status: &str,
+    upstream_status: LookupStatus,
     next_poll_at: DateTime<Utc>,
 ) -> sqlx::Result<Owned> {
     let query = sqlx::query(
         "UPDATE lookups SET \
-           status = CASE WHEN status = 'queued' AND $3 = 'processing' THEN 'processing' ELSE status END, \
+           status = CASE WHEN status = ANY($5) THEN $3 ELSE status END, \
            poll_count = poll_count + 1, last_polled_at = now(), next_action_at = $4, \
            lease_owner = NULL, lease_until = NULL WHERE id = $1 AND claim_id = $2",
     )
     .bind(claim.id)
     .bind(claim.claim_id)
     .bind(upstream_status)
-    .bind(next_poll_at);
+    .bind(next_poll_at)
+    .bind(LookupStatus::may_precede(upstream_status));
     owned(query, db).await
 }
 
@@ -321,13 +324,13 @@ pub async fn poll_not_found(db: &PgPool, claim: Claim, error: &str) -> sqlx::Res
 
 /// Marks jobs older than the deadline as expired; returns how many.
 pub async fn expire_overdue(db: &PgPool, deadline: Duration, error: &str) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
+    Ok(sqlx::query(&format!(
         "UPDATE lookups SET status = 'expired', error = $2, expired_at = now(), \
            lease_owner = NULL, lease_until = NULL \
-         WHERE status IN ('pending', 'queued', 'processing') \
+         WHERE status IN {IN_FLIGHT_SQL} \
            AND created_at < now() - make_interval(secs => $1) \
-           AND (lease_until IS NULL OR lease_until < now())",
-    )
+           AND (lease_until IS NULL OR lease_until < now())"
+    ))
     .bind(secs(deadline))
     .bind(error)
     .execute(db)

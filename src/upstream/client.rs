@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
-use super::payload::{JobUpdate, error_code, error_text, parse_job};
+use super::payload::{error_code, error_text, parse_job};
+use crate::lifecycle::JobUpdate;
 use crate::subject::Subject;
 
 /// Rate-limit facts read off any upstream answer.

@@ -5,40 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-/// The state of one upstream job.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobState {
-    Queued,
-    /// Upstream's `processing` and `pending`.
-    Processing,
-    Completed {
-        result: Value,
-        completed_on: Option<DateTime<Utc>>,
-        /// What upstream charged for `result` as received (before any
-        /// redaction): see [`credits_for`].
-        credits: i32,
-    },
-    Failed {
-        error: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobUpdate {
-    pub request_id: String,
-    pub state: JobState,
-}
-
-impl JobUpdate {
-    pub fn status_str(&self) -> &'static str {
-        match self.state {
-            JobState::Queued => "queued",
-            JobState::Processing => "processing",
-            JobState::Completed { .. } => "completed",
-            JobState::Failed { .. } => "failed",
-        }
-    }
-}
+use crate::lifecycle::{JobState, JobUpdate, credits_for};
 
 /// Why a payload could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,18 +88,6 @@ pub fn parse_job(body: &Value) -> Result<JobUpdate, PayloadError> {
         }
     };
     Ok(JobUpdate { request_id, state })
-}
-
-/// Credits upstream charges for a completed job with at least one section.
-pub const CREDITS_PER_RESULT: i32 = 5;
-
-/// What upstream charges for a completed job's `result`, read as received:
-/// [`CREDITS_PER_RESULT`] when it has at least one section, else 0.
-pub fn credits_for(result: &Value) -> i32 {
-    match result.as_object() {
-        Some(sections) if !sections.is_empty() => CREDITS_PER_RESULT,
-        _ => 0,
-    }
 }
 
 /// Upstream timestamps come with or without an offset; naive ones are UTC.

@@ -11,13 +11,15 @@ use std::time::Duration;
 /// Event types an endpoint is subscribed to when it names none.
 pub const EVENT_TYPES: [&str; 3] = ["lookup.completed", "lookup.failed", "lookup.expired"];
 
-/// Every event type an endpoint may subscribe to: the defaults and
-/// `profile.changed`, which only endpoints that ask for it receive.
-pub const SUBSCRIBABLE: [&str; 4] = [
+/// Every event type an endpoint may subscribe to: the defaults, and
+/// `profile.changed` and `webhook.disabled` (another endpoint disabled
+/// after failing for days), which only endpoints that ask for them receive.
+pub const SUBSCRIBABLE: [&str; 5] = [
     "lookup.completed",
     "lookup.failed",
     "lookup.expired",
     crate::store::events::PROFILE_CHANGED,
+    crate::store::events::WEBHOOK_DISABLED,
 ];
 
 /// Delays before each retry after a failed attempt: about 5 s, 5 min, 30

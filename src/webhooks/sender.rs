@@ -16,10 +16,10 @@ use uuid::Uuid;
 
 use super::guard::{self, GuardedResolver};
 use super::{SEND_TIMEOUT, retry_delay, secret, signing};
-use crate::http::views::LookupView;
 use crate::secrets::ServiceSecret;
 use crate::store::webhooks::{self as store, Attempt, Claim, Next};
 use crate::store::{events, lookups};
+use crate::views::LookupView;
 
 /// Sends one replica makes at once.
 const CONCURRENCY: usize = 16;
@@ -42,6 +42,9 @@ pub struct Sender {
     pub owner: Uuid,
     /// Factor applied to the retry schedule (tests make it small).
     pub retry_scale: f64,
+    /// An endpoint failing every attempt for this long is disabled
+    /// (`WEBHOOK_DISABLE_AFTER_DAYS`).
+    pub disable_after: Duration,
     /// Changes when new events may exist.
     pub wake: watch::Receiver<u64>,
     pub allow_private: bool,
@@ -55,6 +58,7 @@ impl Sender {
         wake: watch::Receiver<u64>,
         allow_private: bool,
         retry_scale: f64,
+        disable_after: Duration,
     ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(SEND_TIMEOUT)
@@ -69,6 +73,7 @@ impl Sender {
             keys,
             owner: Uuid::new_v4(),
             retry_scale,
+            disable_after,
             wake,
             allow_private,
             client,
@@ -140,14 +145,19 @@ impl Sender {
         ) else {
             return store::drop_send(&self.db, claim.send_id).await;
         };
-        let Some(lookup) = lookups::get(&self.db, event.lookup_id).await? else {
-            // Erased since: there is nothing left to send.
-            return store::drop_send(&self.db, claim.send_id).await;
+        let data = match (event.carried_data(), event.lookup_id) {
+            (Some(data), _) => data,
+            (None, Some(lookup_id)) => match lookups::get(&self.db, lookup_id).await? {
+                Some(lookup) => json!(LookupView::from(lookup)),
+                // Erased since: there is nothing left to send.
+                None => return store::drop_send(&self.db, claim.send_id).await,
+            },
+            (None, None) => return store::drop_send(&self.db, claim.send_id).await,
         };
         let body = serde_json::to_vec(&json!({
             "type": event.kind,
             "timestamp": event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "data": event.profile_change().unwrap_or_else(|| json!(LookupView::from(lookup))),
+            "data": data,
         }))
         .expect("JSON serialises");
 
@@ -165,6 +175,7 @@ impl Sender {
         let (attempt, next) = match &outcome {
             Ok(status) if (200..300).contains(status) => (
                 Attempt {
+                    ok: true,
                     status_code: Some(*status),
                     error: None,
                     duration_ms,
@@ -192,6 +203,7 @@ impl Sender {
                 };
                 (
                     Attempt {
+                        ok: false,
                         status_code,
                         error,
                         duration_ms,
@@ -202,10 +214,27 @@ impl Sender {
         };
         metrics::counter!(
             "webhook_attempts_total",
-            "outcome" => if matches!(outcome, Ok(s) if (200..300).contains(&s)) { "ok" } else { "failed" }
+            "outcome" => if attempt.ok { "ok" } else { "failed" }
         )
         .increment(1);
-        store::record_attempt(&self.db, claim, self.owner, attempt, next).await
+        let disabled = store::record_attempt(
+            &self.db,
+            claim,
+            self.owner,
+            attempt,
+            next,
+            self.disable_after,
+        )
+        .await?;
+        if let Some(failing_since) = disabled {
+            metrics::counter!("webhook_endpoints_disabled_total").increment(1);
+            tracing::warn!(
+                webhook_id = %webhook.id,
+                %failing_since,
+                "webhook endpoint disabled: every attempt failed since then; PATCH {{\"disabled\": false}} enables it"
+            );
+        }
+        Ok(())
     }
 
     /// One signed POST; the status code, or why there was none.

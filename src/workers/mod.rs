@@ -45,9 +45,9 @@ pub struct WorkerContext {
     /// Woken when a lookup is created, so it is submitted without delay.
     pub wake: Arc<Notify>,
     /// Callback tokens.
-    pub gate: Arc<crate::callback_gate::CallbackGate>,
+    pub gate: Arc<crate::callbacks::CallbackGate>,
     /// What is written of polled payloads.
-    pub intake: crate::intake::Intake,
+    pub intake: crate::callbacks::Intake,
     /// Keys identity hashes (the re-keying pass after a rotation).
     pub secret: crate::secrets::ServiceSecret,
     pub retention: Retention,

@@ -5,11 +5,11 @@ use tracing::Instrument;
 
 use super::{WorkerContext, backoff, next_poll_interval};
 use crate::crashpoint;
+use crate::lifecycle::{JobState, JobUpdate, Outcome};
 use crate::store::results::{self, Via};
 use crate::store::work::{self, PollClaim};
 use crate::upstream::PollOutcome;
 use crate::upstream::pacer::Slot;
-use crate::upstream::payload::JobState;
 
 pub(super) async fn run(ctx: &WorkerContext, claim: PollClaim, slot: Slot) {
     let span = tracing::info_span!("poll", lookup_id = %claim.id, request_id = %claim.request_id);
@@ -36,7 +36,7 @@ async fn poll(ctx: &WorkerContext, claim: PollClaim, slot: Slot) {
             JobState::Queued | JobState::Processing => {
                 let wait = next_poll_interval(ctx.poll_after, claim.poll_count);
                 let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                work::poll_running(&ctx.db, claim.claim(), update.status_str(), at).await
+                work::poll_running(&ctx.db, claim.claim(), update.status(), at).await
             }
         },
         PollOutcome::NotFound => {
@@ -72,19 +72,19 @@ async fn poll(ctx: &WorkerContext, claim: PollClaim, slot: Slot) {
 async fn apply(
     ctx: &WorkerContext,
     claim: &PollClaim,
-    update: &crate::upstream::payload::JobUpdate,
+    update: &JobUpdate,
 ) -> sqlx::Result<work::Owned> {
     let mut tx = ctx.db.begin().await?;
     let outcome = results::apply(&mut tx, claim.id, update, Via::Poll, None).await?;
     // Erased (or purged) while the poll was on its way: its credits are
     // counted, nothing else is left to record.
-    let owned = outcome == results::Outcome::Gone
-        || work::poll_retry(&mut *tx, claim.claim(), Utc::now()).await?;
+    let owned =
+        outcome == Outcome::Gone || work::poll_retry(&mut *tx, claim.claim(), Utc::now()).await?;
     tx.commit().await?;
     metrics::counter!("results_total", "via" => "poll", "outcome" => outcome.as_str()).increment(1);
     tracing::info!(
         outcome = outcome.as_str(),
-        status = update.status_str(),
+        status = update.status().as_str(),
         "poll result"
     );
     Ok(owned)

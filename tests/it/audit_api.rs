@@ -144,3 +144,36 @@ async fn each_lookup_of_a_batch_is_recorded_as_created(db: PgPool) {
     );
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_lookup_whose_audit_record_cannot_be_written_is_not_made(db: PgPool) {
+    let (_upstream, app) = spawn_with_accepting_upstream(db).await;
+    // From now on every audit write fails.
+    for statement in [
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql \
+         AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$",
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+         FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+    ] {
+        sqlx::query(statement).execute(&app.db).await.unwrap();
+    }
+
+    let one = app
+        .post_lookup(&json!({"email": "unrecorded@example.com"}))
+        .await;
+    let batch = app
+        .http
+        .post(app.url("/v1/lookups/batch"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"items": [{"email": "unrecorded-too@example.com"}]}))
+        .send()
+        .await
+        .unwrap();
+
+    assert!(one.status().is_server_error(), "{}", one.status());
+    assert!(batch.status().is_server_error(), "{}", batch.status());
+    // The audit record is written in the lookup's transaction: no lookup
+    // exists that the log does not show.
+    assert_eq!(app.count("SELECT count(*) FROM lookups").await, 0);
+    app.stop().await;
+}

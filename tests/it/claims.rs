@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::common::{Settings, TestApp, accepting_upstream, spawn};
 use interests_receiver::app::Options;
+use interests_receiver::lifecycle::LookupStatus;
 use interests_receiver::store::work;
 use serde_json::json;
 use sqlx::PgPool;
@@ -190,9 +191,14 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_its_successors_job(db: Pg
     assert!(!owned && !retried, "a stale claim's writes must be refused");
     assert_eq!(lease_of(&app, id).await, (Some(fast), "queued".into()));
     // The current owner's write goes through.
-    let owned = work::poll_running(&app.db, current.claim(), "processing", chrono::Utc::now())
-        .await
-        .unwrap();
+    let owned = work::poll_running(
+        &app.db,
+        current.claim(),
+        LookupStatus::Processing,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     assert!(owned);
     assert_eq!(lease_of(&app, id).await, (None, "processing".into()));
     app.stop().await;

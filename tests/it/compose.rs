@@ -256,6 +256,7 @@ const CONTRACT_VARIABLES: &[&str] = &[
     "NAME_ONLY_LOOKUPS",
     "REFRESH_AFTER_DAYS",
     "REFRESH_CREDITS_DAILY",
+    "DATABASE_READ_URL",
 ];
 
 /// Variables this project adds beyond the contract, each read by the binary
@@ -268,6 +269,8 @@ const PROJECT_VARIABLES: &[&str] = &[
     "WORKER_LEASE_SECS",
     "UPSTREAM_CONCURRENCY",
     "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_READ_MAX_LAG_SECS",
+    "WEBHOOK_DISABLE_AFTER_DAYS",
     // sandbox subcommand.
     "SANDBOX_LISTEN_ADDR",
     "SANDBOX_API_KEY",

@@ -142,6 +142,9 @@ async fn serve_help_names_every_contract_variable_with_its_default() {
         ("AMBIGUOUS_RESUBMIT_AFTER_SECS", &["never sent again"][..]),
         ("REFRESH_AFTER_DAYS", &[][..]),
         ("REFRESH_CREDITS_DAILY", &[][..]),
+        ("WEBHOOK_DISABLE_AFTER_DAYS", &["5"][..]),
+        ("DATABASE_READ_URL", &[][..]),
+        ("DATABASE_READ_MAX_LAG_SECS", &["5"][..]),
     ] {
         let block = block_of(variable);
         for default in defaults {
@@ -271,6 +274,28 @@ async fn serve_refuses_a_sha256_api_token_that_is_not_a_digest() {
 }
 
 #[tokio::test]
+async fn serve_refuses_a_database_read_url_that_is_not_a_postgres_url_without_echoing_it() {
+    for bad in [
+        format!("mysql://reader:{DB_PASSWORD}@127.0.0.1/x"),
+        format!("postgres://reader:{DB_PASSWORD}@127.0.0.1:notaport/x"),
+        "replica-host".to_owned(),
+    ] {
+        serve_refuses(&[("DATABASE_READ_URL", Some(&bad))], "DATABASE_READ_URL").await;
+    }
+}
+
+#[tokio::test]
+async fn serve_refuses_a_zero_or_non_numeric_read_lag_bound() {
+    for bad in ["0", "soon"] {
+        serve_refuses(
+            &[("DATABASE_READ_MAX_LAG_SECS", Some(bad))],
+            "DATABASE_READ_MAX_LAG_SECS",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn serve_refuses_a_zero_poll_after_secs() {
     serve_refuses(&[("POLL_AFTER_SECS", Some("0"))], "POLL_AFTER_SECS").await;
 }
@@ -343,6 +368,17 @@ async fn serve_refuses_a_webhook_allow_private_that_is_not_true_or_false() {
         "WEBHOOK_ALLOW_PRIVATE",
     )
     .await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_webhook_disable_period_that_is_not_a_whole_number_of_days() {
+    for bad in ["0", "1.5", "366", "soon"] {
+        serve_refuses(
+            &[("WEBHOOK_DISABLE_AFTER_DAYS", Some(bad))],
+            "WEBHOOK_DISABLE_AFTER_DAYS",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]

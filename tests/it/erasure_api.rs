@@ -572,3 +572,41 @@ async fn replaying_an_idempotency_key_of_an_erased_person_pays_for_nothing(db: P
     assert_eq!(tables_holding(&app, ANN).await, []);
     app.stop().await;
 }
+
+/// SERVICE_SECRET_PREVIOUS carries dedup and suppression across a rotation:
+/// a person in flight under the old secret is answered in flight (not paid
+/// again), and a person suppressed under the old secret stays refused.
+/// Without the previous secret neither is recognised (the keyed hashes
+/// differ): with `rotated(&server, NEW, false)` this test fails.
+#[sqlx::test]
+async fn service_secret_previous_keeps_dedup_and_suppression_across_a_rotation(db: PgPool) {
+    const NEW: &str = "rotated-service-secret-0123456789-abcdefghij";
+    const BO: &str = "bo.rotation@example.com";
+    let (app, server) = app_with_mock(db.clone()).await;
+    let (in_flight, _, _) = submitted_lookup(&app, &server, json!({"email": BO})).await;
+    let suppressed = erase(&app, &format!("email={ANN}&suppress=true")).await;
+    assert_eq!(suppressed.status(), 200);
+    app.stop().await;
+
+    // Rotated with the old secret kept as previous; workers off, so that
+    // only the requests themselves decide.
+    let mut settings = rotated(&server, NEW, true);
+    settings.options.run_workers = false;
+    let app = spawn(db.clone(), settings).await;
+    let again = app.post_lookup(&json!({"email": BO})).await;
+    assert_eq!(again.status(), 202);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(
+        again["id"],
+        in_flight.as_str(),
+        "a second lookup of a person in flight"
+    );
+    let refused = app.post_lookup(&json!({"email": ANN})).await;
+    assert_eq!(refused.status(), 409);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["type"],
+        "subject_suppressed"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM lookups").await, 1);
+    app.stop().await;
+}

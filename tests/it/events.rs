@@ -10,20 +10,24 @@ use sqlx::PgPool;
 const WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
-struct SseEvent {
-    id: i64,
-    event: String,
-    data: Value,
+pub(crate) struct SseEvent {
+    pub(crate) id: i64,
+    pub(crate) event: String,
+    pub(crate) data: Value,
 }
 
 /// A minimal SSE reader over a streaming response.
-struct SseClient {
+pub(crate) struct SseClient {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl SseClient {
-    async fn connect(app: &TestApp, query: &str, last_event_id: Option<i64>) -> SseClient {
+    pub(crate) async fn connect(
+        app: &TestApp,
+        query: &str,
+        last_event_id: Option<i64>,
+    ) -> SseClient {
         let mut request = app
             .http
             .get(app.url(&format!("/v1/events{query}")))
@@ -46,7 +50,7 @@ impl SseClient {
     }
 
     /// The next event (comments skipped), failing the test after `WAIT`.
-    async fn next(&mut self) -> SseEvent {
+    pub(crate) async fn next(&mut self) -> SseEvent {
         tokio::time::timeout(WAIT, async {
             loop {
                 if let Some(end) = self.buffer.find("\n\n") {
@@ -109,7 +113,7 @@ async fn new_lookup(app: &TestApp, email: &str) -> Value {
 
 /// Waits until every lookup is finished and every committed status change
 /// has its place in `events` (the sequencer has emptied the inbox).
-async fn wait_until_placed(app: &TestApp) {
+pub(crate) async fn wait_until_placed(app: &TestApp) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let unfinished = app

@@ -225,3 +225,92 @@ async fn redacted_sections_stay_out_of_polled_results_and_webhook_payloads(db: P
     assert_eq!(stored, 0);
     app.stop().await;
 }
+
+/// "A worker whose lease ran out (and whose job another took over) writes
+/// nothing and logs `lease lost` (metric `worker_leases_lost_total`)": the
+/// job is taken over while its submit is on the wire, as a second worker's
+/// claim does (a new claim id), and the first worker's answer is dropped.
+#[sqlx::test]
+async fn a_worker_whose_job_was_taken_over_writes_nothing_and_logs_lease_lost(db: PgPool) {
+    use crate::common::child::{Child, database_url, free_port, serve_env_upstream};
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/person/interests"))
+        .respond_with(
+            ResponseTemplate::new(202)
+                .set_body_json(json!({
+                    "success": true,
+                    "data": {"request_id": common::new_request_id(), "status": "queued"},
+                    "timestamp": "2026-01-15T10:30:00"
+                }))
+                // Within UPSTREAM_TIMEOUT_SECS (2): the answer arrives.
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&upstream)
+        .await;
+    let port = free_port();
+    let child = Child::serve(&serve_env_upstream(
+        &database_url(&db),
+        &upstream.uri(),
+        port,
+        port,
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/v1/lookups", child.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"email": "lease-lost@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+
+    // The submit is on the wire: take the job over.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while upstream.received_requests().await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no submit upstream");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let taken = sqlx::query(
+        "UPDATE lookups SET claim_id = gen_random_uuid(), lease_until = now() + interval '1 hour' \
+         WHERE id = $1 AND request_id IS NULL",
+    )
+    .bind(id)
+    .execute(&db)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(
+        taken, 1,
+        "the submit's answer was written before the takeover"
+    );
+
+    child.wait_for_line("lease lost", WAIT).await;
+    let (status, request_id): (String, Option<String>) =
+        sqlx::query_as("SELECT status, request_id FROM lookups WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), request_id),
+        ("pending", None),
+        "the worker that lost its lease wrote its outcome"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", child.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("worker_leases_lost_total{kind=\"submit\"} 1"),
+        "{metrics}"
+    );
+}

@@ -136,3 +136,44 @@ async fn stats_from_kept_totals_equal_the_tables_also_after_an_erasure(db: PgPoo
     assert_eq!(today["credits"], after["credits"]["today"], "{chart}");
     app.stop().await;
 }
+
+/// Lookups inserted and deleted many to a statement (a bulk load, a purge)
+/// are counted once per statement and still equal the tables.
+#[sqlx::test]
+async fn bulk_inserts_and_deletes_keep_the_totals_equal_to_the_tables(db: PgPool) {
+    let mut settings = Settings::sandbox();
+    settings.options.run_workers = false;
+    let app = spawn(db, settings).await;
+    sqlx::query(
+        "INSERT INTO lookups (id, status, email, subject_key, request_id, created_at, \
+           submitted_at, completed_at, credits_charged, poll_count, submit_attempts, synthetic) \
+         SELECT gen_random_uuid(), s, 'bulk' || i || '@example.com', md5('bulk' || i), \
+           md5('r' || i) || '_1717000000_0001', now(), now(), \
+           CASE WHEN s = 'completed' THEN now() END, \
+           CASE WHEN s = 'completed' THEN 5 ELSE 0 END, i % 3, 1, i % 2 = 0 \
+         FROM generate_series(1, 3000) i, \
+           LATERAL (SELECT (ARRAY['queued', 'completed', 'failed'])[1 + i % 3] AS s) st",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let stats = app.get_json("/v1/stats").await;
+    assert_eq!(as_read(&stats), counted_the_slow_way(&app).await, "{stats}");
+    assert_eq!(stats["lookups"]["completed"], 1000, "{stats}");
+
+    sqlx::query("DELETE FROM lookups WHERE email LIKE 'bulk1%' OR status = 'failed'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let stats = app.get_json("/v1/stats").await;
+    let mut slow = counted_the_slow_way(&app).await;
+    // The deleted lookups' real spend stays counted (the spend ledger).
+    slow["credits_today"] = json!(
+        slow["credits_today"].as_i64().unwrap()
+            + app
+                .count("SELECT COALESCE(sum(credits), 0)::bigint FROM spend_ledger WHERE day = current_date")
+                .await
+    );
+    assert_eq!(as_read(&stats), slow, "{stats}");
+    assert_eq!(stats["lookups"]["failed"], 0, "{stats}");
+}

@@ -312,3 +312,41 @@ async fn export_takes_the_same_identifier_and_match_basis_filters(db: PgPool) {
     );
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_email_stored_plain_is_found_by_its_tagged_and_capitalised_spellings_by_every_filter(
+    db: PgPool,
+) {
+    let (server, app) = app_with(db, NameOnlyLookups::Warn).await;
+    let mut profiles = Vec::new();
+    for email in ["zoe@example.com", "zoey@example.com"] {
+        let (id, rid, callback) = submitted_lookup(&app, &server, json!({ "email": email })).await;
+        let done = complete_by_callback(&app, &id, &callback, &completed_for(&rid)).await;
+        profiles.push(done["profile"]["id"].as_str().unwrap().to_owned());
+    }
+    let zoe = profiles[0].as_str();
+
+    for spelling in [
+        "zoe+x@example.com",
+        "ZOE@Example.COM",
+        "Zoe+news@EXAMPLE.com",
+    ] {
+        let query = format!("email={}", spelling.replace('+', "%2B"));
+        assert_eq!(search(&app, &query).await, [zoe], "{spelling}");
+        assert_eq!(facet_total(&app, &query).await, 1, "{spelling}");
+        let refresh: Value = app
+            .post_json(
+                "/v1/profiles/refresh",
+                &json!({"filters": {"email": spelling}, "dry_run": true}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(refresh["matched"], 1, "{spelling}: {refresh}");
+    }
+    // Zoey is someone else, whatever the spelling.
+    assert!(search(&app, "email=zoey%2Bx@example.com").await != [zoe]);
+    assert!(search(&app, "email=zo@example.com").await.is_empty());
+    app.stop().await;
+}

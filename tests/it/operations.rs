@@ -897,3 +897,41 @@ async fn forged_callbacks_get_no_log_line_each_only_a_summary(db: PgPool) {
     let refused: u64 = summaries.iter().filter_map(|l| l["refused"].as_u64()).sum();
     assert_eq!(refused, 50, "{summaries:?}");
 }
+
+#[test]
+fn every_v1_operation_documents_the_common_problems() {
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(interests_receiver::http::openapi::ApiDoc::openapi()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            let responses = operation["responses"].as_object().unwrap();
+            let mut common = vec!["401", "405", "422", "500", "503"];
+            if method != "get" {
+                common.push("403");
+            }
+            for status in common {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} does not document {status}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_openapi_document_names_every_lookup_status_for_the_console() {
+    use interests_receiver::lifecycle::LookupStatus;
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(interests_receiver::http::openapi::ApiDoc::openapi()).unwrap();
+    // The console's status filter reads this enum (src/http/console/assets/pages.js).
+    let listed = &doc["components"]["schemas"]["LookupStatus"]["enum"];
+    let all: Vec<&str> = LookupStatus::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(listed, &serde_json::json!(all));
+}

@@ -162,6 +162,20 @@ fn url(server: &MockServer) -> url::Url {
     server.uri().parse().unwrap()
 }
 
+/// No further submit can be made: a submit is claimed only for a `pending`
+/// lookup, and none has one under way. (Instead of waiting a while and
+/// seeing nothing happen, which passes whenever the wrong call is late.)
+async fn assert_no_submit_left(app: &TestApp) {
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM lookups WHERE status = 'pending' OR submit_started_at IS NOT NULL"
+        )
+        .await,
+        0,
+        "a lookup may still be submitted"
+    );
+}
+
 #[sqlx::test]
 async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is_accepted(
     db: PgPool,
@@ -200,7 +214,7 @@ async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is
     let second_done = app
         .wait_for(&second, WAIT, |l| !l["request_id"].is_null())
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_submit_left(&app).await;
 
     let seen = log.all();
     assert_eq!(
@@ -230,6 +244,60 @@ async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is
         );
     }
     app.stop().await;
+}
+
+/// "A 429 pauses every replica": the pause is kept in PostgreSQL. Replica
+/// A takes the 429 and stops; replica B, which never saw a 429, must still
+/// wait out its Retry-After before its own first submit.
+#[sqlx::test]
+async fn a_429_taken_by_one_replica_pauses_the_other_too(db: PgPool) {
+    let upstream = MockServer::start().await;
+    let log = Log::default();
+    submit_mock()
+        .respond_with(recorded(
+            &log,
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "2")
+                .set_body_json(fixture("rate-limited-429.json")),
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    submit_mock()
+        .respond_with(recorded_accept(&log, |_| vec![]))
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+    let a = spawn(db.clone(), Settings::with_upstream_url(url(&upstream))).await;
+    let b = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
+
+    // Only A works until its 429 is taken in: B is created after.
+    let first = create(&a, json!({"email": "ann@example.com"})).await;
+    wait_for_logged_submits(&log, 1, WAIT).await;
+    wait_until(&a, &format!(
+        "SELECT submit_attempts = 1 AND submit_started_at IS NULL FROM lookups WHERE id = '{first}'"
+    ))
+    .await;
+    a.stop().await;
+    let second = create(&b, json!({"email": "bo@example.com"})).await;
+    for id in [&first, &second] {
+        b.wait_for(id, WAIT, |l| !l["request_id"].is_null()).await;
+    }
+    let seen = log.all();
+    assert_eq!(
+        seen.len(),
+        3,
+        "one refused and two accepted submits: {seen:?}"
+    );
+    for later in &seen[1..] {
+        let gap = later.at.duration_since(seen[0].at);
+        assert!(
+            gap >= Duration::from_secs(2),
+            "replica B called upstream {gap:?} after replica A's 429 asked for 2 s"
+        );
+    }
+    b.stop().await;
 }
 
 #[sqlx::test]
@@ -268,7 +336,7 @@ async fn a_401_then_a_503_service_unavailable_are_retried_until_the_submit_is_ac
     let done = app
         .wait_for(&id, WAIT, |l| !l["request_id"].is_null())
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_no_submit_left(&app).await;
 
     let seen = log.submits();
     assert_eq!(seen.len(), 3, "{seen:?}");
@@ -309,13 +377,26 @@ async fn assert_submit_answer_is_ambiguous(db: PgPool, answer: ResponseTemplate)
         &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
     )
     .await;
-    // Longer than the longest first backoff (2 s): a wrong retry would show.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-
+    // Not re-sent: the scheduling state says never (AMBIGUOUS_RESUBMIT_AFTER_SECS
+    // unset), not "not yet", and no lease is held that could send it.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM lookups WHERE id = '{id}' \
+             AND next_action_at = 'infinity' AND lease_owner IS NULL AND submit_started_at IS NULL"
+        ))
+        .await,
+        1,
+        "an ambiguous submit is scheduled to be sent again"
+    );
     assert_eq!(log.submits().len(), 1, "re-sent: {:?}", log.submits());
     let lookup = app.lookup(&id).await;
     assert_eq!(lookup["status"], "pending");
     assert!(lookup["request_id"].is_null());
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("upstream_ambiguous_submits_total 1"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
@@ -360,8 +441,8 @@ async fn with_ambiguous_resubmit_unset_an_ambiguous_submit_is_never_resent_and_w
         &format!("SELECT ambiguous_submits = 1 FROM lookups WHERE id = '{id}'"),
     )
     .await;
-    // Two maintenance rounds and more than any backoff: a re-send would show.
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    // Never re-sent: asserted on its schedule (`infinity`) below, not by
+    // waiting to see nothing.
     let waiting = app.lookup(&id).await;
     let stats_waiting = app.get_json("/v1/stats").await["ambiguous_waiting"].clone();
     let never_due = app
@@ -498,8 +579,8 @@ async fn a_400_fails_the_lookup_with_upstreams_reason_for_free_and_it_is_never_r
 
     let id = create(&app, json!({"phone": "+15550000000"})).await;
     let failed = app.wait_for_status(&id, "failed", WAIT).await;
-    // Longer than the first backoff (at most 2 s): a retry would show.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // `failed` is final: no submit is claimed for it again.
+    assert_no_submit_left(&app).await;
 
     assert!(
         failed["error"]
@@ -534,9 +615,17 @@ async fn a_timed_out_submit_is_not_resent_and_its_callback_still_completes_the_l
     let id = create(&app, json!({"email": "di@example.com"})).await;
     let first = wait_for_submits(&upstream, 1).await.remove(0);
     let callback_url = first["callback_url"].as_str().unwrap().to_owned();
-    // The submit times out after 1 s; give a re-send (lease 3 s, backoff
-    // 1-2 s, maintenance every 2 s) ample time to show up.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The submit times out after 1 s and is taken in as ambiguous; its
+    // re-send is scheduled after AMBIGUOUS_RESUBMIT_AFTER_SECS (60), not
+    // sooner (asserted on the schedule, not by waiting to see nothing).
+    wait_until(
+        &app,
+        &format!(
+            "SELECT ambiguous_submits = 1 AND submit_started_at IS NULL \
+               AND next_action_at > now() + interval '50 seconds' FROM lookups WHERE id = '{id}'"
+        ),
+    )
+    .await;
     let waiting = app.lookup(&id).await;
     let stats_before = app.get_json("/v1/stats").await;
 
@@ -589,7 +678,7 @@ async fn an_ambiguous_submit_is_resent_once_after_the_wait_with_the_same_callbac
     let done = app
         .wait_for(&id, WAIT, |l| !l["request_id"].is_null())
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_no_submit_left(&app).await;
 
     let sent = submits(&upstream).await;
     assert_eq!(sent.len(), 2, "{sent:?}");
@@ -734,9 +823,15 @@ async fn a_poll_answering_404_request_not_found_expires_the_lookup_with_that_rea
 
     let id = create(&app, json!({"email": "ida@example.com"})).await;
     let expired = app.wait_for_status(&id, "expired", WAIT).await;
-    // Longer than any wrong next poll could wait: the first retry backoff
-    // (at most 2 s) or the next poll interval (1.5 s).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // `expired` is not polled: a poll is claimed only for a queued or
+    // processing lookup (asserted on its state, not by waiting to see none).
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM lookups WHERE id = '{id}' AND status NOT IN ('queued', 'processing')"
+        ))
+        .await,
+        1
+    );
 
     assert!(
         expired["error"]

@@ -13,13 +13,13 @@ use sqlx::PgPool;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Sandbox settings with a retry schedule scaled by `scale`.
-fn sandbox(scale: f64) -> Settings {
+pub(crate) fn sandbox(scale: f64) -> Settings {
     let mut settings = Settings::sandbox();
     settings.options.webhook_retry_scale = scale;
     settings
 }
 
-async fn register(app: &TestApp, body: Value) -> reqwest::Response {
+pub(crate) async fn register(app: &TestApp, body: Value) -> reqwest::Response {
     app.http
         .post(app.url("/v1/webhooks"))
         .bearer_auth(TOKEN)
@@ -30,7 +30,7 @@ async fn register(app: &TestApp, body: Value) -> reqwest::Response {
 }
 
 /// Registers `url` and returns (webhook id, secret).
-async fn registered(app: &TestApp, url: &str) -> (String, String) {
+pub(crate) async fn registered(app: &TestApp, url: &str) -> (String, String) {
     let response = register(app, json!({"url": url, "description": "test receiver"})).await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
@@ -41,7 +41,7 @@ async fn registered(app: &TestApp, url: &str) -> (String, String) {
 }
 
 /// Creates a sandbox lookup for `email` and waits until it completed.
-async fn completed_lookup(app: &TestApp, email: &str) -> Value {
+pub(crate) async fn completed_lookup(app: &TestApp, email: &str) -> Value {
     let response = app.post_lookup(&json!({"email": email})).await;
     assert_eq!(response.status(), 202);
     let id = response.json::<Value>().await.unwrap()["id"]
@@ -51,7 +51,10 @@ async fn completed_lookup(app: &TestApp, email: &str) -> Value {
     app.wait_for_status(&id, "completed", WAIT).await
 }
 
-fn verify(secret: &str, received: &Received) -> Result<(), standardwebhooks::WebhookError> {
+pub(crate) fn verify(
+    secret: &str,
+    received: &Received,
+) -> Result<(), standardwebhooks::WebhookError> {
     standardwebhooks::Webhook::new(secret)
         .unwrap()
         .verify(&received.body, &received.headers)
@@ -325,7 +328,7 @@ async fn a_name_that_resolves_to_a_private_address_at_send_time_is_refused(db: P
 
 /// Waits until the endpoint lists at least `n` attempts (the sender records
 /// an attempt after the POST returned: seeing the request is not enough).
-async fn wait_for_attempts(app: &TestApp, webhook_id: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn wait_for_attempts(app: &TestApp, webhook_id: &str, n: usize) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let listed = attempts(app, webhook_id).await;

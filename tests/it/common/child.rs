@@ -98,6 +98,17 @@ pub fn serve_env(
     port: u16,
     callback_port: u16,
 ) -> Vec<(String, String)> {
+    serve_env_upstream(db_url, &sandbox.url, port, callback_port)
+}
+
+/// Environment of a `serve` child on `port` against the upstream at
+/// `upstream_url` (a sandbox or an HTTP mock).
+pub fn serve_env_upstream(
+    db_url: &str,
+    upstream_url: &str,
+    port: u16,
+    callback_port: u16,
+) -> Vec<(String, String)> {
     [
         ("DATABASE_URL", db_url.to_owned()),
         ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
@@ -105,7 +116,7 @@ pub fn serve_env(
             "PUBLIC_BASE_URL",
             format!("http://127.0.0.1:{callback_port}"),
         ),
-        ("UPSTREAM_BASE_URL", sandbox.url.clone()),
+        ("UPSTREAM_BASE_URL", upstream_url.to_owned()),
         ("UPSTREAM_API_KEY", KEY.into()),
         ("UPSTREAM_API_SECRET", SECRET.into()),
         ("API_TOKENS", super::TOKEN.into()),

@@ -5,12 +5,14 @@
 
 pub mod child;
 pub mod receiver;
+pub mod standby;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use interests_receiver::app::{Application, Options};
-use interests_receiver::config::{Access, ApiTokens, Config, LogFormat, NameOnlyLookups, Upstream};
+use interests_receiver::auth::{Access, ApiTokens};
+use interests_receiver::config::{Config, LogFormat, NameOnlyLookups, Upstream};
 use interests_receiver::secrets::ServiceSecret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -73,6 +75,9 @@ pub struct Settings {
     /// REFRESH_AFTER_DAYS and REFRESH_CREDITS_DAILY.
     pub refresh_after: Option<Duration>,
     pub refresh_credits_daily: Option<u64>,
+    /// DATABASE_READ_URL and DATABASE_READ_MAX_LAG_SECS.
+    pub database_read_url: Option<String>,
+    pub database_read_max_lag: Duration,
 }
 
 impl Settings {
@@ -103,6 +108,8 @@ impl Settings {
             service_secret: ServiceSecret::new(TEST_SECRET, None),
             refresh_after: None,
             refresh_credits_daily: None,
+            database_read_url: None,
+            database_read_max_lag: Duration::from_secs(5),
         }
     }
 }
@@ -134,6 +141,8 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
     let is_sandbox = matches!(upstream, Upstream::Sandbox);
     Config {
         database_url: String::new(),
+        database_read_url: settings.database_read_url.clone(),
+        database_read_max_lag: settings.database_read_max_lag,
         listen_addr: addr,
         public_base_url: (settings.callbacks && !is_sandbox)
             .then(|| format!("http://{addr}").parse().unwrap()),
@@ -159,6 +168,7 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
         sandbox_time_scale,
         log_format: LogFormat::Pretty,
         webhook_allow_private: settings.webhook_allow_private,
+        webhook_disable_after: Duration::from_secs(5 * 86_400),
         retention_delivery: Duration::from_secs(30 * 86_400),
         retention_profile: settings.retention_profile,
         refresh_after: settings.refresh_after,
@@ -200,8 +210,13 @@ impl TestApp {
 
     /// POST /v1/lookups with the test token.
     pub async fn post_lookup(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/v1/lookups", body).await
+    }
+
+    /// POST of a JSON body to `path` with the test token.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
-            .post(self.url("/v1/lookups"))
+            .post(self.url(path))
             .bearer_auth(TOKEN)
             .json(body)
             .send()
@@ -234,6 +249,14 @@ impl TestApp {
             response.status()
         );
         response.json().await.unwrap()
+    }
+
+    /// The `GET /metrics` text (this test's process only: nextest runs each
+    /// test in a process of its own).
+    pub async fn metrics(&self) -> String {
+        let response = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
     }
 
     pub async fn lookup(&self, id: &str) -> Value {

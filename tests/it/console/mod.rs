@@ -299,3 +299,42 @@ async fn credits_per_day_lists_thirty_days_with_todays_spending(db: PgPool) {
     let anonymous = reqwest::get(app.url("/v1/stats/credits")).await.unwrap();
     problem(anonymous, 401).await;
 }
+
+/// SERVICE_SECRET_PREVIOUS keeps console sessions signed before a rotation
+/// valid; once the previous secret is dropped, they are not.
+#[sqlx::test]
+async fn a_session_signed_before_a_rotation_stays_valid_with_service_secret_previous(db: PgPool) {
+    const NEW: &str = "rotated-service-secret-0123456789-abcdefghij";
+    let app = spawn(db.clone(), Settings::sandbox()).await;
+    let (set_cookie, _) = sign_in(&app, TOKEN).await;
+    let cookie = cookie_pair(&set_cookie);
+    app.stop().await;
+    let read_with = |previous: bool| {
+        let db = db.clone();
+        let cookie = cookie.clone();
+        async move {
+            let mut settings = Settings::sandbox();
+            settings.service_secret = interests_receiver::secrets::ServiceSecret::new(
+                NEW,
+                previous.then(|| crate::common::TEST_SECRET.as_bytes().to_vec()),
+            );
+            let app = spawn(db, settings).await;
+            let status = app
+                .http
+                .get(app.url("/v1/lookups"))
+                .header(COOKIE, &cookie)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            app.stop().await;
+            status
+        }
+    };
+    assert_eq!(
+        read_with(true).await,
+        200,
+        "rotated with the previous secret"
+    );
+    assert_eq!(read_with(false).await, 401, "the previous secret dropped");
+}

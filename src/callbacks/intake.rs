@@ -6,7 +6,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::upstream::payload::{JobState, JobUpdate, job_object_mut};
+use crate::lifecycle::{JobState, JobUpdate};
+use crate::upstream::payload::job_object_mut;
 
 /// What replaces a NUL character in stored text.
 pub const NUL_REPLACEMENT: char = '\u{FFFD}';

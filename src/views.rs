@@ -1,4 +1,6 @@
-//! JSON shapes of the REST API (contract section 5).
+//! JSON shapes of the contract (section 5) that more than one layer shows:
+//! the REST API answers them, webhook and event payloads carry them. Below
+//! both `http` and `webhooks`, above `store` (they are built from its rows).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -6,17 +8,17 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::lifecycle::LookupStatus;
 use crate::store::lookups::LookupRecord;
 use crate::store::profiles::ProfileRecord;
-use crate::store::{self, Cursor};
+use crate::store::{self, Position};
 use crate::subject::{MatchBasis, Subject};
 
 /// A lookup: one request to profile a person, and what became of it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LookupView {
     pub id: Uuid,
-    /// pending | queued | processing | completed | failed | expired
-    pub status: String,
+    pub status: LookupStatus,
     /// Upstream's job id; null until upstream accepted the job.
     pub request_id: Option<String>,
     pub subject: Subject,
@@ -124,7 +126,7 @@ impl<T> PageView<T> {
     pub fn from_page<R>(page: store::Page<R>, view: impl Fn(R) -> T) -> Self {
         PageView {
             items: page.items.into_iter().map(view).collect(),
-            next_cursor: page.next.as_ref().map(Cursor::encode),
+            next_cursor: page.next.as_ref().map(Position::encode),
         }
     }
 }

@@ -3,10 +3,18 @@
 import { api, ApiError, h, query, canWrite, statusBadge, sandboxBadge, when, errorBox, onLeave } from './api.js';
 import { renderResult } from './profile.js';
 
-const STATUSES = ['pending', 'queued', 'processing', 'completed', 'failed', 'expired'];
-/** Statuses only move forward; `expired` may still become `completed`. */
+/** Statuses only move forward; `expired` may still become `completed`
+ * (the service's rule: `LookupStatus::may_become`, src/lifecycle.rs). */
 const RANK = { pending: 0, queued: 1, processing: 2, expired: 3, failed: 4, completed: 4 };
 const EVENT_TYPES = ['queued', 'processing', 'completed', 'failed', 'expired'].map((s) => `lookup.${s}`);
+
+let statuses = null;
+/** The lookup statuses, as the API document names them (one source: the
+ * service's `LookupStatus`), fetched once. */
+function lookupStatuses() {
+  statuses = statuses || api('/openapi.json').then((doc) => doc.components.schemas.LookupStatus.enum);
+  return statuses;
+}
 
 /** Follows /v1/events; `handler(data)` gets each lookup status change. */
 function followEvents(handler) {
@@ -18,6 +26,12 @@ function followEvents(handler) {
   }
   onLeave(() => source.close());
   return source;
+}
+
+/** An endpoint's state in words: why it is disabled, or since when it fails. */
+function hookState(w) {
+  if (w.disabled) return w.disabled_reason === 'failing' ? 'disabled: failed for days' : 'disabled';
+  return w.failing_since ? `failing since ${when(w.failing_since)}` : 'active';
 }
 
 function ago(seconds) {
@@ -164,9 +178,10 @@ export async function lookupsPage(params) {
 
   const page = await api(`/v1/lookups${query({ status, limit: 100 })}`);
   for (const lookup of page.items) upsert(lookup, false);
+  const allStatuses = await lookupStatuses();
 
   const filter = h('select', { id: 'status-filter' }, h('option', { value: '' }, 'any status'),
-    STATUSES.map((s) => h('option', { value: s, selected: s === status }, s)));
+    allStatuses.map((s) => h('option', { value: s, selected: s === status }, s)));
   filter.addEventListener('change', () => { location.hash = `#/lookups${query({ status: filter.value })}`; });
   return h('div', {},
     h('h1', {}, 'Lookups ', live),
@@ -344,7 +359,7 @@ export async function webhooksPage() {
     list.items.map((w) => h('tr', { 'data-webhook-id': w.id },
       h('td', {}, h('a', { href: `#/webhook/${w.id}` }, w.url)),
       h('td', {}, (w.events || []).join(', ')), h('td', {}, w.description || ''),
-      h('td', {}, w.disabled ? 'disabled' : 'active'), h('td', {}, when(w.created_at)))));
+      h('td', {}, hookState(w)), h('td', {}, when(w.created_at)))));
   let form = null;
   if (canWrite()) {
     const url = h('input', { name: 'url', id: 'webhook-url', size: 40, required: true });
@@ -408,7 +423,7 @@ export async function webhookPage(id) {
   }
   return h('div', {},
     h('section', { class: 'card' }, h('h1', {}, hook.url),
-      h('p', {}, `events: ${(hook.events || []).join(', ')} · ${hook.disabled ? 'disabled' : 'active'}`),
+      h('p', {}, `events: ${(hook.events || []).join(', ')} · ${hookState(hook)}`),
       hook.description ? h('p', {}, hook.description) : null, controls),
     h('section', { class: 'card' }, h('h3', {}, 'Attempts'), attemptsBox));
 }

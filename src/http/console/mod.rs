@@ -1,6 +1,6 @@
 //! The operator console at `/console/`: static pages built into the binary
 //! (nothing is fetched from elsewhere at run time) that use the REST API
-//! with the session cookie of [`crate::http::session`].
+//! with the session cookie of [`super::session`].
 //!
 //! Every answer carries a strict Content-Security-Policy: scripts and styles
 //! only from this origin, no inline script, no framing, connections only
@@ -12,8 +12,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
-use crate::http::AppState;
-use crate::http::session;
+use super::AppState;
+use super::session;
 
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \

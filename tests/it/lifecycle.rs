@@ -1,0 +1,93 @@
+//! The lifecycle's forward-only rule (`LookupStatus::may_become`) is the
+//! rule the schema's `apply_job_update` applies: every status a lookup can
+//! be in, against every state upstream can report.
+
+use interests_receiver::lifecycle::{JobState, JobUpdate, LookupStatus, Outcome};
+use interests_receiver::store::lookups::{self, NewLookup};
+use interests_receiver::store::results::{self, Via};
+use interests_receiver::subject::Subject;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A lookup of its own person, moved straight to `status`.
+async fn lookup_in(db: &PgPool, status: LookupStatus, n: usize) -> (Uuid, String) {
+    let id = Uuid::now_v7();
+    let subject = Subject {
+        email: Some(format!("person-{n}@example.com")),
+        phone: None,
+        social_media_url: None,
+        name: None,
+        company: None,
+    };
+    let mut conn = db.acquire().await.unwrap();
+    let inserted = lookups::insert_pending(
+        &mut conn,
+        NewLookup {
+            id,
+            subject: &subject,
+            subject_key: &format!("key-{n}"),
+            metadata: &json!({}),
+            synthetic: false,
+            identities_key: "k",
+            warnings: &[],
+            refresh: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(inserted);
+    let request_id = format!("req-{n}");
+    sqlx::query("UPDATE lookups SET status = $2, request_id = $3 WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(&request_id)
+        .execute(db)
+        .await
+        .unwrap();
+    (id, request_id)
+}
+
+#[sqlx::test]
+async fn the_schema_moves_a_lookup_exactly_when_the_lifecycle_says_it_may(db: PgPool) {
+    let reports = [
+        JobState::Queued,
+        JobState::Processing,
+        JobState::Completed {
+            result: json!({"brands": [{"name": "Acme"}]}),
+            completed_on: None,
+            credits: 5,
+        },
+        JobState::Failed { error: "no".into() },
+    ];
+    let mut n = 0;
+    for from in LookupStatus::ALL {
+        for state in &reports {
+            n += 1;
+            let (id, request_id) = lookup_in(&db, from, n).await;
+            let update = JobUpdate {
+                request_id,
+                state: state.clone(),
+            };
+            let mut tx = db.begin().await.unwrap();
+            let outcome = results::apply(&mut tx, id, &update, Via::Poll, None)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            let now: LookupStatus = sqlx::query_scalar("SELECT status FROM lookups WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+            let allowed = from.may_become(update.status());
+            assert_eq!(
+                outcome == Outcome::Applied,
+                allowed,
+                "{from} reported as {}: {outcome:?}",
+                update.status()
+            );
+            let expected = if allowed { update.status() } else { from };
+            assert_eq!(now, expected, "{from} reported as {}", update.status());
+        }
+    }
+}
