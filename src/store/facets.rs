@@ -96,14 +96,15 @@ pub async fn fold(db: &PgPool, wait: bool) -> sqlx::Result<i64> {
     }
 }
 
+/// The `limit` most frequent values of `field` among the profiles matching
+/// `filter`. The unfiltered counts are the kept totals: [`fold`] them first
+/// (on the primary) for every committed profile to be counted.
 pub async fn top(
     db: &PgPool,
     field: Field,
     filter: &ProfileFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<FacetCount>> {
-    // Every committed profile is counted, and shown in its spellings.
-    fold(db, true).await?;
     if filter.is_empty() {
         return sqlx::query_as(&format!(
             "SELECT {SPELLING} AS value, c.count FROM facet_totals c \
