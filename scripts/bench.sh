@@ -18,8 +18,10 @@
 #   - with BENCH_SCALE_LOOKUPS (default 1,000,000) lookups stored: GET
 #     /metrics, GET /v1/stats and POST /v1/lookups p50 / p95, a 1,000-item
 #     batch, then POST /v1/lookups and the batch again with a daily budget;
-#   - search and facet latency p50 / p95 per filter at 100,000 and
-#     1,000,000 profiles generated in SQL (`interests-receiver generate`).
+#   - segments (bench/segments.sh): search and facet latency p50 / p95 for
+#     each single filter, pairs, triples and facets with 0-3 filters, and the
+#     export rate beside COPY of the same rows, at 100,000 and 1,000,000
+#     profiles generated in SQL (`interests-receiver generate`).
 # BENCHMARKS.md holds the latest output and what limits each missed target.
 #
 # What it needs and does:
@@ -39,6 +41,14 @@
 #   BENCH_LOOKUPS   queued lookups seeded for deliveries (default 200000)
 #   BENCH_PROFILES  profile counts for search, space separated
 #                   (default "100000 1000000"; "" skips search)
+#   BENCH_ONLY      "segments": only the segments part (no delivery seeding,
+#                   pgbench, delivery load runs or counting at scale)
+#   BENCH_BITMAPS   set: also measure the in-process bitmap design for facet
+#                   counts (bench/bitmap-probe, see bench/segments.sh)
+#   BENCH_KEEP_DB   set: keep the scratch database at exit
+#   BENCH_DB        the name of a database on that server to use (and keep)
+#                   instead of a new scratch one, e.g. one kept earlier:
+#                   profiles already in it count towards BENCH_PROFILES
 #   BENCH_SCALE_LOOKUPS  lookups stored for the counting and create
 #                   requests (default 1000000; 0 skips them)
 #   BENCH_STREAMS   event streams open during the fixed-rate run (default 100)
@@ -59,6 +69,11 @@ LOOKUPS="${BENCH_LOOKUPS:-200000}"
 PROFILE_SIZES="${BENCH_PROFILES-100000 1000000}"
 SCALE_LOOKUPS="${BENCH_SCALE_LOOKUPS:-1000000}"
 STREAMS="${BENCH_STREAMS:-100}"
+ONLY="${BENCH_ONLY:-}"
+case "$ONLY" in "" | segments) ;; *) die "BENCH_ONLY: expected segments or nothing, got $ONLY" ;; esac
+# The delivery part: seeding, pgbench baselines, the delivery load runs and
+# the counting at scale.
+deliveries() { [ -z "$ONLY" ]; }
 
 # --- tools ------------------------------------------------------------------
 apt_install() {
@@ -73,7 +88,8 @@ command -v wrk >/dev/null || apt_install wrk
 command -v pgbench >/dev/null && command -v psql >/dev/null || apt_install postgresql-client
 command -v python3 >/dev/null || apt_install python3
 command -v curl >/dev/null || apt_install curl
-for tool in wrk pgbench psql python3 curl; do
+[ -x /usr/bin/time ] || apt_install time
+for tool in wrk pgbench psql python3 curl /usr/bin/time; do
   command -v "$tool" >/dev/null || die "$tool is still missing after installing it"
 done
 HELPER="python3 $ROOT/bench/bench.py"
@@ -87,7 +103,11 @@ BIN="$TARGET_DIR/release/interests-receiver"
 [ -x "$BIN" ] || die "no binary at $BIN"
 
 # --- scratch database and files ---------------------------------------------
-BENCH_DB="ir_bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+if [ -n "${BENCH_DB:-}" ]; then
+  BENCH_KEEP_DB=1 NEW_DB=""
+else
+  BENCH_DB="ir_bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')" NEW_DB=1
+fi
 DB_URL=$($HELPER dburl "$DATABASE_URL" "$BENCH_DB")
 WORK="$TARGET_DIR/bench"
 rm -rf "$WORK" && mkdir -p "$WORK"
@@ -103,7 +123,11 @@ cleanup() {
   if [ -n "$SERVICE_PID" ]; then
     kill "$SERVICE_PID" 2>/dev/null && wait "$SERVICE_PID" 2>/dev/null
   fi
-  psql "$DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  if [ -n "${BENCH_KEEP_DB:-}" ]; then
+    log "kept the scratch database $BENCH_DB (BENCH_KEEP_DB)"
+  else
+    psql "$DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -116,7 +140,7 @@ fact() { # name json-value
 sql() { psql "$DB_URL" -XAtq -v ON_ERROR_STOP=1 "$@"; }
 
 log "DATABASE_URL=$(redact "$DATABASE_URL"), scratch database $BENCH_DB, work files in $WORK"
-psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c "CREATE DATABASE $BENCH_DB"
+[ -z "$NEW_DB" ] || psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c "CREATE DATABASE $BENCH_DB"
 
 fact date "\"$(date -u '+%Y-%m-%d %H:%M UTC')\""
 fact commit "\"$(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')\""
@@ -139,9 +163,20 @@ SERVICE_ENV=(DATABASE_URL="$DB_URL" LISTEN_ADDR="127.0.0.1:$PORT" PUBLIC_BASE_UR
   API_TOKENS="bench=$API_TOKEN" SERVICE_SECRET="$SERVICE_SECRET"
   POLL_AFTER_SECS=86400 JOB_DEADLINE_SECS=31536000 RUST_LOG=info LOG_FORMAT=json
   WEBHOOK_ALLOW_PRIVATE=true)
+if [ -n "$ONLY" ]; then
+  # Segments only: sandbox mode (no upstream credentials). Nothing is
+  # delivered then, and a kept database (BENCH_DB) holds generated,
+  # synthetic profiles, which real mode refuses at start.
+  sandbox_env=()
+  for kv in "${SERVICE_ENV[@]}"; do
+    case "$kv" in UPSTREAM_API_*) ;; *) sandbox_env+=("$kv") ;; esac
+  done
+  SERVICE_ENV=("${sandbox_env[@]}")
+fi
 log "applying migrations"
 env "${SERVICE_ENV[@]}" "$BIN" migrate >"$WORK/migrate.log" 2>&1 || { cat "$WORK/migrate.log" >&2; die "migrate failed"; }
 
+if deliveries; then # (not indented: the delivery part, up to "the service")
 log "seeding $LOOKUPS queued lookups in SQL"
 sql -v n="$LOOKUPS" -f bench/sql/queued_lookups.sql
 $HELPER template tests/fixtures/completed.json >"$WORK/template.json"
@@ -220,6 +255,7 @@ APPLIED=$(sql -c "SELECT count(*) FROM lookups WHERE email LIKE 'apply%' AND sta
 fact pgbench_apply_no_event_tps \
   "$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' "$WORK/pgbench-apply-no-event.out")"
 sql -c "CHECKPOINT"
+fi # deliveries
 
 # --- the service ------------------------------------------------------------------
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVICE_PID/status"; }
@@ -277,6 +313,7 @@ sample_waits() {
     sleep 0.1
   done
 }
+if deliveries; then # (not indented: the delivery load runs, up to "segments")
 log "first deliveries: 32 connections, ${SECONDS_PER_RUN} s"
 sample_waits >"$WORK/waits.samples" 2>/dev/null &
 WAITS_PID=$!
@@ -408,83 +445,10 @@ if [ "$SCALE_LOOKUPS" -gt 0 ]; then
   start_service
 fi
 
-# --- search and facets --------------------------------------------------------------
-export BENCH_TOKEN="$API_TOKEN"
-have_facets=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $API_TOKEN" \
-  "$BASE/v1/facets?field=brand")
-loaded=0
-for size in $PROFILE_SIZES; do
-  log "profiles: generating $((loaded + 1))..$size in SQL"
-  added=$((size - loaded))
-  # The service's own generator (bench/sql/profiles.sql); facet pair counts
-  # past 200,000 new profiles take longer than the run: skipped then.
-  counts=now
-  [ "$added" -lt 200000 ] || counts=skip
-  env DATABASE_URL="$DB_URL" SERVICE_SECRET="$SERVICE_SECRET" RUST_LOG=warn \
-    "$BIN" generate --profiles "$added" --facet-counts "$counts" >>"$WORK/generate.log" 2>&1 ||
-    { cat "$WORK/generate.log" >&2; die "generate failed"; }
-  loaded=$size
-  # Values to ask for: spread over the skewed distribution, common to rare.
-  sql -c "
-    WITH v AS (
-      SELECT 'interest' AS f, x FROM (SELECT unnest(interest_facets) x FROM profiles TABLESAMPLE SYSTEM (1)) s
-      UNION ALL SELECT 'category', unnest(category_facets) FROM profiles TABLESAMPLE SYSTEM (1)
-      UNION ALL SELECT 'brand', unnest(brand_facets) FROM profiles TABLESAMPLE SYSTEM (1)
-      UNION ALL SELECT 'archetype', unnest(archetype_facets) FROM profiles TABLESAMPLE SYSTEM (1)
-      UNION ALL SELECT 'industry', unnest(industry_facets) FROM profiles TABLESAMPLE SYSTEM (1))
-    SELECT f, x FROM (SELECT f, x, row_number() OVER (PARTITION BY f ORDER BY random()) n FROM v) r
-     WHERE n <= 200" -F' ' >"$WORK/values"
-  for f in interest category brand archetype industry; do
-    awk -v f="$f" '$1 == f { $1 = ""; sub(/^ /, ""); print }' "$WORK/values" |
-      $HELPER quote >"$WORK/$f.values"
-    sed "s|^|/v1/profiles?$f=|" "$WORK/$f.values" >"$WORK/search-$f.paths"
-    sed "s|^|/v1/facets?field=brand\&$f=|" "$WORK/$f.values" >"$WORK/facets-$f.paths"
-  done
-  sql -c "SELECT email, phone, social_media_url FROM lookups TABLESAMPLE SYSTEM (1)
-           WHERE email LIKE 'person%' LIMIT 200" -F' ' >"$WORK/subjects"
-  $HELPER subject-paths "$WORK/subjects" "$WORK/search-"
-  for paths in "$WORK"/search-*.paths; do
-    filter=$(head -1 "$paths" | sed -E 's|^/v1/profiles\?([a-z_]+)=.*|\1|')
-    log "search ?$filter= at $size profiles"
-    EXTRA_JSON=",\"profiles\":$size" run_wrk "search:/v1/profiles?$filter=" 4 paths.lua "$paths" GET 200 >/dev/null
-  done
-  # Where the time of a search goes: EXPLAIN ANALYZE of the store's query
-  # (src/store/profiles.rs, first page) for the most common value of each
-  # facet filter, the hardest case for a page sorted by time.
-  for f in interest category brand archetype industry; do
-    top=$(sql -c "SELECT x FROM (SELECT unnest(${f}_facets) x FROM profiles TABLESAMPLE SYSTEM (1)) s
-                  GROUP BY x ORDER BY count(*) DESC LIMIT 1")
-    sql -v v="$top" >"$WORK/explain-$f-$size.txt" <<SQL
-EXPLAIN (ANALYZE, BUFFERS)
-SELECT p.id, p.lookup_id, p.request_id, p.result, p.completed_on, p.received_via, p.created_at,
-       l.synthetic, l.email, l.phone, l.social_media_url, l.name, l.company
-  FROM (SELECT * FROM profiles p WHERE true AND p.${f}_facets @> ARRAY[:'v']::text[]
-         ORDER BY p.created_at DESC, p.id DESC LIMIT 51) p
-  JOIN lookups l ON l.id = p.lookup_id ORDER BY p.created_at DESC, p.id DESC;
-SQL
-    printf '{"kind":"fact","name":"explain:%s:%s","value":"%s"}\n' "$f" "$size" \
-      "$(grep -m1 'Execution Time' "$WORK/explain-$f-$size.txt" | sed 's/^ *//'), value $top" >>"$RESULTS"
-  done
-  if [ "$have_facets" = 404 ]; then
-    printf '{"kind":"run","name":"facets:/v1/facets?field=...","result":{"missing":"not on main yet","profiles":%s}}\n' "$size" >>"$RESULTS"
-    continue
-  fi
-  if [ "$added" -ge 200000 ]; then # generated with --facet-counts skip (above)
-    printf '{"kind":"run","name":"facets:/v1/facets?field=...","result":{"missing":"not measured: facet pair counts for %s generated profiles take longer than the run","profiles":%s}}\n' "$added" "$size" >>"$RESULTS"
-    continue
-  fi
-  for f in "" interest category brand archetype industry; do
-    name="facets:/v1/facets?field=brand${f:+&$f=}"
-    if [ -z "$f" ]; then
-      for field in interest category brand archetype industry; do echo "/v1/facets?field=$field"; done >"$WORK/facets-all.paths"
-      paths="$WORK/facets-all.paths"; name="facets:/v1/facets?field=<each>"
-    else
-      paths="$WORK/facets-$f.paths"
-    fi
-    log "facets $name at $size profiles"
-    EXTRA_JSON=",\"profiles\":$size" run_wrk "$name" 4 paths.lua "$paths" GET 200 >/dev/null
-  done
-done
+fi # deliveries
+
+# --- segments -----------------------------------------------------------------
+. "$ROOT/bench/segments.sh"
 
 log "report"
 $HELPER report "$RESULTS" | tee "$WORK/report.md"

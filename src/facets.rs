@@ -1,6 +1,9 @@
-//! Searchable extracts of a profile's `result`, lowercased, so that the
-//! profile filters of the REST API run on indexed arrays instead of walking
-//! JSON at query time. `result` itself is always stored as received.
+//! The facet values of a profile's `result`: the one extraction of the
+//! project. The service stores [`Facets::as_written`] in `profiles.*_facets`
+//! when it stores a profile, and the database derives the rest from those
+//! arrays alone (the search postings `profile_facets`, the kept counts and
+//! spellings: migration `profile_facets`); export and profile changes use
+//! the same function. `result` itself is always stored as received.
 
 use serde_json::Value;
 

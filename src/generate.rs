@@ -4,28 +4,13 @@
 //! demos, load tests and benchmarks. Each generated lookup is marked
 //! `synthetic` and carries what search and facets need: identities keyed
 //! like the service's own (so `?email=` finds them in any spelling), facet
-//! columns, and facet counts.
+//! values, their search postings and facet counts.
 
 use anyhow::Context;
 
 use crate::secrets::{MIN_SECRET_LEN, Purpose, ServiceSecret};
 use crate::store;
-use crate::store::synthetic::{self, FacetCounts, IdentityPads};
-
-/// Loads past this size get their facet counts from the service's fold
-/// instead of in the generating transaction (pair counts grow with the
-/// square of a profile's values).
-const COUNT_NOW_BELOW: u64 = 200_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CountsArg {
-    /// In the same transaction.
-    Now,
-    /// Queued for the running service's facet fold.
-    Queue,
-    /// Not at all (benchmarks of search alone).
-    Skip,
-}
+use crate::store::synthetic::{self, IdentityPads};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenerateArgs {
@@ -39,10 +24,6 @@ pub struct GenerateArgs {
     /// generated people [default: the sandbox's development value].
     #[arg(long, env = "SERVICE_SECRET", hide_env_values = true)]
     pub service_secret: Option<String>,
-    /// Facet counts of the new profiles [default: now below 200,000
-    /// profiles, else queue].
-    #[arg(long, value_enum)]
-    pub facet_counts: Option<CountsArg>,
 }
 
 pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -60,13 +41,6 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
             ServiceSecret::sandbox()
         }
     };
-    let counts = match args.facet_counts {
-        Some(CountsArg::Now) => FacetCounts::Now,
-        Some(CountsArg::Queue) => FacetCounts::Queue,
-        Some(CountsArg::Skip) => FacetCounts::Skip,
-        None if args.profiles < COUNT_NOW_BELOW => FacetCounts::Now,
-        None => FacetCounts::Queue,
-    };
     let db = store::connect(&args.database_url, 2)
         .await
         .context("cannot connect to DATABASE_URL")?;
@@ -75,18 +49,13 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let to = from + args.profiles as i64 - 1;
     let started = std::time::Instant::now();
     let pads = IdentityPads::of(&secret.key(Purpose::IdentifierHash));
-    synthetic::generate(&db, from, to, &pads, counts)
+    synthetic::generate(&db, from, to, &pads)
         .await
         .context("generating profiles failed")?;
     eprintln!(
-        "generate: added {} synthetic completed lookups and profiles (person{from}..person{to}@bench.example) in {:.1} s; facet counts: {}",
+        "generate: added {} synthetic completed lookups and profiles (person{from}..person{to}@bench.example), with their search postings and facet counts, in {:.1} s",
         args.profiles,
         started.elapsed().as_secs_f64(),
-        match counts {
-            FacetCounts::Now => "added",
-            FacetCounts::Queue => "queued for the service's facet fold",
-            FacetCounts::Skip => "skipped",
-        }
     );
     if store::lookups::any_of_kind(&db, false).await? {
         eprintln!(

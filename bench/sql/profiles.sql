@@ -2,13 +2,14 @@
 -- generated in the database (no API, no client round trips). Run by
 -- `interests-receiver generate --profiles N` (src/generate.rs), which
 -- replaces the {{from}} and {{to}} placeholders with numbers, runs
--- it in one transaction, then profile_facet_counts.sql (or queues the
--- profiles for the service's facet fold), then VACUUM ANALYZE. Facet values follow skewed
+-- it in one transaction, then profile_facet_counts.sql, then VACUUM
+-- ANALYZE. Facet values follow skewed
 -- (roughly Zipf-like, value index = size * random()^3) distributions over
 -- vocabularies of realistic size, so a few values are very common and most
 -- are rare, as in real interest data. Creation times spread over 90 days.
--- The searchable *_facets columns hold what Facets::extract would derive
--- from the stored result (lowercased). Each person has an email, phone and
+-- The *_facets columns hold what Facets::as_written would derive from the
+-- stored result, and profile_facets their search postings, as the profile
+-- triggers would write them (migration profile_facets). Each person has an email, phone and
 -- profile URL; their identities are the keyed hashes the service itself
 -- computes (HMAC-SHA256 under the identifier key derived from
 -- SERVICE_SECRET, from its inner and outer pads, which `generate` puts in
@@ -16,11 +17,12 @@
 -- material never appears in SQL text), so searching by any spelling of
 -- them works as for real lookups.
 -- Bulk load without per-row index upkeep: plain indexes are dropped and
--- rebuilt afterwards (those backing constraints stay).
+-- rebuilt afterwards, with room to sort (those backing constraints stay).
+SET LOCAL maintenance_work_mem = '512MB';
 CREATE TEMP TABLE saved_indexes ON COMMIT DROP AS
 SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
   FROM pg_index i
- WHERE i.indrelid IN ('profiles'::regclass, 'lookups'::regclass)
+ WHERE i.indrelid IN ('profiles'::regclass, 'lookups'::regclass, 'profile_facets'::regclass)
    AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid);
 DO $$ DECLARE r record; BEGIN
   FOR r IN SELECT name FROM saved_indexes LOOP EXECUTE 'DROP INDEX ' || r.name; END LOOP;
@@ -105,12 +107,13 @@ SELECT profile_id, lookup_id,
                                                       'supporting_accounts', '["@a16z"]'::jsonb),
          'following_count', 100 + i % 5000),
        created_at, 'callback', created_at,
-       (SELECT array_agg(lower(x)) FROM unnest(interests) x),
-       (SELECT array_agg(lower(x)) FROM unnest(categories) x),
-       (SELECT array_agg(lower(x)) FROM unnest(brands) x),
-       (SELECT array_agg(lower(x)) FROM unnest(archetypes) x),
-       (SELECT array_agg(lower(x)) FROM unnest(industries) x)
+       interests, categories, brands, archetypes, industries
   FROM gen;
+
+INSERT INTO profile_facets (field, value, created_at, profile_id)
+SELECT f.field, f.value_lower, g.created_at, g.profile_id
+  FROM gen g, profile_facet_rows(g.interests, g.categories, g.brands, g.archetypes,
+                                 g.industries) f;
 
 DO $$ DECLARE r record; BEGIN
   FOR r IN SELECT def FROM saved_indexes LOOP EXECUTE r.def; END LOOP;

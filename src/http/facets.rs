@@ -55,6 +55,9 @@ pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Js
     let filter = super::profiles::filter(&params, &state.config.service_secret)?;
     let limit = params.limit(20, 1000)?;
     let filter = &filter;
+    // Every committed profile counted: the queued count changes are folded
+    // on the primary (a write); the counts are then read where reads go.
+    facets::fold(&state.db, true).await?;
     let values = state
         .reads
         .run(|db| async move { facets::top(&db, field, filter, limit).await })

@@ -1,21 +1,20 @@
 //! Facet counts: the most common values of one facet field among profiles.
 //!
-//! Counts are kept up to date by triggers on `profiles` (see the
-//! migrations), so the common questions cost what `limit` costs, not what
-//! the number of profiles does:
-//! - no filter: the top of `facet_totals`;
-//! - exactly one facet filter (`brand=nike`): the top of `facet_pairs`,
-//!   which counts the profiles carrying each pair of values.
+//! - No filter: the top of `facet_totals`, counts kept from the queued
+//!   value changes of every profile written (`fold`), so the answer costs
+//!   what `limit` costs.
+//! - Any filters: the matching profiles are found as the profile list finds
+//!   them (`profiles::Plan`: from the rarest facet value's postings, or
+//!   from the identity index) and their values of the field are counted.
+//!   This costs what the number of matching profiles costs (BENCHMARKS.md);
+//!   nothing kept grows with the square of a profile's values.
 //!
-//! Any other combination finds the matching profiles through the same
-//! GIN-indexed conditions as the profile list and counts their lowercased
-//! facet arrays: its cost follows the number of matching profiles. Either
-//! way each value is shown in its most common spelling across all stored
-//! profiles (`facet_spellings`).
+//! Either way each value is shown in its most common spelling across all
+//! stored profiles (`facet_spellings`).
 
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 
-use super::profiles::{ProfileFilter, push_filters};
+use super::profiles::{Plan, ProfileFilter};
 
 /// A facet field of `GET /v1/facets`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +49,8 @@ impl Field {
         Field::ALL.into_iter().find(|f| f.as_str() == raw)
     }
 
-    /// The lowercased array column of `profiles` holding this field.
+    /// The array column of `profiles p` holding this field's values as
+    /// spelled.
     fn column(self) -> &'static str {
         match self {
             Field::Interest => "p.interest_facets",
@@ -96,28 +96,15 @@ pub async fn fold(db: &PgPool, wait: bool) -> sqlx::Result<i64> {
     }
 }
 
+/// The `limit` most frequent values of `field` among the profiles matching
+/// `filter`. The unfiltered counts are the kept totals: [`fold`] them first
+/// (on the primary) for every committed profile to be counted.
 pub async fn top(
     db: &PgPool,
     field: Field,
     filter: &ProfileFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<FacetCount>> {
-    if filter.single_facet().is_some() || filter.is_empty() {
-        fold(db, true).await?;
-    }
-    if let Some((filter_field, filter_value)) = filter.single_facet() {
-        return sqlx::query_as(&format!(
-            "SELECT {SPELLING} AS value, c.count FROM facet_pairs c \
-             WHERE c.field = $1 AND c.filter_field = $2 AND c.filter_value = $3 AND c.count > 0 \
-             ORDER BY c.count DESC, c.value_lower LIMIT $4"
-        ))
-        .bind(field.as_str())
-        .bind(filter_field)
-        .bind(filter_value.to_lowercase())
-        .bind(limit)
-        .fetch_all(db)
-        .await;
-    }
     if filter.is_empty() {
         return sqlx::query_as(&format!(
             "SELECT {SPELLING} AS value, c.count FROM facet_totals c \
@@ -129,19 +116,24 @@ pub async fn top(
         .fetch_all(db)
         .await;
     }
+    let plan = Plan::choose(db, filter).await?;
     // The field name is bound first: SPELLING reads it as $1.
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH f AS (SELECT ");
     q.push_bind(field.as_str());
+    q.push("::text AS field), m AS (");
+    plan.push_matching(&mut q, None);
+    // A profile's array may spell one value twice (case): count it once.
     q.push(format_args!(
-        "::text AS field), c AS (SELECT v AS value_lower, count(*) AS count \
-         FROM profiles p, unnest({}) v WHERE true",
+        "), c AS (SELECT u.v AS value_lower, count(*) AS count \
+         FROM m JOIN profiles p ON p.id = m.id, \
+         LATERAL (SELECT DISTINCT lower(x) AS v FROM unnest({}) x) u \
+         GROUP BY u.v ORDER BY count(*) DESC, u.v LIMIT ",
         field.column()
+    ))
+    .push_bind(limit)
+    .push(format_args!(
+        ") SELECT {SPELLING} AS value, c.count FROM c ORDER BY c.count DESC, c.value_lower"
     ));
-    push_filters(&mut q, filter);
-    q.push(" GROUP BY v ORDER BY count(*) DESC, v LIMIT ")
-        .push_bind(limit)
-        .push(format_args!(
-            ") SELECT {SPELLING} AS value, c.count FROM c ORDER BY c.count DESC, c.value_lower"
-        ));
-    q.build_query_as().fetch_all(db).await
+    // Planned with its values, as the profile list is.
+    q.build_query_as().persistent(false).fetch_all(db).await
 }

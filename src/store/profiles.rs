@@ -5,6 +5,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::facets::Field;
 use super::{Cursor, Page, paginate};
 use crate::subject::{MatchBasis, Subject};
 
@@ -66,27 +67,124 @@ pub async fn list(
     after: Option<Cursor>,
     limit: i64,
 ) -> sqlx::Result<Page<ProfileRecord>> {
-    // The page is chosen on `profiles` alone (GIN facets, then the keyset
-    // order) and only its rows are joined to `lookups` by primary key, so
-    // the cost follows the page size, not the size of `lookups`.
+    // The page is chosen on the postings (or `profiles`) alone, in keyset
+    // order, and only its rows are joined to `profiles` and `lookups` by
+    // primary key, so the cost follows the page size, not the data's.
+    let plan = Plan::choose(db, filter).await?;
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT p.id, p.lookup_id, p.request_id, p.result, p.completed_on, \
          p.received_via, p.created_at, l.synthetic, l.email, l.phone, l.social_media_url, l.name, \
-         l.company FROM (SELECT * FROM profiles p WHERE true",
+         l.company FROM (",
     );
-    push_filters(&mut q, filter);
+    plan.push_matching(&mut q, after);
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit + 1)
+        .push(
+            ") m JOIN profiles p ON p.id = m.id JOIN lookups l ON l.id = p.lookup_id \
+             ORDER BY p.created_at DESC, p.id DESC",
+        );
+    // Planned each time with its values: a generic plan cannot tell a rare
+    // value from a common one, and merges whole postings instead.
+    let rows = q.build_query_as().persistent(false).fetch_all(db).await?;
+    Ok(paginate(rows, limit, ProfileRecord::cursor))
+}
+
+/// How the profiles matching a filter are found. A search with facet
+/// filters and no identifier walks the postings of its rarest facet value
+/// (`profile_facets`, already in keyset order) and probes the others on
+/// their whole key; one with an identifier (one person, a few profiles)
+/// starts from the identity index.
+pub(crate) struct Plan<'a> {
+    filter: &'a ProfileFilter,
+    /// The facet filter whose postings are walked.
+    driver: Option<(Field, &'a str)>,
+}
+
+impl<'a> Plan<'a> {
+    pub(crate) async fn choose(db: &PgPool, filter: &'a ProfileFilter) -> sqlx::Result<Plan<'a>> {
+        let facets = filter.facet_filters();
+        let driver = if !filter.identities.is_empty() {
+            None
+        } else if facets.len() < 2 {
+            facets.first().copied()
+        } else {
+            // The kept totals are an estimate here (changes not yet folded
+            // are missing), which is all the choice needs.
+            let fields: Vec<&str> = facets.iter().map(|(f, _)| f.as_str()).collect();
+            let values: Vec<&str> = facets.iter().map(|(_, v)| *v).collect();
+            let counts: Vec<i64> = sqlx::query_scalar(
+                "SELECT COALESCE(t.count, 0) FROM unnest($1::text[], $2::text[]) \
+                   WITH ORDINALITY AS f(field, value, n) \
+                 LEFT JOIN facet_totals t ON t.field = f.field AND t.value_lower = lower(f.value) \
+                 ORDER BY f.n",
+            )
+            .bind(&fields)
+            .bind(&values)
+            .fetch_all(db)
+            .await?;
+            facets
+                .iter()
+                .zip(counts)
+                .min_by_key(|(_, count)| *count)
+                .map(|(f, _)| *f)
+        };
+        Ok(Plan { filter, driver })
+    }
+
+    /// Appends a `SELECT id, created_at` of the matching profiles (after
+    /// `after` in keyset order, if given), for the caller to order or count.
+    pub(crate) fn push_matching(&self, q: &mut QueryBuilder<'_, Postgres>, after: Option<Cursor>) {
+        let Some((field, value)) = self.driver else {
+            q.push("SELECT p.id, p.created_at FROM profiles p WHERE true");
+            push_filters(q, self.filter);
+            push_after(q, "p.created_at", "p.id", after);
+            return;
+        };
+        q.push("SELECT d.profile_id AS id, d.created_at FROM profile_facets d WHERE d.field = ")
+            .push_bind(field.as_str())
+            .push(" AND d.value = lower(")
+            .push_bind(value.to_owned())
+            .push(")");
+        for (other, value) in self.filter.facet_filters() {
+            if other != field {
+                push_posting(q, other, value, "d.created_at", "d.profile_id");
+            }
+        }
+        if let Some(basis) = self.filter.match_basis {
+            q.push(
+                " AND EXISTS (SELECT 1 FROM profiles p JOIN lookups l ON l.id = p.lookup_id \
+                 WHERE p.id = d.profile_id AND l.match_basis = ",
+            )
+            .push_bind(basis.as_str())
+            .push(")");
+        }
+        push_after(q, "d.created_at", "d.profile_id", after);
+    }
+}
+
+/// ` AND (created_at, id) < (cursor)`: the rows after the cursor, newest first.
+fn push_after(q: &mut QueryBuilder<'_, Postgres>, at: &str, id: &str, after: Option<Cursor>) {
     if let Some(c) = after {
-        q.push(" AND (p.created_at, p.id) < (")
+        q.push(format_args!(" AND ({at}, {id}) < ("))
             .push_bind(c.created_at)
             .push(", ")
             .push_bind(c.id)
             .push(")");
     }
-    q.push(" ORDER BY p.created_at DESC, p.id DESC LIMIT ")
-        .push_bind(limit + 1)
-        .push(") p JOIN lookups l ON l.id = p.lookup_id ORDER BY p.created_at DESC, p.id DESC");
-    let rows = q.build_query_as().fetch_all(db).await?;
-    Ok(paginate(rows, limit, ProfileRecord::cursor))
+}
+
+/// ` AND` the profile at `(at, id)` carries `value` in `field`: one probe of
+/// the postings' whole key per row walked. A scalar subquery, not EXISTS:
+/// the planner would turn EXISTS into a join and, misjudging how many rows
+/// two values share, hash both whole postings instead of walking one.
+fn push_posting(q: &mut QueryBuilder<'_, Postgres>, field: Field, value: &str, at: &str, id: &str) {
+    q.push(" AND (SELECT true FROM profile_facets f WHERE f.field = ")
+        .push_bind(field.as_str())
+        .push(" AND f.value = lower(")
+        .push_bind(value.to_owned())
+        .push(format_args!(
+            ") AND f.created_at = {at} AND f.profile_id = {id})"
+        ));
 }
 
 impl ProfileFilter {
@@ -96,30 +194,22 @@ impl ProfileFilter {
             && self.facets().all(|(_, v)| v.is_none())
     }
 
-    fn facets(&self) -> impl Iterator<Item = (&'static str, &Option<String>)> {
+    fn facets(&self) -> impl Iterator<Item = (Field, &Option<String>)> {
         [
-            ("interest", &self.interest),
-            ("category", &self.category),
-            ("brand", &self.brand),
-            ("archetype", &self.archetype),
-            ("industry", &self.industry),
+            (Field::Interest, &self.interest),
+            (Field::Category, &self.category),
+            (Field::Brand, &self.brand),
+            (Field::Archetype, &self.archetype),
+            (Field::Industry, &self.industry),
         ]
         .into_iter()
     }
 
-    /// `(field, value)` when the only filter is one facet filter, e.g.
-    /// `("brand", "Nike")`.
-    pub fn single_facet(&self) -> Option<(&'static str, &str)> {
-        if !self.identities.is_empty() || self.match_basis.is_some() {
-            return None;
-        }
-        let mut set = self
-            .facets()
-            .filter_map(|(field, v)| v.as_deref().map(|v| (field, v)));
-        match (set.next(), set.next()) {
-            (Some(one), None) => Some(one),
-            _ => None,
-        }
+    /// The facet filters set, e.g. `[(Field::Brand, "Nike")]`.
+    pub fn facet_filters(&self) -> Vec<(Field, &str)> {
+        self.facets()
+            .filter_map(|(field, v)| v.as_deref().map(|v| (field, v)))
+            .collect()
     }
 }
 
@@ -140,18 +230,8 @@ pub(crate) fn push_filters(q: &mut QueryBuilder<'_, Postgres>, filter: &ProfileF
             .push_bind(basis.as_str())
             .push(")");
     }
-    // Facet columns hold lowercased values behind GIN indexes.
-    for (column, value) in [
-        ("p.interest_facets", &filter.interest),
-        ("p.category_facets", &filter.category),
-        ("p.brand_facets", &filter.brand),
-        ("p.archetype_facets", &filter.archetype),
-        ("p.industry_facets", &filter.industry),
-    ] {
-        if let Some(v) = value {
-            q.push(format_args!(" AND {column} @> ARRAY["))
-                .push_bind(v.to_lowercase())
-                .push("]::text[]");
-        }
+    // Facet values through their postings, probed on the whole key.
+    for (field, value) in filter.facet_filters() {
+        push_posting(q, field, value, "p.created_at", "p.id");
     }
 }

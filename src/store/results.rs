@@ -65,7 +65,7 @@ pub async fn apply(
         JobState::Failed { error } => (None, None, Some(error.as_str()), 0),
         JobState::Queued | JobState::Processing => (None, None, None, 0),
     };
-    let facets = result.map(Facets::extract).unwrap_or_default();
+    let facets = result.map(Facets::as_written).unwrap_or_default();
     // The function answers `applied`, `duplicate`, `gone` or
     // `refused:<reason>`: split here, once, into a typed kind and a reason.
     let (kind, reason): (Answer, Option<String>) = sqlx::query_as(

@@ -8,18 +8,6 @@ use sqlx::PgPool;
 const PROFILES_SQL: &str = include_str!("../../bench/sql/profiles.sql");
 const FACET_COUNTS_SQL: &str = include_str!("../../bench/sql/profile_facet_counts.sql");
 
-/// What to do about the facet counts of the generated profiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FacetCounts {
-    /// Added in the same transaction, set-based.
-    Now,
-    /// Queued for the service's own fold (`facet_changes`), which adds
-    /// them in the background and before each facets read.
-    Queue,
-    /// Not counted: `/v1/facets` does not see the generated profiles.
-    Skip,
-}
-
 /// The inner and outer HMAC-SHA256 pads of the identifier key: what the SQL
 /// needs to compute `ServiceSecret::identity_hash` itself.
 pub struct IdentityPads {
@@ -53,15 +41,10 @@ pub async fn next_index(db: &PgPool) -> sqlx::Result<i64> {
     .await
 }
 
-/// Generates people `from..=to` in one transaction, then analyses the
-/// tables so that the planner knows their new size.
-pub async fn generate(
-    db: &PgPool,
-    from: i64,
-    to: i64,
-    pads: &IdentityPads,
-    counts: FacetCounts,
-) -> sqlx::Result<()> {
+/// Generates people `from..=to` in one transaction, with their search
+/// postings and facet counts, then analyses the tables so that the planner
+/// knows their new size.
+pub async fn generate(db: &PgPool, from: i64, to: i64, pads: &IdentityPads) -> sqlx::Result<()> {
     let mut tx = db.begin().await?;
     sqlx::query("CREATE TEMP TABLE identity_key (ipad bytea, opad bytea) ON COMMIT DROP")
         .execute(&mut *tx)
@@ -76,24 +59,11 @@ pub async fn generate(
         .replace("{{from}}", &from.to_string())
         .replace("{{to}}", &to.to_string());
     sqlx::raw_sql(&sql).execute(&mut *tx).await?;
-    match counts {
-        FacetCounts::Now => {
-            sqlx::raw_sql(FACET_COUNTS_SQL).execute(&mut *tx).await?;
-        }
-        FacetCounts::Queue => {
-            sqlx::query(
-                "INSERT INTO facet_changes (result, sign) \
-                 SELECT p.result, 1 FROM gen g JOIN profiles p ON p.id = g.profile_id",
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-        FacetCounts::Skip => {}
-    }
+    sqlx::raw_sql(FACET_COUNTS_SQL).execute(&mut *tx).await?;
     tx.commit().await?;
     // One statement each: several in one query would be one transaction,
     // where VACUUM cannot run.
-    for table in ["lookups", "profiles", "lookup_identities"] {
+    for table in ["lookups", "profiles", "lookup_identities", "profile_facets"] {
         sqlx::raw_sql(&format!("VACUUM ANALYZE {table}"))
             .execute(db)
             .await?;

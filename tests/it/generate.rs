@@ -9,7 +9,7 @@ use crate::common::{Settings, TEST_SECRET, spawn};
 use serde_json::Value;
 use sqlx::PgPool;
 
-async fn generate(db: &PgPool, args: &[&str]) -> std::process::Output {
+pub(crate) async fn generate(db: &PgPool, args: &[&str]) -> std::process::Output {
     let output = tokio::process::Command::new(crate::common::bin())
         .arg("generate")
         .args(args)

@@ -39,6 +39,7 @@ mod profiles_api;
 mod read_replica;
 mod replicas;
 mod sandbox_loop;
+mod segments;
 mod upstream_failures;
 mod webhook_disable;
 mod webhooks;
