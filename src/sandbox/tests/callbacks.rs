@@ -17,7 +17,12 @@ async fn a_finished_job_is_posted_to_its_callback_and_retried_after_a_500() {
     let sandbox = sandbox(0.01);
     let (receiver, url) = Receiver::start(&[StatusCode::INTERNAL_SERVER_ERROR]).await;
     let id = submit_ok(&sandbox, &body("ann@example.com", &url)).await;
-    eventually(|| async { receiver.received().len() == 2 }).await;
+    // The receiver sees the retry before the sandbox records its answer:
+    // wait for the acknowledgement too.
+    eventually(|| async {
+        receiver.received().len() == 2 && sandbox.stats().callbacks_acknowledged == 1
+    })
+    .await;
     let bodies = receiver.received();
     for delivered in &bodies {
         assert_eq!(delivered["success"], true);
