@@ -259,11 +259,17 @@ async fn the_event_sequencer_killed_mid_batch_is_replaced_and_no_event_is_lost_o
     let (port_a, port_b) = (free_port(), free_port());
     let url = database_url(&db);
     // Callbacks go to B, the replica that survives.
+    // A's workers run too: a submit A has on the wire when it is killed is
+    // ambiguous, and by default never sent again (it waits for a callback
+    // that may never come). This test is about the sequencer, so such a
+    // submit is re-sent after a second.
+    let resend = ("AMBIGUOUS_RESUBMIT_AFTER_SECS".to_owned(), "1".to_owned());
     let mut armed = serve_env(&url, &sandbox, port_a, port_b);
     armed.push((
         "INTERESTS_RECEIVER_CRASHPOINT".into(),
         "sequencer_before_commit".into(),
     ));
+    armed.push(resend.clone());
     let leader = Child::serve(&armed).await;
     // A leads (epoch 1) before B exists; B waits as a follower.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -271,7 +277,9 @@ async fn the_event_sequencer_killed_mid_batch_is_replaced_and_no_event_is_lost_o
         assert!(tokio::time::Instant::now() < deadline, "A never led");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let follower = Child::serve(&serve_env(&url, &sandbox, port_b, port_b)).await;
+    let mut follower_env = serve_env(&url, &sandbox, port_b, port_b);
+    follower_env.push(resend);
+    let follower = Child::serve(&follower_env).await;
 
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
