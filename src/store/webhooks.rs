@@ -220,19 +220,15 @@ pub async fn record_attempt(
     disable_after: Duration,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
     let mut tx = db.begin().await?;
-    // Written only on a change of state: a healthy endpoint's row is not
-    // rewritten by every send.
+    // The attempt, and the endpoint's failing state in the same statement
+    // (one round trip per send). That state is written only when it
+    // changes: a healthy endpoint's row is not rewritten by every send.
     sqlx::query(
-        "UPDATE webhooks SET failing_since = CASE WHEN $2 THEN NULL ELSE now() END \
-         WHERE id = $1 AND (failing_since IS NULL) <> $2",
-    )
-    .bind(claim.webhook_id)
-    .bind(attempt.ok)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status_code, error, duration_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "WITH recorded AS ( \
+           INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status_code, error, duration_ms) \
+           VALUES ($1, $2, $3, $4, $5, $6)) \
+         UPDATE webhooks SET failing_since = CASE WHEN $7 THEN NULL ELSE now() END \
+         WHERE id = $1 AND (failing_since IS NULL) <> $7",
     )
     .bind(claim.webhook_id)
     .bind(claim.event_id)
@@ -240,6 +236,7 @@ pub async fn record_attempt(
     .bind(attempt.status_code.map(|c| c as i16))
     .bind(attempt.error)
     .bind(attempt.duration_ms)
+    .bind(attempt.ok)
     .execute(&mut *tx)
     .await?;
     match next {

@@ -11,8 +11,6 @@ use crate::common::{
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -42,21 +40,8 @@ async fn register_webhook(app: &TestApp, url: &str) {
 
 #[sqlx::test]
 async fn no_transaction_or_row_lock_is_held_across_an_upstream_call(db: PgPool) {
-    let upstream = MockServer::start().await;
     // The submit is answered after 3 s: long enough to look while it waits.
-    Mock::given(method("POST"))
-        .and(path("/person/interests"))
-        .respond_with(
-            ResponseTemplate::new(202)
-                .set_body_json(json!({
-                    "success": true,
-                    "data": {"request_id": common::new_request_id(), "status": "queued"},
-                    "timestamp": "2026-01-15T10:30:00"
-                }))
-                .set_delay(Duration::from_secs(3)),
-        )
-        .mount(&upstream)
-        .await;
+    let upstream = common::accepting_upstream_after(Duration::from_secs(3)).await;
     let app = spawn(
         db,
         Settings::with_upstream_url(upstream.uri().parse().unwrap()),
@@ -233,21 +218,8 @@ async fn redacted_sections_stay_out_of_polled_results_and_webhook_payloads(db: P
 #[sqlx::test]
 async fn a_worker_whose_job_was_taken_over_writes_nothing_and_logs_lease_lost(db: PgPool) {
     use crate::common::child::{Child, database_url, free_port, serve_env_upstream};
-    let upstream = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/person/interests"))
-        .respond_with(
-            ResponseTemplate::new(202)
-                .set_body_json(json!({
-                    "success": true,
-                    "data": {"request_id": common::new_request_id(), "status": "queued"},
-                    "timestamp": "2026-01-15T10:30:00"
-                }))
-                // Within UPSTREAM_TIMEOUT_SECS (2): the answer arrives.
-                .set_delay(Duration::from_millis(1500)),
-        )
-        .mount(&upstream)
-        .await;
+    // Answered within UPSTREAM_TIMEOUT_SECS (2): the answer arrives.
+    let upstream = common::accepting_upstream_after(Duration::from_millis(1500)).await;
     let port = free_port();
     let child = Child::serve(&serve_env_upstream(
         &database_url(&db),

@@ -163,17 +163,15 @@ async fn assert_no_submit_left(app: &TestApp) {
     );
 }
 
-#[sqlx::test]
-async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is_accepted(
-    db: PgPool,
-) {
+/// An upstream whose first submit gets a 429 asking for `retry_after`
+/// seconds, and which accepts every later one; all are logged in `log`.
+async fn upstream_429_once_then_accepting(log: &Log, retry_after: &str) -> MockServer {
     let upstream = MockServer::start().await;
-    let log = Log::default();
     submit_mock()
         .respond_with(recorded(
-            &log,
+            log,
             ResponseTemplate::new(429)
-                .insert_header("Retry-After", "1")
+                .insert_header("Retry-After", retry_after)
                 .set_body_json(fixture("rate-limited-429.json")),
         ))
         .up_to_n_times(1)
@@ -181,10 +179,19 @@ async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is
         .mount(&upstream)
         .await;
     submit_mock()
-        .respond_with(recorded_accept(&log, |_| vec![]))
+        .respond_with(recorded_accept(log, |_| vec![]))
         .with_priority(2)
         .mount(&upstream)
         .await;
+    upstream
+}
+
+#[sqlx::test]
+async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is_accepted(
+    db: PgPool,
+) {
+    let log = Log::default();
+    let upstream = upstream_429_once_then_accepting(&log, "1").await;
     let app = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
 
     let first = create(&app, json!({"email": "ann@example.com"})).await;
@@ -238,24 +245,8 @@ async fn a_429_pauses_every_upstream_call_for_its_retry_after_then_the_submit_is
 /// wait out its Retry-After before its own first submit.
 #[sqlx::test]
 async fn a_429_taken_by_one_replica_pauses_the_other_too(db: PgPool) {
-    let upstream = MockServer::start().await;
     let log = Log::default();
-    submit_mock()
-        .respond_with(recorded(
-            &log,
-            ResponseTemplate::new(429)
-                .insert_header("Retry-After", "2")
-                .set_body_json(fixture("rate-limited-429.json")),
-        ))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&upstream)
-        .await;
-    submit_mock()
-        .respond_with(recorded_accept(&log, |_| vec![]))
-        .with_priority(2)
-        .mount(&upstream)
-        .await;
+    let upstream = upstream_429_once_then_accepting(&log, "2").await;
     let a = spawn(db.clone(), Settings::with_upstream_url(url(&upstream))).await;
     let b = spawn(db, Settings::with_upstream_url(url(&upstream))).await;
 

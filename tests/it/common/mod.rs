@@ -343,15 +343,22 @@ impl TestApp {
 
 /// A wiremock upstream that accepts every submit with a fresh request_id.
 pub async fn accepting_upstream() -> MockServer {
+    accepting_upstream_after(Duration::ZERO).await
+}
+
+/// An upstream that accepts every submit, each answer held for `delay`.
+pub async fn accepting_upstream_after(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/person/interests"))
-        .respond_with(|_: &Request| {
-            ResponseTemplate::new(202).set_body_json(json!({
-                "success": true,
-                "data": {"request_id": new_request_id(), "status": "queued"},
-                "timestamp": "2026-01-15T10:30:00"
-            }))
+        .respond_with(move |_: &Request| {
+            ResponseTemplate::new(202)
+                .set_body_json(json!({
+                    "success": true,
+                    "data": {"request_id": new_request_id(), "status": "queued"},
+                    "timestamp": "2026-01-15T10:30:00"
+                }))
+                .set_delay(delay)
         })
         .mount(&server)
         .await;
