@@ -177,6 +177,9 @@ impl Application {
                     per_hour: config.rate_per_hour,
                     minute,
                     hour: minute * 60,
+                    // The client's timeout bounds a call once sent; the
+                    // margin covers the moments between reservation and send.
+                    in_flight: config.upstream_timeout + Duration::from_secs(5),
                 },
             ),
             client,
@@ -207,7 +210,7 @@ impl Application {
         let events = EventHub::new(options.max_event_streams);
         let webhook_sender = options.run_workers.then(|| {
             webhooks::sender::Sender::new(
-                db.clone(),
+                store::side_pool(&db, webhooks::sender::POOL_SIZE),
                 config.service_secret.clone(),
                 events.subscribe(),
                 config.webhook_allow_private,

@@ -65,6 +65,7 @@ async fn deliver(shared: &Shared, request_id: &str, callback: &Callback, start: 
             return true;
         }
     }
+    add(&shared.stats.callbacks_abandoned, 1);
     tracing::warn!(
         request_id,
         callback_host = callback.host(),

@@ -24,6 +24,9 @@ pub struct SandboxStats {
     pub callbacks_attempted: u64,
     /// Callback attempts answered 2xx.
     pub callbacks_acknowledged: u64,
+    /// Deliveries given up after their last retry failed.
+    #[serde(default)]
+    pub callbacks_abandoned: u64,
     /// When a request was last answered 429 (tests measure the receiver's
     /// pause from here to its next request).
     pub last_rate_limited_at: Option<DateTime<Utc>>,
@@ -39,6 +42,7 @@ pub(super) struct Counters {
     pub credits_charged: AtomicU64,
     pub callbacks_attempted: AtomicU64,
     pub callbacks_acknowledged: AtomicU64,
+    pub callbacks_abandoned: AtomicU64,
     /// Microseconds since the epoch of the last 429; 0: none yet.
     pub last_rate_limited_micros: AtomicI64,
 }
@@ -67,6 +71,7 @@ impl Counters {
             credits_charged: get(&self.credits_charged),
             callbacks_attempted: get(&self.callbacks_attempted),
             callbacks_acknowledged: get(&self.callbacks_acknowledged),
+            callbacks_abandoned: get(&self.callbacks_abandoned),
             last_rate_limited_at: match self.last_rate_limited_micros.load(Ordering::Relaxed) {
                 0 => None,
                 micros => DateTime::from_timestamp_micros(micros),

@@ -87,6 +87,16 @@ pub async fn get(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<EventR
         .await
 }
 
+/// The events among `ids` that still exist.
+pub async fn get_many(db: &PgPool, ids: &[i64]) -> sqlx::Result<Vec<EventRecord>> {
+    sqlx::query_as(
+        "SELECT id, lookup_id, type, at, profile_id, data FROM events WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}
+
 /// The newest event id (0 when there is none): where a live-only stream
 /// starts.
 pub async fn latest_id(db: &PgPool) -> sqlx::Result<i64> {

@@ -57,6 +57,14 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Looku
         .await
 }
 
+/// The lookups among `ids` that still exist (not erased or purged).
+pub async fn get_many(db: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<LookupRecord>> {
+    sqlx::query_as(&format!("{SELECT} WHERE l.id = ANY($1)"))
+        .bind(ids)
+        .fetch_all(db)
+        .await
+}
+
 pub async fn list(
     db: &PgPool,
     status: Option<LookupStatus>,

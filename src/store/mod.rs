@@ -60,6 +60,16 @@ pub fn connect_lazy(
         .connect_lazy(url)
 }
 
+/// A pool of its own for a background task, on the same database as
+/// `main`: the task's queries never wait behind requests for a connection,
+/// and the requests never wait behind the task. Connects on first use.
+pub fn side_pool(main: &PgPool, max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with((*main.connect_options()).clone())
+}
+
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }

@@ -17,6 +17,11 @@ pub struct Limits {
     /// Length of the "minute" and "hour" windows (scaled only in tests).
     pub minute: Duration,
     pub hour: Duration,
+    /// How long after its reservation a call may still reach upstream (the
+    /// upstream timeout and a margin). A slot not yet recorded counts this
+    /// much longer: a call that stalled before it went out is counted by
+    /// upstream from when it arrives, not from when it was reserved.
+    pub in_flight: Duration,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -32,9 +37,10 @@ struct Window {
     now: DateTime<Utc>,
     pause_until: DateTime<Utc>,
     minute_count: i64,
-    minute_oldest: Option<DateTime<Utc>>,
+    /// When the first of the calls counted in the minute stops counting.
+    minute_frees: Option<DateTime<Utc>>,
     hour_count: i64,
-    hour_oldest: Option<DateTime<Utc>>,
+    hour_frees: Option<DateTime<Utc>>,
 }
 
 fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
@@ -42,6 +48,12 @@ fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
 }
 
 /// Takes a slot if both windows and any upstream-imposed pause allow it.
+///
+/// A recorded call counts for a window after its answer (`record` dates it
+/// then). A reserved call not yet recorded counts from its reservation for a
+/// window plus `in_flight`, however long ago it was reserved: upstream counts
+/// it from when it arrives, which may be that much later. So whatever delays
+/// a call on its way out, no window of upstream's sees more than the limit.
 pub async fn reserve(db: &PgPool, limits: Limits) -> sqlx::Result<Reservation> {
     let mut tx = db.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -52,28 +64,34 @@ pub async fn reserve(db: &PgPool, limits: Limits) -> sqlx::Result<Reservation> {
     // which may predate the wait for the lock.
     let w: Window = sqlx::query_as(
         "WITH t AS (SELECT clock_timestamp() AS now), \
-         w AS (SELECT at FROM upstream_calls, t WHERE at > t.now - make_interval(secs => $2)) \
+         c AS (SELECT at + CASE WHEN kind IS NULL THEN make_interval(secs => $3) \
+                               ELSE interval '0' END AS counts_from_end \
+               FROM upstream_calls, t \
+               WHERE at > t.now - make_interval(secs => $2 + $3)), \
+         m AS (SELECT counts_from_end + make_interval(secs => $1) AS frees FROM c, t \
+               WHERE counts_from_end + make_interval(secs => $1) > t.now), \
+         h AS (SELECT counts_from_end + make_interval(secs => $2) AS frees FROM c, t \
+               WHERE counts_from_end + make_interval(secs => $2) > t.now) \
          SELECT t.now, \
            (SELECT until FROM upstream_pause WHERE id = 1) AS pause_until, \
-           (SELECT count(*) FROM w WHERE at > t.now - make_interval(secs => $1)) AS minute_count, \
-           (SELECT min(at) FROM w WHERE at > t.now - make_interval(secs => $1)) AS minute_oldest, \
-           (SELECT count(*) FROM w) AS hour_count, \
-           (SELECT min(at) FROM w) AS hour_oldest \
+           (SELECT count(*) FROM m) AS minute_count, \
+           (SELECT min(frees) FROM m) AS minute_frees, \
+           (SELECT count(*) FROM h) AS hour_count, \
+           (SELECT min(frees) FROM h) AS hour_frees \
          FROM t",
     )
     .bind(limits.minute.as_secs_f64())
     .bind(limits.hour.as_secs_f64())
+    .bind(limits.in_flight.as_secs_f64())
     .fetch_one(&mut *tx)
     .await?;
 
-    let minute = chrono::Duration::from_std(limits.minute).unwrap_or_default();
-    let hour = chrono::Duration::from_std(limits.hour).unwrap_or_default();
     let mut wait = until(w.now, w.pause_until);
     if w.minute_count >= i64::from(limits.per_minute) {
-        wait = wait.max(until(w.now, w.minute_oldest.unwrap_or(w.now) + minute));
+        wait = wait.max(until(w.now, w.minute_frees.unwrap_or(w.now)));
     }
     if w.hour_count >= i64::from(limits.per_hour) {
-        wait = wait.max(until(w.now, w.hour_oldest.unwrap_or(w.now) + hour));
+        wait = wait.max(until(w.now, w.hour_frees.unwrap_or(w.now)));
     }
     if !wait.is_zero() {
         return Ok(Reservation::Wait(wait));

@@ -156,34 +156,53 @@ pub struct Claim {
     pub attempts: i32,
 }
 
-/// Claims the most overdue send of an enabled endpoint whose lease (if
-/// any) has run out and that has fewer than `per_endpoint` sends in flight;
-/// one replica wins each send. The bound keeps a dead or slow endpoint from
-/// holding every send slot: it delays only itself.
-pub async fn claim(
+/// Claims up to `n` due sends of enabled endpoints whose leases (if any)
+/// have run out, most overdue first, in one statement; one replica wins
+/// each send. Each endpoint gets at most `per_endpoint` sends in flight,
+/// counting those already leased, so a dead or slow endpoint holds only its
+/// own slots and delays only itself; every endpoint is offered its oldest
+/// sends, so one with a long backlog does not crowd out the others.
+pub async fn claim_due(
     db: &PgPool,
     owner: Uuid,
     lease: Duration,
     per_endpoint: i64,
-) -> sqlx::Result<Option<Claim>> {
+    n: i64,
+) -> sqlx::Result<Vec<Claim>> {
     sqlx::query_as(
-        "WITH busy AS ( \
-           SELECT webhook_id FROM webhook_sends \
-           WHERE lease_owner IS NOT NULL AND lease_until >= now() \
-           GROUP BY webhook_id HAVING count(*) >= $3) \
+        "WITH picked AS ( \
+           SELECT q.id FROM webhooks w \
+           CROSS JOIN LATERAL ( \
+             SELECT s.id, s.next_attempt_at FROM webhook_sends s \
+             WHERE s.webhook_id = w.id AND s.next_attempt_at <= now() \
+               AND (s.lease_until IS NULL OR s.lease_until < now()) \
+             ORDER BY s.next_attempt_at, s.id \
+             LIMIT GREATEST(0, $3 - ( \
+               SELECT count(*) FROM webhook_sends b \
+               WHERE b.webhook_id = w.id AND b.lease_owner IS NOT NULL \
+                 AND b.lease_until >= now())) \
+             FOR UPDATE OF s SKIP LOCKED) q \
+           WHERE NOT w.disabled \
+           ORDER BY q.next_attempt_at, q.id LIMIT $4) \
          UPDATE webhook_sends s SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
-         WHERE s.id = ( \
-           SELECT q.id FROM webhook_sends q JOIN webhooks w ON w.id = q.webhook_id \
-           WHERE NOT w.disabled AND q.next_attempt_at <= now() \
-             AND (q.lease_until IS NULL OR q.lease_until < now()) \
-             AND q.webhook_id NOT IN (SELECT webhook_id FROM busy) \
-           ORDER BY q.next_attempt_at, q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED) \
+         FROM picked WHERE s.id = picked.id \
          RETURNING s.id AS send_id, s.webhook_id, s.event_id, s.attempts",
     )
     .bind(owner)
     .bind(lease.as_secs_f64())
     .bind(per_endpoint)
-    .fetch_optional(db)
+    .bind(n)
+    .fetch_all(db)
+    .await
+}
+
+/// The endpoints among `ids` that still exist.
+pub async fn get_many(db: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<WebhookRecord>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(db)
     .await
 }
 

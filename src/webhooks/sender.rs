@@ -1,14 +1,18 @@
-//! The webhook sender: claims one due send at a time from PostgreSQL (so
-//! replicas share the queue and each send is made by one of them), posts
-//! the signed event, records the attempt and reschedules or finishes it. No
-//! transaction is held across the HTTP call.
+//! The webhook sender: claims due sends from PostgreSQL in batches (so
+//! replicas share the queue and each send is made by one of them), reads
+//! what they need in one query per table for the whole batch, posts each
+//! signed event, records the attempt and reschedules or finishes it. No
+//! transaction is held across the HTTP call. It has a small pool of its
+//! own, so that its sends neither wait behind requests for a connection nor
+//! make requests wait.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
@@ -17,12 +21,16 @@ use uuid::Uuid;
 use super::guard::{self, GuardedResolver};
 use super::{SEND_TIMEOUT, retry_delay, secret, signing};
 use crate::secrets::ServiceSecret;
-use crate::store::webhooks::{self as store, Attempt, Claim, Next};
+use crate::store::events::EventRecord;
+use crate::store::webhooks::{self as store, Attempt, Claim, Next, WebhookRecord};
 use crate::store::{events, lookups};
 use crate::views::LookupView;
 
-/// Sends one replica makes at once.
+/// Sends one replica makes at once; also the most it claims in one batch.
 const CONCURRENCY: usize = 16;
+/// Connections of the sender's own pool: claims, batch reads and the
+/// recording of attempts.
+pub const POOL_SIZE: u32 = 3;
 /// Sends one replica claims for one endpoint at once: an endpoint that
 /// never answers holds at most these slots (for `SEND_TIMEOUT` each), and
 /// the others stay free for every other endpoint.
@@ -49,6 +57,14 @@ pub struct Sender {
     pub wake: watch::Receiver<u64>,
     pub allow_private: bool,
     client: reqwest::Client,
+}
+
+/// A claimed send with everything its POST needs.
+struct Ready {
+    claim: Claim,
+    webhook: WebhookRecord,
+    event: EventRecord,
+    data: Value,
 }
 
 impl Sender {
@@ -90,29 +106,28 @@ impl Sender {
         let tasks = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(CONCURRENCY));
         loop {
-            let permit = tokio::select! {
+            // One free slot at least, then every other free one: a batch
+            // claims as many sends as can start now.
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
-            match store::claim(&self.db, self.owner, self.lease(), PER_ENDPOINT).await {
-                Ok(Some(claim)) => {
-                    let sender = self.clone();
-                    let stop = shutdown.clone();
-                    tasks.spawn(async move {
-                        tokio::select! {
-                            // Stopping mid-send: no attempt is recorded and the
-                            // lease is given back below; the send is made again.
-                            _ = stop.cancelled() => {}
-                            _ = sender.send(&claim) => {}
-                        }
-                        drop(permit);
-                    });
+            let mut held = vec![first];
+            while let Ok(p) = permits.clone().try_acquire_owned() {
+                held.push(p);
+            }
+            match self.claim_ready(held.len()).await {
+                Ok(ready) if !ready.is_empty() => {
+                    // Slots beyond the batch go back as `held` is dropped.
+                    for (send, permit) in ready.into_iter().zip(held) {
+                        self.spawn_send(&tasks, &shutdown, send, permit);
+                    }
                     continue;
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot claim a webhook send"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot claim webhook sends"),
             }
-            drop(permit);
+            drop(held);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 changed = self.wake.changed() => {
@@ -129,31 +144,100 @@ impl Sender {
         if let Err(e) = store::release_leases(&self.db, self.owner).await {
             tracing::warn!(error = %e, "cannot release webhook leases; they will run out");
         }
+        // The pool is the sender's own: nothing else uses it after this.
+        self.db.close().await;
     }
 
-    async fn send(&self, claim: &Claim) {
-        if let Err(e) = self.try_send(claim).await {
+    fn spawn_send(
+        &self,
+        tasks: &TaskTracker,
+        shutdown: &CancellationToken,
+        send: Ready,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let sender = self.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                // Stopping mid-send: no attempt is recorded and the lease
+                // is given back by `run`; the send is made again.
+                _ = stop.cancelled() => {}
+                _ = sender.send(&send) => {}
+            }
+            drop(permit);
+        });
+    }
+
+    /// Claims up to `n` due sends and reads their endpoints, events and
+    /// lookups: four queries for the whole batch. A send whose endpoint,
+    /// event or lookup is gone (deleted, purged, erased) is dropped: there
+    /// is nothing left to send.
+    async fn claim_ready(&self, n: usize) -> sqlx::Result<Vec<Ready>> {
+        let claims =
+            store::claim_due(&self.db, self.owner, self.lease(), PER_ENDPOINT, n as i64).await?;
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let webhook_ids: Vec<Uuid> = claims.iter().map(|c| c.webhook_id).collect();
+        let event_ids: Vec<i64> = claims.iter().map(|c| c.event_id).collect();
+        let (webhooks, events) = tokio::try_join!(
+            store::get_many(&self.db, &webhook_ids),
+            events::get_many(&self.db, &event_ids),
+        )?;
+        let lookup_ids: Vec<Uuid> = events
+            .iter()
+            .filter(|e| e.carried_data().is_none())
+            .filter_map(|e| e.lookup_id)
+            .collect();
+        let lookups = if lookup_ids.is_empty() {
+            Vec::new()
+        } else {
+            lookups::get_many(&self.db, &lookup_ids).await?
+        };
+        let webhooks: HashMap<Uuid, WebhookRecord> =
+            webhooks.into_iter().map(|w| (w.id, w)).collect();
+        let events: HashMap<i64, EventRecord> = events.into_iter().map(|e| (e.id, e)).collect();
+        let lookups: HashMap<Uuid, Value> = lookups
+            .into_iter()
+            .map(|l| (l.id, json!(LookupView::from(l))))
+            .collect();
+
+        let mut ready = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let webhook = webhooks.get(&claim.webhook_id);
+            let event = events.get(&claim.event_id);
+            let data = event.and_then(|e| match (e.carried_data(), e.lookup_id) {
+                (Some(data), _) => Some(data),
+                (None, Some(lookup_id)) => lookups.get(&lookup_id).cloned(),
+                (None, None) => None,
+            });
+            match (webhook, event, data) {
+                (Some(webhook), Some(event), Some(data)) => ready.push(Ready {
+                    webhook: webhook.clone(),
+                    event: event.clone(),
+                    data,
+                    claim,
+                }),
+                _ => store::drop_send(&self.db, claim.send_id).await?,
+            }
+        }
+        Ok(ready)
+    }
+
+    async fn send(&self, send: &Ready) {
+        if let Err(e) = self.try_send(send).await {
             // The lease runs out and the send is tried again.
-            tracing::warn!(error = %e, event_id = claim.event_id, "webhook send failed to record");
+            tracing::warn!(error = %e, event_id = send.claim.event_id, "webhook send failed to record");
         }
     }
 
-    async fn try_send(&self, claim: &Claim) -> sqlx::Result<()> {
-        let (Some(webhook), Some(event)) = (
-            store::get(&self.db, claim.webhook_id).await?,
-            events::get(&self.db, claim.event_id).await?,
-        ) else {
-            return store::drop_send(&self.db, claim.send_id).await;
-        };
-        let data = match (event.carried_data(), event.lookup_id) {
-            (Some(data), _) => data,
-            (None, Some(lookup_id)) => match lookups::get(&self.db, lookup_id).await? {
-                Some(lookup) => json!(LookupView::from(lookup)),
-                // Erased since: there is nothing left to send.
-                None => return store::drop_send(&self.db, claim.send_id).await,
-            },
-            (None, None) => return store::drop_send(&self.db, claim.send_id).await,
-        };
+    async fn try_send(&self, send: &Ready) -> sqlx::Result<()> {
+        let Ready {
+            claim,
+            webhook,
+            event,
+            data,
+        } = send;
         let body = serde_json::to_vec(&json!({
             "type": event.kind,
             "timestamp": event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -329,6 +329,7 @@ async fn no_upstream_slot_is_taken_once_shutdown_began(db: PgPool) {
             per_hour: 1000,
             minute: Duration::from_secs(60),
             hour: Duration::from_secs(3600),
+            in_flight: Duration::from_secs(35),
         },
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -379,4 +380,64 @@ async fn two_replicas_share_one_rate_limit(db: PgPool) {
     }
     a.stop().await;
     b.stop().await;
+}
+
+#[sqlx::test]
+async fn a_reserved_call_counts_until_it_can_no_longer_reach_upstream(db: PgPool) {
+    // Upstream counts a call from when it arrives. A call reserved and then
+    // delayed on its way out (a stalled task, a slow connect) may arrive a
+    // whole window after its reservation; until it is recorded it must keep
+    // its slot, or the next window would let one call too many through.
+    use interests_receiver::store::pacing::{self, Limits, Reservation};
+    interests_receiver::store::migrate(&db).await.unwrap();
+    let limits = Limits {
+        per_minute: 1,
+        per_hour: 1000,
+        minute: Duration::from_millis(200),
+        hour: Duration::from_secs(12),
+        in_flight: Duration::from_secs(3),
+    };
+    let Reservation::Granted(stalled) = pacing::reserve(&db, limits).await.unwrap() else {
+        panic!("the first slot of an empty ledger was refused");
+    };
+    let reserved = Instant::now();
+    tokio::time::sleep(limits.minute * 2).await;
+
+    // Two windows later, the call is still on its way: no slot.
+    let second = pacing::reserve(&db, limits).await.unwrap();
+    assert!(
+        matches!(second, Reservation::Wait(_)),
+        "a slot was granted while the call reserved {:?} ago could still reach upstream: {second:?}",
+        reserved.elapsed()
+    );
+
+    // Answered now: it counts for a window from its answer, then frees.
+    pacing::record(&db, stalled, "submit", "accepted")
+        .await
+        .unwrap();
+    let recorded = Instant::now();
+    let after_answer = pacing::reserve(&db, limits).await.unwrap();
+    if recorded.elapsed() < limits.minute {
+        assert!(
+            matches!(after_answer, Reservation::Wait(_)),
+            "{after_answer:?}"
+        );
+    }
+    tokio::time::sleep(limits.minute).await;
+    let Reservation::Granted(lost) = pacing::reserve(&db, limits).await.unwrap() else {
+        panic!("a recorded call still held its slot a window after its answer");
+    };
+
+    // A slot never recorded (its replica died) holds its place, and frees
+    // once the call could no longer arrive and a window has passed since.
+    let second = pacing::reserve(&db, limits).await.unwrap();
+    assert!(matches!(second, Reservation::Wait(_)), "{second:?}");
+    tokio::time::sleep(limits.minute + limits.in_flight).await;
+    assert!(
+        matches!(
+            pacing::reserve(&db, limits).await.unwrap(),
+            Reservation::Granted(_)
+        ),
+        "a dead replica's slot {lost} was never freed"
+    );
 }

@@ -843,3 +843,47 @@ async fn an_endpoint_subscribed_to_profile_changed_gets_it_signed_and_only_when_
     assert_eq!(defaults.received().len(), 4);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn webhook_sends_go_on_while_requests_hold_every_connection(db: PgPool) {
+    // The sender has a pool of its own: a burst of requests that takes
+    // every connection of the service's pool does not stop the sends (and
+    // the sends never take the requests' connections).
+    let app = spawn(db, sandbox(0.01)).await;
+    let receiver = Receiver::start(1).await;
+    let (webhook_id, _) = registered(&app, &receiver.url()).await;
+    completed_lookup(&app, "pool@example.com").await;
+    wait_for_attempts(&app, &webhook_id, 1).await;
+
+    // Every connection of the service's pool that its long-lived tasks do
+    // not hold already, held by the test: acquiring more waits.
+    let max = app.db.options().get_max_connections() as usize;
+    let mut held = Vec::new();
+    while let Ok(connection) = tokio::time::timeout(Duration::from_secs(1), app.db.acquire()).await
+    {
+        held.push(connection.unwrap());
+        assert!(held.len() <= max);
+    }
+    assert_eq!(app.db.num_idle(), 0);
+    assert_eq!(app.db.size() as usize, max);
+
+    // The retry (due 50 ms after the first failure) is made and recorded.
+    receiver.wait_for(2, WAIT).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_attempts")
+            .fetch_one(&mut *held[0])
+            .await
+            .unwrap();
+        if recorded == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{recorded} attempts recorded while requests held every connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(held);
+    app.stop().await;
+}
