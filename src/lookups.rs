@@ -334,6 +334,14 @@ pub async fn request(
     audit_as: Option<&Caller>,
 ) -> Result<Answer, RequestError> {
     let mut tx = db.begin().await?;
+    // Under a daily budget, decisions are serialised by a lock held to the
+    // commit (`lookups::lock_credit_budget`). The commit does not wait for
+    // its fsync, so the lock is held for the decision's work only; the
+    // answer waits for durability instead, below, outside the lock.
+    let budgeted = policy.budget().is_some();
+    if budgeted {
+        lookups::commit_without_waiting_for_flush(&mut tx).await?;
+    }
     let answer = answer(&mut tx, policy, req, body, idempotency_key).await?;
     if let Some(caller) = audit_as {
         let lookup = answer.lookup();
@@ -341,6 +349,12 @@ pub async fn request(
         audit::record(&mut *tx, policy.secret, caller, Action::LookupCreate, whom).await?;
     }
     tx.commit().await?;
+    if budgeted {
+        // Nothing is answered, and no job submitted, before the commit is
+        // on disk (a worker's claim is itself a synchronous commit, later in
+        // the log, so it flushes this one first).
+        lookups::flush_wal(db).await?;
+    }
     Ok(answer)
 }
 

@@ -13,10 +13,3 @@ pub async fn add(db: &PgPool, n: u64) -> sqlx::Result<()> {
     .await?;
     Ok(())
 }
-
-/// Refusals recorded so far, all days.
-pub async fn total(db: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COALESCE(SUM(count), 0)::bigint FROM forged_callbacks")
-        .fetch_one(db)
-        .await
-}

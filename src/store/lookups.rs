@@ -320,6 +320,29 @@ pub async fn lock_credit_budget(db: &mut PgConnection, refresh: bool) -> sqlx::R
     Ok(())
 }
 
+/// Lets this transaction's commit return before its log records are on
+/// disk (`synchronous_commit = off`), releasing its locks at once. The
+/// caller must call [`flush_wal`] after the commit and before it tells
+/// anyone about what the transaction did.
+pub async fn commit_without_waiting_for_flush(tx: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Returns once every commit made so far on this server is on disk: a
+/// small synchronous commit, whose flush covers the log up to its own
+/// record and so every record before it. Each connection writes its own row
+/// of `wal_flush_marks`, so concurrent flushes do not wait for each other
+/// (the server combines their fsyncs).
+pub async fn flush_wal(db: &PgPool) -> sqlx::Result<()> {
+    sqlx::query("UPDATE wal_flush_marks SET n = n + 1 WHERE slot = pg_backend_pid() % 64")
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Credits charged today plus credits that lookups in flight may still
 /// cost, of the service's refreshes (`refresh`) or of the other lookups.
 /// The total comes from kept totals (a few rows, whatever the size of

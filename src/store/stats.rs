@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use sqlx::PgPool;
+use sqlx::types::Json;
 
 use crate::lifecycle::{IN_FLIGHT_SQL, LookupStatus};
 
@@ -28,71 +29,77 @@ pub struct Stats {
     pub oldest_unfinished_secs: Option<f64>,
 }
 
+/// One row of kept totals and small indexed reads (see [`read`]).
+#[derive(sqlx::FromRow)]
+struct Row {
+    by_status: Json<BTreeMap<String, i64>>,
+    synthetic: i64,
+    credits_today: i64,
+    credits_this_month: i64,
+    credits_total: i64,
+    polls: i64,
+    submits: i64,
+    ambiguous: i64,
+    ambiguous_waiting: i64,
+    oldest_unfinished_secs: Option<f64>,
+    forged: i64,
+    by_outcome: Json<BTreeMap<String, i64>>,
+}
+
 /// Reads the kept totals (migration `kept_totals`): a few dozen rows
-/// whatever the size of the tables, exact as of the last commit.
+/// whatever the size of the tables, exact as of the last commit, in one
+/// query (one connection, one round trip: `/metrics` may be scraped
+/// often). Credits include the spend of lookups no longer stored (erased,
+/// or removed by retention), from the spend ledger.
 pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
-    let mut stats = Stats::default();
-    let by_status: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT status, sum(lookups)::bigint, sum(synthetic)::bigint FROM lookup_totals GROUP BY status",
-    )
-    .fetch_all(db)
-    .await?;
-    for status in LookupStatus::ALL {
-        stats.lookups_by_status.insert(status.as_str().into(), 0);
-    }
-    for (status, lookups, synthetic) in by_status {
-        stats.lookups_by_status.insert(status, lookups);
-        stats.synthetic_lookups += synthetic;
-    }
-    let row: (i64, i64, i64, i64, i64, i64, i64, Option<f64>) = sqlx::query_as(&format!(
-        "SELECT \
-           (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
-             WHERE day = (now() AT TIME ZONE 'UTC')::date), \
-           (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
-             WHERE day >= date_trunc('month', now() AT TIME ZONE 'UTC')::date), \
-           (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals), \
-           COALESCE(sum(polls), 0)::bigint, COALESCE(sum(submits), 0)::bigint, \
-           COALESCE(sum(ambiguous), 0)::bigint, \
+    let row: Row = sqlx::query_as(&format!(
+        "WITH today AS (SELECT (now() AT TIME ZONE 'UTC')::date AS day), \
+         month AS (SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date AS day) \
+         SELECT \
+           (SELECT COALESCE(jsonb_object_agg(status, n), '{{}}') FROM ( \
+              SELECT status, sum(lookups)::bigint AS n FROM lookup_totals GROUP BY status) s) \
+             AS by_status, \
+           (SELECT COALESCE(sum(synthetic), 0)::bigint FROM lookup_totals) AS synthetic, \
+           (SELECT COALESCE(sum(credits), 0) FROM day_totals WHERE day = (SELECT day FROM today))::bigint \
+             + (SELECT COALESCE(sum(credits), 0) FROM spend_ledger WHERE day >= (SELECT day FROM today))::bigint \
+             AS credits_today, \
+           (SELECT COALESCE(sum(credits), 0) FROM day_totals WHERE day >= (SELECT day FROM month))::bigint \
+             + (SELECT COALESCE(sum(credits), 0) FROM spend_ledger WHERE day >= (SELECT day FROM month))::bigint \
+             AS credits_this_month, \
+           (SELECT COALESCE(sum(credits), 0) FROM day_totals)::bigint \
+             + (SELECT COALESCE(sum(credits), 0) FROM spend_ledger)::bigint AS credits_total, \
+           (SELECT COALESCE(sum(polls), 0)::bigint FROM work_totals) AS polls, \
+           (SELECT COALESCE(sum(submits), 0)::bigint FROM work_totals) AS submits, \
+           (SELECT COALESCE(sum(ambiguous), 0)::bigint FROM work_totals) AS ambiguous, \
            (SELECT count(*) FROM lookups WHERE status = 'pending' AND request_id IS NULL \
-             AND ambiguous_submits > 0 AND submit_started_at IS NULL), \
+             AND ambiguous_submits > 0 AND submit_started_at IS NULL) AS ambiguous_waiting, \
            (SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM lookups \
-             WHERE status IN {IN_FLIGHT_SQL}) \
-         FROM work_totals"
+             WHERE status IN {IN_FLIGHT_SQL}) AS oldest_unfinished_secs, \
+           (SELECT COALESCE(sum(count), 0)::bigint FROM forged_callbacks) AS forged, \
+           (SELECT COALESCE(jsonb_object_agg(outcome, n), '{{}}') FROM ( \
+              SELECT outcome, sum(deliveries)::bigint AS n FROM delivery_totals GROUP BY outcome) d) \
+             AS by_outcome"
     ))
     .fetch_one(db)
     .await?;
-    (
-        stats.credits_today,
-        stats.credits_this_month,
-        stats.credits_total,
-        stats.polls_made,
-        stats.submits_made,
-        stats.ambiguous_submits,
-        stats.ambiguous_waiting,
-        stats.oldest_unfinished_secs,
-    ) = row;
-    // Spend of lookups no longer stored (erased, or removed by retention).
-    let gone: (i64, i64, i64) = sqlx::query_as(
-        "SELECT \
-           COALESCE(SUM(credits) FILTER (WHERE day >= (now() AT TIME ZONE 'UTC')::date), 0)::bigint, \
-           COALESCE(SUM(credits) FILTER (WHERE day >= date_trunc('month', now() AT TIME ZONE 'UTC')::date), 0)::bigint, \
-           COALESCE(SUM(credits), 0)::bigint \
-         FROM spend_ledger",
-    )
-    .fetch_one(db)
-    .await?;
-    stats.credits_today += gone.0;
-    stats.credits_this_month += gone.1;
-    stats.credits_total += gone.2;
-    stats.forged_callbacks = super::forged::total(db).await?;
+    let mut stats = Stats::default();
+    for status in LookupStatus::ALL {
+        stats.lookups_by_status.insert(status.as_str().into(), 0);
+    }
+    stats.lookups_by_status.extend(row.by_status.0);
     for outcome in ["applied", "duplicate", "refused"] {
         stats.deliveries_by_outcome.insert(outcome.into(), 0);
     }
-    let by_outcome: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT outcome, sum(deliveries)::bigint FROM delivery_totals GROUP BY outcome",
-    )
-    .fetch_all(db)
-    .await?;
-    stats.deliveries_by_outcome.extend(by_outcome);
+    stats.deliveries_by_outcome.extend(row.by_outcome.0);
+    stats.synthetic_lookups = row.synthetic;
+    stats.credits_today = row.credits_today;
+    stats.credits_this_month = row.credits_this_month;
+    stats.credits_total = row.credits_total;
+    stats.polls_made = row.polls;
+    stats.submits_made = row.submits;
+    stats.ambiguous_submits = row.ambiguous;
+    stats.ambiguous_waiting = row.ambiguous_waiting;
+    stats.oldest_unfinished_secs = row.oldest_unfinished_secs;
+    stats.forged_callbacks = row.forged;
     Ok(stats)
 }

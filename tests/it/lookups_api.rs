@@ -694,6 +694,25 @@ async fn once_the_daily_credit_budget_is_committed_another_lookup_is_429(db: PgP
 }
 
 #[sqlx::test]
+async fn a_lookup_decided_under_the_budget_is_flushed_to_disk_before_it_is_answered(db: PgPool) {
+    // Under a budget, the deciding transaction commits without waiting for
+    // its fsync (its budget lock is released at once) and the request then
+    // makes one synchronous write (`wal_flush_marks`) whose flush covers
+    // it: one per answered create, made before the answer.
+    let (app, _server) = app_with_mock_and(db, |s| s.credit_budget_daily = Some(1000)).await;
+    let marks = "SELECT COALESCE(sum(n), 0)::bigint FROM wal_flush_marks";
+    let before = app.count(marks).await;
+    for i in 0..3 {
+        let response = app
+            .post_lookup(&json!({"email": format!("flushed{i}@example.com")}))
+            .await;
+        assert_eq!(response.status(), 202);
+        assert_eq!(app.count(marks).await - before, i + 1);
+    }
+    app.stop().await;
+}
+
+#[sqlx::test]
 async fn concurrent_lookups_of_different_people_do_not_overspend_the_daily_credit_budget(
     db: PgPool,
 ) {
