@@ -4,8 +4,9 @@
     observers.py BASE TOKEN STREAMS READY_FILE OUT_JSON
 
 Registers two webhook endpoints on the service: a healthy one (a local
-HTTP server answering 204 at once) and a dead one (a socket that accepts
-connections and never answers). Opens STREAMS Server-Sent Event streams
+HTTP/1.1 server answering 204 at once, in a process of its own, so that
+reading the streams does not slow its answers) and a dead one (a socket
+that accepts connections and never answers). Opens STREAMS Server-Sent Event streams
 (`GET /v1/events`): one is parsed and timed, the others are read and
 discarded as fast as they come (as a dashboard would), all in one thread.
 Touches READY_FILE once everything is open. On SIGTERM writes to OUT_JSON:
@@ -23,6 +24,7 @@ import datetime
 import http.client
 import http.server
 import json
+import multiprocessing
 import selectors
 import signal
 import socket
@@ -57,6 +59,8 @@ def summary(delays):
 
 
 class Healthy(http.server.BaseHTTPRequestHandler):
+    # Keep-alive: a webhook sender reuses its connections.
+    protocol_version = "HTTP/1.1"
     delays: list = []
 
     def do_POST(self):
@@ -71,6 +75,16 @@ class Healthy(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def serve_healthy(ports, stop, results) -> None:
+    """The healthy endpoint's process: its port out, its delays at stop."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ports.put(server.server_address[1])
+    stop.wait()
+    results.put(list(Healthy.delays))
 
 
 def register(base: str, token: str, url: str, description: str) -> None:
@@ -108,15 +122,17 @@ def open_stream(base: str, token: str) -> socket.socket:
 def main() -> None:
     base, token, streams, ready_file, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 
-    healthy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
-    threading.Thread(target=healthy.serve_forever, daemon=True).start()
+    ports, healthy_stop, healthy_results = multiprocessing.Queue(), multiprocessing.Event(), multiprocessing.Queue()
+    healthy = multiprocessing.Process(target=serve_healthy, args=(ports, healthy_stop, healthy_results), daemon=True)
+    healthy.start()
+    healthy_port = ports.get(timeout=30)
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))
     dead.listen(64)
     held = []
     dead.setblocking(False)
 
-    register(base, token, f"http://127.0.0.1:{healthy.server_address[1]}/hook", "bench: healthy")
+    register(base, token, f"http://127.0.0.1:{healthy_port}/hook", "bench: healthy")
     register(base, token, f"http://127.0.0.1:{dead.getsockname()[1]}/hook", "bench: never answers")
 
     selector = selectors.DefaultSelector()
@@ -161,10 +177,12 @@ def main() -> None:
                         except (ValueError, KeyError):
                             pass
 
+    healthy_stop.set()
+    webhook_delays = healthy_results.get(timeout=30)
     result = {
         "streams": streams,
         "sse": {**summary(sse_delays), "streams_ended": ended, "streams_open": streams - ended},
-        "webhook": summary(Healthy.delays),
+        "webhook": summary(webhook_delays),
         "dead": {"connections_held": len(held)},
     }
     with open(out, "w") as f:
