@@ -339,9 +339,7 @@ pub async fn request(
     // its fsync, so the lock is held for the decision's work only; the
     // answer waits for durability instead, below, outside the lock.
     let budgeted = policy.budget().is_some();
-    if budgeted {
-        lookups::commit_without_waiting_for_flush(&mut tx).await?;
-    }
+    lookups::set_up_create_transaction(&mut tx, budgeted).await?;
     let answer = answer(&mut tx, policy, req, body, idempotency_key).await?;
     if let Some(caller) = audit_as {
         let lookup = answer.lookup();

@@ -320,14 +320,35 @@ pub async fn lock_credit_budget(db: &mut PgConnection, refresh: bool) -> sqlx::R
     Ok(())
 }
 
-/// Lets this transaction's commit return before its log records are on
-/// disk (`synchronous_commit = off`), releasing its locks at once. The
-/// caller must call [`flush_wal`] after the commit and before it tells
-/// anyone about what the transaction did.
-pub async fn commit_without_waiting_for_flush(tx: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(tx)
-        .await?;
+/// Settings of a lookup-creation transaction, in one round trip.
+///
+/// Its statements are point reads and writes by key (identity hashes, a
+/// subject key, an id), for which PostgreSQL's generic plan is the right
+/// one; left to choose, it re-plans several of them on every execution (an
+/// `= ANY($1)` over a short array looks cheaper planned for its actual
+/// size), which cost a quarter of the database's CPU under a burst of
+/// creates (`BENCHMARKS.md`). So they use generic plans.
+///
+/// With `without_waiting_for_flush` (a daily budget is set), the commit
+/// returns before its log records are on disk (`synchronous_commit = off`),
+/// releasing its locks at once. The caller must then call [`flush_wal`]
+/// after the commit and before it tells anyone about what the transaction
+/// did.
+pub async fn set_up_create_transaction(
+    tx: &mut PgConnection,
+    without_waiting_for_flush: bool,
+) -> sqlx::Result<()> {
+    // set_config(…, true) is SET LOCAL: both end with the transaction. An
+    // operator's own synchronous_commit (remote_apply, say) is kept unless
+    // it is turned off here; `flush_wal` commits under it.
+    sqlx::query(
+        "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), \
+                set_config('synchronous_commit', \
+                  CASE WHEN $1 THEN 'off' ELSE current_setting('synchronous_commit') END, true)",
+    )
+    .bind(without_waiting_for_flush)
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
