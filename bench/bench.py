@@ -37,6 +37,14 @@ def token(key: bytes, lookup_id: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
+def identity_key_id(secret: str) -> None:
+    """The id of the identity key under SERVICE_SECRET (secrets.rs): seeded
+    lookups carry it, or the service would re-key every one of them in the
+    background while it is measured."""
+    key = hmac.new(secret.encode(), b"interests-receiver/v1/identifier-hash", hashlib.sha256).digest()
+    print(hmac.new(key, b"\0identity-key-id", hashlib.sha256).digest()[:8].hex())
+
+
 def targets(secret: str) -> None:
     key = callback_key(secret.encode())
     out = sys.stdout
@@ -286,7 +294,9 @@ def report(path: str) -> None:
 
 def main() -> None:
     cmd, args = sys.argv[1], sys.argv[2:]
-    if cmd == "targets":
+    if cmd == "identity-key-id":
+        identity_key_id(args[0])
+    elif cmd == "targets":
         targets(args[0])
     elif cmd == "template":
         template(args[0])

@@ -173,12 +173,15 @@ if [ -n "$ONLY" ]; then
   done
   SERVICE_ENV=("${sandbox_env[@]}")
 fi
+# Seeded lookups carry the identity key of this SERVICE_SECRET, as the
+# service writes them; otherwise it re-keys every one in the background.
+KEY_ID=$($HELPER identity-key-id "$SERVICE_SECRET")
 log "applying migrations"
 env "${SERVICE_ENV[@]}" "$BIN" migrate >"$WORK/migrate.log" 2>&1 || { cat "$WORK/migrate.log" >&2; die "migrate failed"; }
 
 if deliveries; then # (not indented: the delivery part, up to "the service")
 log "seeding $LOOKUPS queued lookups in SQL"
-sql -v n="$LOOKUPS" -f bench/sql/queued_lookups.sql
+sql -v n="$LOOKUPS" -v key_id="$KEY_ID" -f bench/sql/queued_lookups.sql
 $HELPER template tests/fixtures/completed.json >"$WORK/template.json"
 queued_targets() { # file: targets of the lookups still queued
   sql -F' ' -c "SELECT id, request_id FROM lookups WHERE status = 'queued' ORDER BY email" |
@@ -421,7 +424,7 @@ if [ "$SCALE_LOOKUPS" -gt 0 ]; then
   stored=$(sql -c "SELECT count(*) FROM lookups")
   if [ "$stored" -lt "$SCALE_LOOKUPS" ]; then
     log "scale: storing $((SCALE_LOOKUPS - stored)) more completed lookups in SQL (to $SCALE_LOOKUPS)"
-    sql -v n="$((SCALE_LOOKUPS - stored))" -f bench/sql/scale_lookups.sql
+    sql -v n="$((SCALE_LOOKUPS - stored))" -v key_id="$KEY_ID" -f bench/sql/scale_lookups.sql
   fi
   fact scale_lookups "$(sql -c "SELECT count(*) FROM lookups")"
   export BENCH_TOKEN="$API_TOKEN"

@@ -3,7 +3,7 @@
 -- workers stay idle while deliveries are measured. No stored callback
 -- token: it is derived from SERVICE_SECRET, as for every new lookup.
 INSERT INTO lookups (id, status, email, subject_key, request_id, created_at,
-                     submitted_at, next_action_at)
+                     submitted_at, next_action_at, identities_key)
 SELECT md5('queued-' || i)::uuid,
        'queued',
        'queued' || i || '@bench.example',
@@ -11,7 +11,8 @@ SELECT md5('queued-' || i)::uuid,
        md5('rid-' || i) || '_1717000000_' || lpad((i % 10000)::text, 4, '0'),
        now() - interval '1 minute',
        now() - interval '1 minute',
-       now() + interval '30 days'
+       now() + interval '30 days',
+       :'key_id'
   FROM generate_series(1, :n) AS i;
 -- Identities are recorded at creation; without them the service would
 -- backfill each lookup at start. The bench never looks a person up, so a

@@ -2,7 +2,7 @@
 -- credits, completed over the last 30 days), so that the tables which the
 -- counting requests used to sum hold :n more rows. Nothing in them is due.
 INSERT INTO lookups (id, status, email, subject_key, request_id, created_at,
-                     submitted_at, completed_at, credits_charged, next_action_at)
+                     submitted_at, completed_at, credits_charged, next_action_at, identities_key)
 SELECT md5('scale-' || i)::uuid,
        'completed',
        'scale' || i || '@bench.example',
@@ -12,7 +12,8 @@ SELECT md5('scale-' || i)::uuid,
        now() - make_interval(secs => (i % 2592000)),
        now() - make_interval(secs => (i % 2592000)),
        5,
-       now() + interval '30 days'
+       now() + interval '30 days',
+       :'key_id'
   FROM generate_series(1, :n) AS i;
 INSERT INTO lookup_identities (identity, lookup_id)
 SELECT 'bench:' || id, id FROM lookups WHERE email LIKE 'scale%@bench.example';

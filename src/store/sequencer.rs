@@ -39,11 +39,16 @@ pub async fn resign(conn: &mut PgConnection) -> sqlx::Result<()> {
 }
 
 /// Whether any committed event waits for its place (a cheap read, so that
-/// an idle sequencer writes nothing).
+/// an idle sequencer writes nothing). The first id by the primary key, not
+/// `EXISTS (SELECT 1 …)`: that is planned as a sequential scan, which after
+/// a burst (every moved row leaves a dead one until vacuum) read the whole
+/// table on every tick: 28 ms per tick, 100 ticks a second, after 1,000,000
+/// lookups were loaded.
 pub async fn pending(conn: &mut PgConnection) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM event_inbox)")
-        .fetch_one(&mut *conn)
-        .await
+    let first: Option<i64> = sqlx::query_scalar("SELECT id FROM event_inbox ORDER BY id LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(first.is_some())
 }
 
 /// What one batch did.
