@@ -27,14 +27,14 @@ use crate::store::{events, lookups};
 use crate::views::LookupView;
 
 /// Sends one replica makes at once; also the most it claims in one batch.
-const CONCURRENCY: usize = 16;
+const CONCURRENCY: usize = 64;
 /// Connections of the sender's own pool: claims, batch reads and the
 /// recording of attempts.
-pub const POOL_SIZE: u32 = 3;
+pub const POOL_SIZE: u32 = 4;
 /// Sends one replica claims for one endpoint at once: an endpoint that
 /// never answers holds at most these slots (for `SEND_TIMEOUT` each), and
 /// the others stay free for every other endpoint.
-const PER_ENDPOINT: i64 = 4;
+pub const PER_ENDPOINT: i64 = 16;
 /// How long an idle sender waits before looking for due retries again (a
 /// new event wakes it at once).
 const IDLE_NAP: Duration = Duration::from_millis(250);
