@@ -206,16 +206,20 @@ pub async fn get_many(db: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<WebhookReco
     .await
 }
 
-/// What one attempt came to.
-pub struct Attempt<'a> {
+/// What one attempt came to, and what to do with its send.
+#[derive(Debug)]
+pub struct Attempt {
+    pub claim: Claim,
     /// The endpoint acknowledged it (2xx).
     pub ok: bool,
     pub status_code: Option<u16>,
-    pub error: Option<&'a str>,
+    pub error: Option<String>,
     pub duration_ms: i32,
+    pub next: Next,
 }
 
 /// What to do with a send after an attempt.
+#[derive(Debug, Clone, Copy)]
 pub enum Next {
     /// Acknowledged, or given up: the send leaves the queue.
     Done,
@@ -223,88 +227,134 @@ pub enum Next {
     RetryAfter(Duration),
 }
 
-/// Records the attempt and then finishes or reschedules the send, in one
-/// transaction. Only the lease holder's outcome counts: a send whose lease
-/// ran out and was taken over is left to its new owner.
+/// Records a batch of attempts (in the order they ended) and then finishes
+/// or reschedules their sends, in one transaction: a handful of statements
+/// for the whole batch, not four per send. Only the lease holder's outcome
+/// counts: a send whose lease ran out and was taken over is left to its
+/// new owner.
 ///
-/// A failure after `disable_after` of nothing but failures disables the
-/// endpoint (see [`disable_if_failing`]); returns when its failures began
-/// if this attempt did that.
-pub async fn record_attempt(
+/// An endpoint's failing state follows its last attempt of the batch, and
+/// is written only when it changes: a healthy endpoint's row is not
+/// rewritten by every send. A failure after `disable_after` of nothing but
+/// failures disables the endpoint (see [`disable_if_failing`]); returns the
+/// endpoints this batch disabled, with when their failures began.
+pub async fn record_attempts(
     db: &PgPool,
-    claim: &Claim,
     owner: Uuid,
-    attempt: Attempt<'_>,
-    next: Next,
+    attempts: &[Attempt],
     disable_after: Duration,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    let mut tx = db.begin().await?;
-    // The attempt, and the endpoint's failing state in the same statement
-    // (one round trip per send). That state is written only when it
-    // changes: a healthy endpoint's row is not rewritten by every send.
-    sqlx::query(
-        "WITH recorded AS ( \
-           INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status_code, error, duration_ms) \
-           VALUES ($1, $2, $3, $4, $5, $6)) \
-         UPDATE webhooks SET failing_since = CASE WHEN $7 THEN NULL ELSE now() END \
-         WHERE id = $1 AND (failing_since IS NULL) <> $7",
-    )
-    .bind(claim.webhook_id)
-    .bind(claim.event_id)
-    .bind(claim.attempts + 1)
-    .bind(attempt.status_code.map(|c| c as i16))
-    .bind(attempt.error)
-    .bind(attempt.duration_ms)
-    .bind(attempt.ok)
-    .execute(&mut *tx)
-    .await?;
-    match next {
-        Next::Done => {
-            // A send marked for replay while this attempt was under way is
-            // not finished: it starts over as a fresh send, due now. The
-            // DELETE re-reads `replay` once it holds the row lock, so a
-            // replay committed meanwhile is never lost.
-            let deleted = sqlx::query(
-                "DELETE FROM webhook_sends WHERE id = $1 AND lease_owner = $2 AND NOT replay",
-            )
-            .bind(claim.send_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if deleted == 0 {
-                sqlx::query(
-                    "UPDATE webhook_sends SET replay = false, attempts = 0, next_attempt_at = now(), \
-                       lease_owner = NULL, lease_until = NULL \
-                     WHERE id = $1 AND lease_owner = $2",
-                )
-                .bind(claim.send_id)
-                .bind(owner)
-                .execute(&mut *tx)
-                .await?;
+) -> sqlx::Result<Vec<(Uuid, DateTime<Utc>)>> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Per endpoint: did its last attempt succeed, and did any?
+    let mut endpoints: Vec<(Uuid, bool, bool)> = Vec::new();
+    for a in attempts {
+        match endpoints
+            .iter_mut()
+            .find(|(id, _, _)| *id == a.claim.webhook_id)
+        {
+            Some((_, last_ok, any_ok)) => {
+                *last_ok = a.ok;
+                *any_ok |= a.ok;
             }
-        }
-        Next::RetryAfter(delay) => {
-            // A retry is a send: a pending replay is served by it, at once.
-            sqlx::query(
-                "UPDATE webhook_sends SET attempts = attempts + 1, \
-                   next_attempt_at = CASE WHEN replay THEN now() \
-                     ELSE now() + make_interval(secs => $3) END, \
-                   replay = false, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(claim.send_id)
-            .bind(owner)
-            .bind(delay.as_secs_f64())
-            .execute(&mut *tx)
-            .await?;
+            None => endpoints.push((a.claim.webhook_id, a.ok, a.ok)),
         }
     }
-    let disabled = if attempt.ok {
-        None
-    } else {
-        disable_if_failing(&mut tx, claim.webhook_id, disable_after).await?
-    };
+    let answered: Vec<Uuid> = endpoints.iter().filter(|e| e.1).map(|e| e.0).collect();
+    let failing: Vec<Uuid> = endpoints.iter().filter(|e| !e.1).map(|e| e.0).collect();
+    // A failure after a success in this batch starts a new failing run.
+    let failing_anew: Vec<Uuid> = endpoints
+        .iter()
+        .filter(|e| !e.1 && e.2)
+        .map(|e| e.0)
+        .collect();
+    let done: Vec<i64> = attempts
+        .iter()
+        .filter(|a| matches!(a.next, Next::Done))
+        .map(|a| a.claim.send_id)
+        .collect();
+    let (retry_ids, retry_delays): (Vec<i64>, Vec<f64>) = attempts
+        .iter()
+        .filter_map(|a| match a.next {
+            Next::RetryAfter(delay) => Some((a.claim.send_id, delay.as_secs_f64())),
+            Next::Done => None,
+        })
+        .unzip();
+
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status_code, error, duration_ms) \
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::int4[], $4::int2[], $5::text[], $6::int4[])",
+    )
+    .bind(attempts.iter().map(|a| a.claim.webhook_id).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.claim.event_id).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.claim.attempts + 1).collect::<Vec<_>>())
+    .bind(
+        attempts
+            .iter()
+            .map(|a| a.status_code.map(|c| c as i16))
+            .collect::<Vec<_>>(),
+    )
+    .bind(attempts.iter().map(|a| a.error.clone()).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE webhooks SET failing_since = CASE WHEN id = ANY($1) THEN NULL ELSE now() END \
+         WHERE (id = ANY($1) AND failing_since IS NOT NULL) \
+            OR (id = ANY($2) AND (failing_since IS NULL OR id = ANY($3)))",
+    )
+    .bind(&answered)
+    .bind(&failing)
+    .bind(&failing_anew)
+    .execute(&mut *tx)
+    .await?;
+    if !done.is_empty() {
+        // A send marked for replay while its attempt was under way is not
+        // finished: it starts over as a fresh send, due now. The DELETE
+        // re-reads `replay` once it holds the row lock, and the UPDATE (a
+        // later statement) sees a replay committed meanwhile, so none is
+        // lost.
+        sqlx::query(
+            "DELETE FROM webhook_sends WHERE id = ANY($1) AND lease_owner = $2 AND NOT replay",
+        )
+        .bind(&done)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE webhook_sends SET replay = false, attempts = 0, next_attempt_at = now(), \
+               lease_owner = NULL, lease_until = NULL \
+             WHERE id = ANY($1) AND lease_owner = $2",
+        )
+        .bind(&done)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !retry_ids.is_empty() {
+        // A retry is a send: a pending replay is served by it, at once.
+        sqlx::query(
+            "UPDATE webhook_sends s SET attempts = s.attempts + 1, \
+               next_attempt_at = CASE WHEN s.replay THEN now() \
+                 ELSE now() + make_interval(secs => d.delay) END, \
+               replay = false, lease_owner = NULL, lease_until = NULL \
+             FROM unnest($1::int8[], $2::float8[]) AS d(id, delay) \
+             WHERE s.id = d.id AND s.lease_owner = $3",
+        )
+        .bind(&retry_ids)
+        .bind(&retry_delays)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut disabled = Vec::new();
+    for id in &failing {
+        if let Some(since) = disable_if_failing(&mut tx, *id, disable_after).await? {
+            disabled.push((*id, since));
+        }
+    }
     tx.commit().await?;
     Ok(disabled)
 }

@@ -1,8 +1,9 @@
 //! The webhook sender: claims due sends from PostgreSQL in batches (so
 //! replicas share the queue and each send is made by one of them), reads
 //! what they need in one query per table for the whole batch, posts each
-//! signed event, records the attempt and reschedules or finishes it. No
-//! transaction is held across the HTTP call. It has a small pool of its
+//! signed event, and hands the attempt to a recorder, which records the
+//! attempts that ended meanwhile and reschedules or finishes their sends in
+//! one transaction. No transaction is held across the HTTP call. It has a small pool of its
 //! own, so that its sends neither wait behind requests for a connection nor
 //! make requests wait.
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
@@ -105,6 +106,10 @@ impl Sender {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(CONCURRENCY));
+        // Each send holds its slot until its attempt is recorded; there are
+        // never more attempts waiting than slots.
+        let (record, recorded) = mpsc::channel(CONCURRENCY);
+        let recorder = tokio::spawn(self.clone().record(recorded));
         loop {
             // One free slot at least, then every other free one: a batch
             // claims as many sends as can start now.
@@ -120,7 +125,7 @@ impl Sender {
                 Ok(ready) if !ready.is_empty() => {
                     // Slots beyond the batch go back as `held` is dropped.
                     for (send, permit) in ready.into_iter().zip(held) {
-                        self.spawn_send(&tasks, &shutdown, send, permit);
+                        self.spawn_send(&tasks, &shutdown, &record, send, permit);
                     }
                     continue;
                 }
@@ -141,6 +146,12 @@ impl Sender {
         }
         tasks.close();
         tasks.wait().await;
+        // Every send has ended: the recorder stops once it has recorded
+        // what they handed it.
+        drop(record);
+        if recorder.await.is_err() {
+            tracing::warn!("the webhook recorder panicked; unrecorded sends are made again");
+        }
         if let Err(e) = store::release_leases(&self.db, self.owner).await {
             tracing::warn!(error = %e, "cannot release webhook leases; they will run out");
         }
@@ -152,20 +163,54 @@ impl Sender {
         &self,
         tasks: &TaskTracker,
         shutdown: &CancellationToken,
+        record: &mpsc::Sender<(Attempt, OwnedSemaphorePermit)>,
         send: Ready,
         permit: OwnedSemaphorePermit,
     ) {
         let sender = self.clone();
         let stop = shutdown.clone();
+        let record = record.clone();
         tasks.spawn(async move {
             tokio::select! {
                 // Stopping mid-send: no attempt is recorded and the lease
                 // is given back by `run`; the send is made again.
                 _ = stop.cancelled() => {}
-                _ = sender.send(&send) => {}
+                attempt = sender.attempt(&send) => {
+                    // The recorder outlives every send (see `run`).
+                    let _ = record.send((attempt, permit)).await;
+                }
             }
-            drop(permit);
         });
+    }
+
+    /// Records attempts as they end, as many at once as have ended, until
+    /// every send is over; then frees their slots.
+    async fn record(self, mut ended: mpsc::Receiver<(Attempt, OwnedSemaphorePermit)>) {
+        let mut batch = Vec::with_capacity(CONCURRENCY);
+        while ended.recv_many(&mut batch, CONCURRENCY).await > 0 {
+            let (attempts, permits): (Vec<Attempt>, Vec<OwnedSemaphorePermit>) =
+                batch.drain(..).unzip();
+            match store::record_attempts(&self.db, self.owner, &attempts, self.disable_after).await
+            {
+                Ok(disabled) => {
+                    for (webhook_id, failing_since) in disabled {
+                        metrics::counter!("webhook_endpoints_disabled_total").increment(1);
+                        tracing::warn!(
+                            %webhook_id,
+                            %failing_since,
+                            "webhook endpoint disabled: every attempt failed since then; PATCH {{\"disabled\": false}} enables it"
+                        );
+                    }
+                }
+                // The leases run out and the sends are made again.
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    sends = attempts.len(),
+                    "webhook attempts failed to record"
+                ),
+            }
+            drop(permits);
+        }
     }
 
     /// Claims up to `n` due sends and reads their endpoints, events and
@@ -224,14 +269,8 @@ impl Sender {
         Ok(ready)
     }
 
-    async fn send(&self, send: &Ready) {
-        if let Err(e) = self.try_send(send).await {
-            // The lease runs out and the send is tried again.
-            tracing::warn!(error = %e, event_id = send.claim.event_id, "webhook send failed to record");
-        }
-    }
-
-    async fn try_send(&self, send: &Ready) -> sqlx::Result<()> {
+    /// Makes one attempt of a send: what it came to and what comes next.
+    async fn attempt(&self, send: &Ready) -> Attempt {
         let Ready {
             claim,
             webhook,
@@ -256,16 +295,15 @@ impl Sender {
         };
         let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
         let failed = claim.attempts as u32 + 1;
-        let (attempt, next) = match &outcome {
-            Ok(status) if (200..300).contains(status) => (
-                Attempt {
-                    ok: true,
-                    status_code: Some(*status),
-                    error: None,
-                    duration_ms,
-                },
-                Next::Done,
-            ),
+        let attempt = match outcome {
+            Ok(status) if (200..300).contains(&status) => Attempt {
+                claim: claim.clone(),
+                ok: true,
+                status_code: Some(status),
+                error: None,
+                duration_ms,
+                next: Next::Done,
+            },
             other => {
                 let next = match retry_delay(failed, self.retry_scale) {
                     Some(delay) => Next::RetryAfter(delay),
@@ -279,21 +317,20 @@ impl Sender {
                     }
                 };
                 let (status_code, error) = match other {
-                    Ok(status) if (300..400).contains(status) => {
-                        (Some(*status), Some("redirects are not followed"))
+                    Ok(status) if (300..400).contains(&status) => {
+                        (Some(status), Some("redirects are not followed".to_owned()))
                     }
-                    Ok(status) => (Some(*status), None),
-                    Err(e) => (None, Some(e.as_str())),
+                    Ok(status) => (Some(status), None),
+                    Err(e) => (None, Some(e)),
                 };
-                (
-                    Attempt {
-                        ok: false,
-                        status_code,
-                        error,
-                        duration_ms,
-                    },
+                Attempt {
+                    claim: claim.clone(),
+                    ok: false,
+                    status_code,
+                    error,
+                    duration_ms,
                     next,
-                )
+                }
             }
         };
         metrics::counter!(
@@ -301,24 +338,7 @@ impl Sender {
             "outcome" => if attempt.ok { "ok" } else { "failed" }
         )
         .increment(1);
-        let disabled = store::record_attempt(
-            &self.db,
-            claim,
-            self.owner,
-            attempt,
-            next,
-            self.disable_after,
-        )
-        .await?;
-        if let Some(failing_since) = disabled {
-            metrics::counter!("webhook_endpoints_disabled_total").increment(1);
-            tracing::warn!(
-                webhook_id = %webhook.id,
-                %failing_since,
-                "webhook endpoint disabled: every attempt failed since then; PATCH {{\"disabled\": false}} enables it"
-            );
-        }
-        Ok(())
+        attempt
     }
 
     /// One signed POST; the status code, or why there was none.

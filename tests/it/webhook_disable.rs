@@ -184,3 +184,156 @@ async fn an_endpoint_that_answers_again_is_not_disabled_and_an_operator_disablin
     let by_operator = patch(&app, &id, json!({"disabled": true})).await;
     assert_eq!(by_operator["disabled_reason"], "operator");
 }
+
+#[sqlx::test]
+async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: PgPool) {
+    // The sender records the attempts that ended meanwhile in one
+    // transaction: an endpoint's failing state follows its last attempt of
+    // the batch, a failure after a success starts a new failing run, and
+    // each send is finished or rescheduled as its own attempt says.
+    use interests_receiver::store::webhooks::{self as store, Attempt, Next};
+    interests_receiver::store::migrate(&db).await.unwrap();
+    let webhook = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO webhooks (id, url, events, secret_sealed) \
+         VALUES ($1, 'https://hooks.example.com/in', '{webhook.disabled}', '\\x00')",
+    )
+    .bind(webhook)
+    .execute(&db)
+    .await
+    .unwrap();
+    let queue = |n: i64| {
+        let db = db.clone();
+        async move {
+            sqlx::query(
+                "WITH e AS (INSERT INTO events (type, data) \
+                   SELECT 'webhook.disabled', '{}' FROM generate_series(1, $2) RETURNING id) \
+                 INSERT INTO webhook_sends (webhook_id, event_id) SELECT $1, id FROM e",
+            )
+            .bind(webhook)
+            .bind(n)
+            .execute(&db)
+            .await
+            .unwrap();
+        }
+    };
+    let owner = uuid::Uuid::new_v4();
+    let lease = Duration::from_secs(60);
+    let attempt = |claim: &store::Claim, ok: bool| Attempt {
+        claim: claim.clone(),
+        ok,
+        status_code: Some(if ok { 204 } else { 500 }),
+        error: None,
+        duration_ms: 1,
+        next: if ok {
+            Next::Done
+        } else {
+            Next::RetryAfter(Duration::from_secs(3600))
+        },
+    };
+    let failing_since = || async {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "SELECT failing_since FROM webhooks WHERE id = $1",
+        )
+        .bind(webhook)
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    let five_days = Duration::from_secs(5 * 86_400);
+
+    // Failed, answered, failed: failing from this batch's last failure.
+    queue(3).await;
+    let claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    assert_eq!(claims.len(), 3);
+    let batch = [
+        attempt(&claims[0], false),
+        attempt(&claims[1], true),
+        attempt(&claims[2], false),
+    ];
+    let disabled = store::record_attempts(&db, owner, &batch, five_days)
+        .await
+        .unwrap();
+    assert!(disabled.is_empty());
+    assert!(failing_since().await.is_some());
+    let left: Vec<(i64, i32, bool)> =
+        sqlx::query_as("SELECT id, attempts, lease_owner IS NULL FROM webhook_sends ORDER BY id")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        vec![(claims[0].send_id, 1, true), (claims[2].send_id, 1, true)],
+        "the answered send is finished, the failed ones wait for their retry"
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM webhook_attempts")
+            .fetch_one(&db)
+            .await
+            .unwrap(),
+        3
+    );
+
+    // Failing for days, then failed and answered: answering now.
+    sqlx::query("DELETE FROM webhook_sends")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE webhooks SET failing_since = now() - interval '3 days'")
+        .execute(&db)
+        .await
+        .unwrap();
+    queue(2).await;
+    let claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    let batch = [attempt(&claims[0], false), attempt(&claims[1], true)];
+    store::record_attempts(&db, owner, &batch, five_days)
+        .await
+        .unwrap();
+    assert_eq!(failing_since().await, None);
+
+    // Failing for 3 days, then answered and failed: a new run, from now.
+    sqlx::query("DELETE FROM webhook_sends")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE webhooks SET failing_since = now() - interval '3 days'")
+        .execute(&db)
+        .await
+        .unwrap();
+    queue(2).await;
+    let claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    let batch = [attempt(&claims[0], true), attempt(&claims[1], false)];
+    store::record_attempts(&db, owner, &batch, five_days)
+        .await
+        .unwrap();
+    let anew = failing_since().await.unwrap();
+    assert!(
+        chrono::Utc::now() - anew < chrono::Duration::minutes(1),
+        "the run that began before the success goes on: {anew}"
+    );
+
+    // Failing for 3 days, failed again: the run goes on from its start,
+    // and with a 2-day limit the endpoint is disabled by this batch.
+    sqlx::query("DELETE FROM webhook_sends")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE webhooks SET failing_since = now() - interval '3 days'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let since = failing_since().await.unwrap();
+    queue(1).await;
+    let claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    let disabled = store::record_attempts(
+        &db,
+        owner,
+        &[attempt(&claims[0], false)],
+        Duration::from_secs(2 * 86_400),
+    )
+    .await
+    .unwrap();
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0].0, webhook);
+    assert_eq!(failing_since().await, Some(since));
+}
