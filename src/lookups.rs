@@ -174,22 +174,30 @@ async fn rekey(
 /// One batch of the re-keying pass after a rotation of SERVICE_SECRET: up
 /// to `limit` lookups whose identities are not yet under the current secret
 /// get them (lookups keep their identifiers, so their hashes can be made
-/// again; suppressions cannot: see README). Returns how many; 0 when done.
+/// again; suppressions cannot: see README). Returns how many, or `None`
+/// once no lookup is left to re-key. Lookups locked elsewhere are skipped,
+/// so an empty batch is not the end while any of them remains.
 pub async fn rekey_identities(
     db: &PgPool,
     secret: &ServiceSecret,
     limit: i64,
-) -> sqlx::Result<usize> {
+) -> sqlx::Result<Option<usize>> {
     let key_id = secret.identity_key_id();
     let mut tx = db.begin().await?;
     let batch = lookups::claim_stale_identities(&mut tx, &key_id, limit).await?;
+    if batch.is_empty() {
+        drop(tx);
+        return Ok(lookups::any_stale_identities(db, &key_id)
+            .await?
+            .then_some(0));
+    }
     for (id, subject) in &batch {
         lookups::insert_identities(&mut *tx, *id, &current_hashes(secret, subject)).await?;
     }
     let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
     lookups::mark_identities_key(&mut tx, &ids, &key_id).await?;
     tx.commit().await?;
-    Ok(batch.len())
+    Ok(Some(batch.len()))
 }
 
 /// Records the identities of lookups made before they were recorded, so

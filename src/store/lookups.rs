@@ -188,6 +188,17 @@ pub async fn rekey_if_stale(
     Ok(())
 }
 
+/// Whether any lookup's identities are not under the key `key_id` (locked
+/// or not).
+pub async fn any_stale_identities(db: &PgPool, key_id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM lookups WHERE identities_key IS DISTINCT FROM $1)",
+    )
+    .bind(key_id)
+    .fetch_one(db)
+    .await
+}
+
 /// Claims up to `limit` lookups whose identities are not under the key
 /// `key_id`, for the re-keying pass (other replicas skip them).
 pub async fn claim_stale_identities(

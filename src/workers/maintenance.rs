@@ -44,8 +44,10 @@ pub(super) async fn run(ctx: WorkerContext, shutdown: CancellationToken) {
         }
         if rekeying {
             match crate::lookups::rekey_identities(&ctx.db, &ctx.secret, REKEY_BATCH).await {
-                Ok(0) => rekeying = false,
-                Ok(n) => {
+                Ok(None) => rekeying = false,
+                // Every one left is locked by a request just now.
+                Ok(Some(0)) => {}
+                Ok(Some(n)) => {
                     tracing::info!(lookups = n, "identities re-keyed under the current secret")
                 }
                 Err(e) => tracing::warn!(error = %e, "re-keying identities failed; retrying"),

@@ -613,3 +613,32 @@ async fn service_secret_previous_keeps_dedup_and_suppression_across_a_rotation(d
     assert_eq!(app.count("SELECT count(*) FROM lookups").await, 1);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn the_re_keying_pass_is_not_over_while_a_locked_lookup_waits_for_it(db: PgPool) {
+    // The pass skips lookups locked elsewhere; an empty batch then must not
+    // end it (it used to: the lookup stayed under the previous secret, and
+    // the person became unknown once that secret was dropped).
+    const NEW: &str = "rotated-service-secret-0123456789-abcdefghij";
+    let (app, server) = app_with_mock(db.clone()).await;
+    let done = completed_lookup(&app, &server, json!({"email": ANN})).await;
+    let id = done["id"].as_str().unwrap().to_owned();
+    app.stop().await;
+    let secret = interests_receiver::secrets::ServiceSecret::new(
+        NEW,
+        Some(crate::common::TEST_SECRET.as_bytes().to_vec()),
+    );
+    let rekey = || interests_receiver::lookups::rekey_identities(&db, &secret, 500);
+
+    let mut holder = db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM lookups WHERE id = $1::uuid FOR UPDATE")
+        .bind(&id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    assert_eq!(rekey().await.unwrap(), Some(0), "locked: not over");
+    holder.commit().await.unwrap();
+
+    assert_eq!(rekey().await.unwrap(), Some(1));
+    assert_eq!(rekey().await.unwrap(), None, "every lookup re-keyed: over");
+}
