@@ -309,10 +309,17 @@ field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]
 
 # What the database sessions wait for during first deliveries: every 100 ms,
 # the wait events of the service's connections (pg_stat_activity).
+# Lock waits also name the waiting statement and the one holding the lock
+# (written to lock-waits.txt beside the report: which rows are contended).
 sample_waits() {
   while :; do
     sql -c "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU (no wait)') FROM pg_stat_activity
              WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()"
+    sql -c "SELECT 'LOCK ' || w.wait_event || ' | ' || left(regexp_replace(w.query, '\s+', ' ', 'g'), 90)
+                   || ' | held by: ' || left(regexp_replace(b.query, '\s+', ' ', 'g'), 90)
+              FROM pg_stat_activity w, unnest(pg_blocking_pids(w.pid)) AS bp(pid)
+              JOIN pg_stat_activity b ON b.pid = bp.pid
+             WHERE w.datname = current_database() AND w.wait_event_type = 'Lock'"
     sleep 0.1
   done
 }
@@ -322,7 +329,9 @@ sample_waits >"$WORK/waits.samples" 2>/dev/null &
 WAITS_PID=$!
 R=$(run_wrk first 32 deliveries.lua "$WORK/first.targets" "$WORK/template.json" 2)
 kill "$WAITS_PID" 2>/dev/null || true
-sort "$WORK/waits.samples" | uniq -c | sort -rn | head -8 >"$WORK/waits.txt"
+grep '^LOCK ' "$WORK/waits.samples" | sort | uniq -c | sort -rn | head -10 >"$WORK/lock-waits.txt" || true
+[ ! -s "$WORK/lock-waits.txt" ] || { log "first deliveries: lock waits (waiting | holding statement):"; cat "$WORK/lock-waits.txt" >&2; }
+grep -v '^LOCK ' "$WORK/waits.samples" | sort | uniq -c | sort -rn | head -8 >"$WORK/waits.txt"
 fact waits "\"$(awk '{printf "%s%s x%s", (NR>1?"; ":""), $2, $1}' "$WORK/waits.txt")\""
 [ "$(field "$R" wrapped)" = 0 ] || die "first deliveries ran out of queued lookups: raise BENCH_LOOKUPS"
 [ "$(field "$R" other)" = 0 ] || die "first deliveries: unexpected answers ($R); see $WORK/service.log"
