@@ -177,9 +177,9 @@ impl Application {
                     per_hour: config.rate_per_hour,
                     minute,
                     hour: minute * 60,
-                    // The client's timeout bounds a call once sent; the
-                    // margin covers the moments between reservation and send.
-                    in_flight: config.upstream_timeout + Duration::from_secs(5),
+                    // The client's timeout bounds a call from when it is
+                    // dated as sent; the margin covers the moment between.
+                    in_flight: config.upstream_timeout + Duration::from_secs(1),
                 },
             ),
             client,

@@ -341,7 +341,10 @@ pub async fn request(
     idempotency_key: Option<&str>,
     audit_as: Option<&Caller>,
 ) -> Result<Answer, RequestError> {
-    let mut tx = db.begin().await?;
+    // One connection for the transaction and the flush after it: a second
+    // one could time out after the lookup was made.
+    let mut conn = db.acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     // Under a daily budget, decisions are serialised by a lock held to the
     // commit (`lookups::lock_credit_budget`). The commit does not wait for
     // its fsync, so the lock is held for the decision's work only; the
@@ -359,7 +362,7 @@ pub async fn request(
         // Nothing is answered, and no job submitted, before the commit is
         // on disk (a worker's claim is itself a synchronous commit, later in
         // the log, so it flushes this one first).
-        lookups::flush_wal(db).await?;
+        lookups::flush_wal(&mut conn).await?;
     }
     Ok(answer)
 }

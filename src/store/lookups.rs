@@ -365,12 +365,13 @@ pub async fn set_up_create_transaction(
 
 /// Returns once every commit made so far on this server is on disk: a
 /// small synchronous commit, whose flush covers the log up to its own
-/// record and so every record before it. Each connection writes its own row
-/// of `wal_flush_marks`, so concurrent flushes do not wait for each other
-/// (the server combines their fsyncs).
-pub async fn flush_wal(db: &PgPool) -> sqlx::Result<()> {
+/// record and so every record before it. Each connection writes the row of
+/// `wal_flush_marks` its pid picks, so concurrent flushes rarely wait for
+/// each other (only when two pids share a remainder; the server combines
+/// their fsyncs either way). Run it on the connection that committed.
+pub async fn flush_wal(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query("UPDATE wal_flush_marks SET n = n + 1 WHERE slot = pg_backend_pid() % 64")
-        .execute(db)
+        .execute(conn)
         .await?;
     Ok(())
 }

@@ -17,10 +17,10 @@ pub struct Limits {
     /// Length of the "minute" and "hour" windows (scaled only in tests).
     pub minute: Duration,
     pub hour: Duration,
-    /// How long after its reservation a call may still reach upstream (the
-    /// upstream timeout and a margin). A slot not yet recorded counts this
-    /// much longer: a call that stalled before it went out is counted by
-    /// upstream from when it arrives, not from when it was reserved.
+    /// How long after it was sent (see [`sending`]) a call may still reach
+    /// upstream: the upstream timeout and a margin. A slot not yet recorded
+    /// counts this much longer: upstream counts a call from when it
+    /// arrives, not from when it was reserved or sent.
     pub in_flight: Duration,
 }
 
@@ -50,10 +50,11 @@ fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
 /// Takes a slot if both windows and any upstream-imposed pause allow it.
 ///
 /// A recorded call counts for a window after its answer (`record` dates it
-/// then). A reserved call not yet recorded counts from its reservation for a
-/// window plus `in_flight`, however long ago it was reserved: upstream counts
-/// it from when it arrives, which may be that much later. So whatever delays
-/// a call on its way out, no window of upstream's sees more than the limit.
+/// then). A reserved call not yet recorded counts for a window plus
+/// `in_flight` from its reservation, or from when it was sent once
+/// [`sending`] dated it then, however long ago that was: upstream counts it
+/// from when it arrives, which may be that much later. So whatever delays a
+/// call on its way out, no window of upstream's sees more than the limit.
 pub async fn reserve(db: &PgPool, limits: Limits) -> sqlx::Result<Reservation> {
     let mut tx = db.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -103,6 +104,17 @@ pub async fn reserve(db: &PgPool, limits: Limits) -> sqlx::Result<Reservation> {
     .await?;
     tx.commit().await?;
     Ok(Reservation::Granted(id))
+}
+
+/// Dates a reserved call at the moment it is sent: whatever delayed it
+/// since its reservation (a claim, a pool wait), it can reach upstream only
+/// within `in_flight` from now.
+pub async fn sending(db: &PgPool, id: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE upstream_calls SET at = clock_timestamp() WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Gives an unused slot back.

@@ -182,7 +182,8 @@ pub async fn claim_due(
                WHERE b.webhook_id = w.id AND b.lease_owner IS NOT NULL \
                  AND b.lease_until >= now())) \
              FOR UPDATE OF s SKIP LOCKED) q \
-           WHERE NOT w.disabled \
+           WHERE NOT w.disabled AND EXISTS ( \
+             SELECT 1 FROM webhook_sends d WHERE d.webhook_id = w.id AND d.next_attempt_at <= now()) \
            ORDER BY q.next_attempt_at, q.id LIMIT $4) \
          UPDATE webhook_sends s SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
          FROM picked WHERE s.id = picked.id \
@@ -215,6 +216,8 @@ pub struct Attempt {
     pub status_code: Option<u16>,
     pub error: Option<String>,
     pub duration_ms: i32,
+    /// When the attempt ended.
+    pub at: DateTime<Utc>,
     pub next: Next,
 }
 
@@ -247,28 +250,42 @@ pub async fn record_attempts(
     if attempts.is_empty() {
         return Ok(Vec::new());
     }
-    // Per endpoint: did its last attempt succeed, and did any?
-    let mut endpoints: Vec<(Uuid, bool, bool)> = Vec::new();
+    // Per endpoint, from its attempts in the order they ended: answering
+    // at the end, or failing since the first failure after its last
+    // success in this batch (`anew`: a success came first, so an older
+    // failing run is over).
+    struct State {
+        id: Uuid,
+        answered: bool,
+        failing_from: Option<DateTime<Utc>>,
+        anew: bool,
+    }
+    let mut states: Vec<State> = Vec::new();
     for a in attempts {
-        match endpoints
-            .iter_mut()
-            .find(|(id, _, _)| *id == a.claim.webhook_id)
-        {
-            Some((_, last_ok, any_ok)) => {
-                *last_ok = a.ok;
-                *any_ok |= a.ok;
+        let i = match states.iter().position(|e| e.id == a.claim.webhook_id) {
+            Some(i) => i,
+            None => {
+                states.push(State {
+                    id: a.claim.webhook_id,
+                    answered: false,
+                    failing_from: None,
+                    anew: false,
+                });
+                states.len() - 1
             }
-            None => endpoints.push((a.claim.webhook_id, a.ok, a.ok)),
+        };
+        let e = &mut states[i];
+        if a.ok {
+            e.answered = true;
+            e.failing_from = None;
+            e.anew = true;
+        } else {
+            e.answered = false;
+            e.failing_from.get_or_insert(a.at);
         }
     }
-    let answered: Vec<Uuid> = endpoints.iter().filter(|e| e.1).map(|e| e.0).collect();
-    let failing: Vec<Uuid> = endpoints.iter().filter(|e| !e.1).map(|e| e.0).collect();
-    // A failure after a success in this batch starts a new failing run.
-    let failing_anew: Vec<Uuid> = endpoints
-        .iter()
-        .filter(|e| !e.1 && e.2)
-        .map(|e| e.0)
-        .collect();
+    let answered: Vec<Uuid> = states.iter().filter(|e| e.answered).map(|e| e.id).collect();
+    let failing: Vec<&State> = states.iter().filter(|e| !e.answered).collect();
     let done: Vec<i64> = attempts
         .iter()
         .filter(|a| matches!(a.next, Next::Done))
@@ -283,9 +300,15 @@ pub async fn record_attempts(
         .unzip();
 
     let mut tx = db.begin().await?;
+    // An endpoint deleted, or an event erased, while its send was under way
+    // has nothing left to record (and its send went with it).
     sqlx::query(
-        "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status_code, error, duration_ms) \
-         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::int4[], $4::int2[], $5::text[], $6::int4[])",
+        "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status_code, error, duration_ms, at) \
+         SELECT a.* FROM unnest($1::uuid[], $2::int8[], $3::int4[], $4::int2[], $5::text[], \
+                                $6::int4[], $7::timestamptz[]) \
+           AS a(webhook_id, event_id, attempt, status_code, error, duration_ms, at) \
+         WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = a.webhook_id) \
+           AND EXISTS (SELECT 1 FROM events e WHERE e.id = a.event_id)",
     )
     .bind(attempts.iter().map(|a| a.claim.webhook_id).collect::<Vec<_>>())
     .bind(attempts.iter().map(|a| a.claim.event_id).collect::<Vec<_>>())
@@ -298,16 +321,24 @@ pub async fn record_attempts(
     )
     .bind(attempts.iter().map(|a| a.error.clone()).collect::<Vec<_>>())
     .bind(attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.at).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "UPDATE webhooks SET failing_since = CASE WHEN id = ANY($1) THEN NULL ELSE now() END \
-         WHERE (id = ANY($1) AND failing_since IS NOT NULL) \
-            OR (id = ANY($2) AND (failing_since IS NULL OR id = ANY($3)))",
+        "UPDATE webhooks SET failing_since = NULL WHERE id = ANY($1) AND failing_since IS NOT NULL",
     )
     .bind(&answered)
-    .bind(&failing)
-    .bind(&failing_anew)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE webhooks w SET failing_since = \
+           CASE WHEN f.anew THEN f.since ELSE COALESCE(w.failing_since, f.since) END \
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::bool[]) AS f(id, since, anew) \
+         WHERE w.id = f.id AND (w.failing_since IS NULL OR f.anew)",
+    )
+    .bind(failing.iter().map(|e| e.id).collect::<Vec<_>>())
+    .bind(failing.iter().map(|e| e.failing_from).collect::<Vec<_>>())
+    .bind(failing.iter().map(|e| e.anew).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     if !done.is_empty() {
@@ -350,9 +381,9 @@ pub async fn record_attempts(
         .await?;
     }
     let mut disabled = Vec::new();
-    for id in &failing {
-        if let Some(since) = disable_if_failing(&mut tx, *id, disable_after).await? {
-            disabled.push((*id, since));
+    for e in &failing {
+        if let Some(since) = disable_if_failing(&mut tx, e.id, disable_after).await? {
+            disabled.push((e.id, since));
         }
     }
     tx.commit().await?;
@@ -403,6 +434,20 @@ pub async fn drop_send(db: &PgPool, send_id: i64) -> sqlx::Result<()> {
         .bind(send_id)
         .execute(db)
         .await?;
+    Ok(())
+}
+
+/// Gives back leases of `ids` this replica holds (sends it claimed but
+/// could not start).
+pub async fn release(db: &PgPool, owner: Uuid, ids: &[i64]) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE webhook_sends SET lease_owner = NULL, lease_until = NULL \
+         WHERE id = ANY($1) AND lease_owner = $2",
+    )
+    .bind(ids)
+    .bind(owner)
+    .execute(db)
+    .await?;
     Ok(())
 }
 

@@ -55,6 +55,16 @@ impl Pacer {
         }
     }
 
+    /// Dates the slot's call now, just before it is sent (see
+    /// `store::pacing::sending`).
+    pub async fn sending(&self, slot: &Slot) {
+        if let Err(e) = pacing::sending(&self.db, slot.0).await {
+            // It then counts from its reservation, which the margin of
+            // `in_flight` covers for a short delay.
+            tracing::warn!(error = %e, "could not date an upstream call as sent");
+        }
+    }
+
     pub async fn cancel(&self, slot: Slot) {
         if let Err(e) = pacing::cancel(&self.db, slot.0).await {
             tracing::warn!(error = %e, "could not release an unused upstream slot");

@@ -3,9 +3,9 @@
 //! what they need in one query per table for the whole batch, posts each
 //! signed event, and hands the attempt to a recorder, which records the
 //! attempts that ended meanwhile and reschedules or finishes their sends in
-//! one transaction. No transaction is held across the HTTP call. It has a small pool of its
-//! own, so that its sends neither wait behind requests for a connection nor
-//! make requests wait.
+//! one transaction. No transaction is held across the HTTP call. It has a
+//! small pool of its own, so that its sends neither wait behind requests
+//! for a connection nor make requests wait.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,9 +32,10 @@ const CONCURRENCY: usize = 64;
 /// Connections of the sender's own pool: claims, batch reads and the
 /// recording of attempts.
 pub const POOL_SIZE: u32 = 4;
-/// Sends one replica claims for one endpoint at once: an endpoint that
-/// never answers holds at most these slots (for `SEND_TIMEOUT` each), and
-/// the others stay free for every other endpoint.
+/// Sends in flight to one endpoint, counting every replica's leases (two
+/// replicas claiming at the same moment may each take up to this many): an
+/// endpoint that never answers holds at most these slots (for
+/// `SEND_TIMEOUT` each), and the others stay free for every other endpoint.
 pub const PER_ENDPOINT: i64 = 16;
 /// How long an idle sender waits before looking for due retries again (a
 /// new event wakes it at once).
@@ -117,6 +118,12 @@ impl Sender {
                 _ = shutdown.cancelled() => break,
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
+            if record.is_closed() {
+                // The recorder is gone (it panicked): a send made now could
+                // not be recorded and would be made again.
+                tracing::error!("the webhook recorder stopped; webhook sends stop");
+                break;
+            }
             let mut held = vec![first];
             while let Ok(p) = permits.clone().try_acquire_owned() {
                 held.push(p);
@@ -172,6 +179,7 @@ impl Sender {
         let record = record.clone();
         tasks.spawn(async move {
             tokio::select! {
+                biased;
                 // Stopping mid-send: no attempt is recorded and the lease
                 // is given back by `run`; the send is made again.
                 _ = stop.cancelled() => {}
@@ -192,24 +200,42 @@ impl Sender {
                 batch.drain(..).unzip();
             match store::record_attempts(&self.db, self.owner, &attempts, self.disable_after).await
             {
-                Ok(disabled) => {
-                    for (webhook_id, failing_since) in disabled {
-                        metrics::counter!("webhook_endpoints_disabled_total").increment(1);
-                        tracing::warn!(
-                            %webhook_id,
-                            %failing_since,
-                            "webhook endpoint disabled: every attempt failed since then; PATCH {{\"disabled\": false}} enables it"
-                        );
+                Ok(disabled) => self.disabled(disabled),
+                // One attempt must not cost the others their record (a
+                // deadlock with a replay, say): each on its own.
+                Err(e) if attempts.len() > 1 => {
+                    tracing::warn!(error = %e, sends = attempts.len(), "webhook attempts failed to record together; recording each alone");
+                    for attempt in &attempts {
+                        self.record_alone(attempt).await;
                     }
                 }
-                // The leases run out and the sends are made again.
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    sends = attempts.len(),
-                    "webhook attempts failed to record"
-                ),
+                Err(_) => self.record_alone(&attempts[0]).await,
             }
             drop(permits);
+        }
+    }
+
+    async fn record_alone(&self, attempt: &Attempt) {
+        let one = std::slice::from_ref(attempt);
+        match store::record_attempts(&self.db, self.owner, one, self.disable_after).await {
+            Ok(disabled) => self.disabled(disabled),
+            // The lease runs out and the send is made again.
+            Err(e) => tracing::warn!(
+                error = %e,
+                event_id = attempt.claim.event_id,
+                "webhook attempt failed to record"
+            ),
+        }
+    }
+
+    fn disabled(&self, endpoints: Vec<(Uuid, chrono::DateTime<chrono::Utc>)>) {
+        for (webhook_id, failing_since) in endpoints {
+            metrics::counter!("webhook_endpoints_disabled_total").increment(1);
+            tracing::warn!(
+                %webhook_id,
+                %failing_since,
+                "webhook endpoint disabled: every attempt failed since then; PATCH {{\"disabled\": false}} enables it"
+            );
         }
     }
 
@@ -223,6 +249,21 @@ impl Sender {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
+        let ids: Vec<i64> = claims.iter().map(|c| c.send_id).collect();
+        match self.ready(claims).await {
+            Ok(ready) => Ok(ready),
+            Err(e) => {
+                // Given back at once, not when their leases run out.
+                if let Err(e) = store::release(&self.db, self.owner, &ids).await {
+                    tracing::warn!(error = %e, "cannot give back claimed webhook sends");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads what the claimed sends need: one query per table.
+    async fn ready(&self, claims: Vec<Claim>) -> sqlx::Result<Vec<Ready>> {
         let webhook_ids: Vec<Uuid> = claims.iter().map(|c| c.webhook_id).collect();
         let event_ids: Vec<i64> = claims.iter().map(|c| c.event_id).collect();
         let (webhooks, events) = tokio::try_join!(
@@ -302,6 +343,7 @@ impl Sender {
                 status_code: Some(status),
                 error: None,
                 duration_ms,
+                at: chrono::Utc::now(),
                 next: Next::Done,
             },
             other => {
@@ -329,6 +371,7 @@ impl Sender {
                     status_code,
                     error,
                     duration_ms,
+                    at: chrono::Utc::now(),
                     next,
                 }
             }

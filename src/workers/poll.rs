@@ -17,6 +17,7 @@ pub(super) async fn run(ctx: &WorkerContext, claim: PollClaim, slot: Slot) {
 }
 
 async fn poll(ctx: &WorkerContext, claim: PollClaim, slot: Slot) {
+    ctx.pacer.sending(&slot).await;
     let (outcome, rate) = ctx.client.poll(&claim.request_id).await;
     let label = match &outcome {
         PollOutcome::Job(_) => "ok",

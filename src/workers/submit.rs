@@ -21,6 +21,7 @@ async fn submit(ctx: &WorkerContext, claim: SubmitClaim, slot: Slot) {
         .token_for(claim.id, claim.callback_token.as_deref());
     let callback_url = ctx.callback_url(claim.id, &token);
     crashpoint::reach("before_submit").await;
+    ctx.pacer.sending(&slot).await;
     let sent = ctx.client.submit(&claim.subject, callback_url.as_deref());
     let (outcome, rate) = crashpoint::during("submit_in_flight", sent).await;
     let label = match &outcome {

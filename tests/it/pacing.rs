@@ -441,3 +441,31 @@ async fn a_reserved_call_counts_until_it_can_no_longer_reach_upstream(db: PgPool
         "a dead replica's slot {lost} was never freed"
     );
 }
+
+#[sqlx::test]
+async fn a_call_sent_long_after_its_reservation_counts_from_when_it_was_sent(db: PgPool) {
+    // Between its reservation and its send a call may wait (a claim, a
+    // pool wait) longer than any fixed margin: dated when it is sent, it
+    // counts from then.
+    use interests_receiver::store::pacing::{self, Limits, Reservation};
+    interests_receiver::store::migrate(&db).await.unwrap();
+    let limits = Limits {
+        per_minute: 1,
+        per_hour: 1000,
+        minute: Duration::from_millis(200),
+        hour: Duration::from_secs(12),
+        in_flight: Duration::from_secs(2),
+    };
+    let Reservation::Granted(late) = pacing::reserve(&db, limits).await.unwrap() else {
+        panic!("the first slot of an empty ledger was refused");
+    };
+    // Longer than a window plus `in_flight` after its reservation.
+    tokio::time::sleep(limits.in_flight + limits.minute * 2).await;
+
+    pacing::sending(&db, late).await.unwrap();
+    let next = pacing::reserve(&db, limits).await.unwrap();
+    assert!(
+        matches!(next, Reservation::Wait(_)),
+        "a slot was granted while a call sent just now could still reach upstream: {next:?}"
+    );
+}

@@ -225,6 +225,7 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
         status_code: Some(if ok { 204 } else { 500 }),
         error: None,
         duration_ms: 1,
+        at: chrono::Utc::now(),
         next: if ok {
             Next::Done
         } else {
@@ -244,7 +245,8 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
 
     // Failed, answered, failed: failing from this batch's last failure.
     queue(3).await;
-    let claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    let mut claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    claims.sort_by_key(|c| c.send_id);
     assert_eq!(claims.len(), 3);
     let batch = [
         attempt(&claims[0], false),
@@ -284,7 +286,8 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
         .await
         .unwrap();
     queue(2).await;
-    let claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    let mut claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    claims.sort_by_key(|c| c.send_id);
     let batch = [attempt(&claims[0], false), attempt(&claims[1], true)];
     store::record_attempts(&db, owner, &batch, five_days)
         .await
@@ -301,7 +304,8 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
         .await
         .unwrap();
     queue(2).await;
-    let claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    let mut claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    claims.sort_by_key(|c| c.send_id);
     let batch = [attempt(&claims[0], true), attempt(&claims[1], false)];
     store::record_attempts(&db, owner, &batch, five_days)
         .await
@@ -324,7 +328,8 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
         .unwrap();
     let since = failing_since().await.unwrap();
     queue(1).await;
-    let claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    let mut claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+    claims.sort_by_key(|c| c.send_id);
     let disabled = store::record_attempts(
         &db,
         owner,
@@ -336,4 +341,73 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
     assert_eq!(disabled.len(), 1);
     assert_eq!(disabled[0].0, webhook);
     assert_eq!(failing_since().await, Some(since));
+}
+
+#[sqlx::test]
+async fn an_endpoint_deleted_during_its_send_costs_the_other_attempts_of_the_batch_nothing(
+    db: PgPool,
+) {
+    // Attempts are recorded in batches across endpoints; one whose endpoint
+    // was deleted while it was under way (its sends and attempts go with
+    // it) must not roll back the others' record, or their sends would be
+    // made again.
+    use interests_receiver::store::webhooks::{self as store, Attempt, Next};
+    interests_receiver::store::migrate(&db).await.unwrap();
+    let (kept, deleted) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for id in [kept, deleted] {
+        sqlx::query(
+            "INSERT INTO webhooks (id, url, events, secret_sealed) \
+             VALUES ($1, 'https://hooks.example.com/in', '{webhook.disabled}', '\\x00')",
+        )
+        .bind(id)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "WITH e AS (INSERT INTO events (type, data) VALUES ('webhook.disabled', '{}') RETURNING id) \
+         INSERT INTO webhook_sends (webhook_id, event_id) \
+         SELECT w, e.id FROM e, unnest($1::uuid[]) AS w",
+    )
+    .bind(vec![kept, deleted])
+    .execute(&db)
+    .await
+    .unwrap();
+    let owner = uuid::Uuid::new_v4();
+    let claims = store::claim_due(&db, owner, Duration::from_secs(60), 16, 16)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 2);
+    sqlx::query("DELETE FROM webhooks WHERE id = $1")
+        .bind(deleted)
+        .execute(&db)
+        .await
+        .unwrap();
+
+    let batch: Vec<Attempt> = claims
+        .iter()
+        .map(|claim| Attempt {
+            claim: claim.clone(),
+            ok: true,
+            status_code: Some(204),
+            error: None,
+            duration_ms: 1,
+            at: chrono::Utc::now(),
+            next: Next::Done,
+        })
+        .collect();
+    store::record_attempts(&db, owner, &batch, Duration::from_secs(86_400))
+        .await
+        .unwrap();
+
+    let recorded: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT webhook_id FROM webhook_attempts")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(recorded, vec![kept]);
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_sends")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(waiting, 0, "the kept endpoint's send is finished");
 }
