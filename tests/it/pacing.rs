@@ -388,15 +388,9 @@ async fn a_reserved_call_counts_until_it_can_no_longer_reach_upstream(db: PgPool
     // delayed on its way out (a stalled task, a slow connect) may arrive a
     // whole window after its reservation; until it is recorded it must keep
     // its slot, or the next window would let one call too many through.
-    use interests_receiver::store::pacing::{self, Limits, Reservation};
+    use interests_receiver::store::pacing::{self, Reservation};
     interests_receiver::store::migrate(&db).await.unwrap();
-    let limits = Limits {
-        per_minute: 1,
-        per_hour: 1000,
-        minute: Duration::from_millis(200),
-        hour: Duration::from_secs(12),
-        in_flight: Duration::from_secs(3),
-    };
+    let limits = one_call_per_200_ms(Duration::from_secs(3));
     let Reservation::Granted(stalled) = pacing::reserve(&db, limits).await.unwrap() else {
         panic!("the first slot of an empty ledger was refused");
     };
@@ -447,15 +441,9 @@ async fn a_call_sent_long_after_its_reservation_counts_from_when_it_was_sent(db:
     // Between its reservation and its send a call may wait (a claim, a
     // pool wait) longer than any fixed margin: dated when it is sent, it
     // counts from then.
-    use interests_receiver::store::pacing::{self, Limits, Reservation};
+    use interests_receiver::store::pacing::{self, Reservation};
     interests_receiver::store::migrate(&db).await.unwrap();
-    let limits = Limits {
-        per_minute: 1,
-        per_hour: 1000,
-        minute: Duration::from_millis(200),
-        hour: Duration::from_secs(12),
-        in_flight: Duration::from_secs(2),
-    };
+    let limits = one_call_per_200_ms(Duration::from_secs(2));
     let Reservation::Granted(late) = pacing::reserve(&db, limits).await.unwrap() else {
         panic!("the first slot of an empty ledger was refused");
     };
@@ -468,4 +456,15 @@ async fn a_call_sent_long_after_its_reservation_counts_from_when_it_was_sent(db:
         matches!(next, Reservation::Wait(_)),
         "a slot was granted while a call sent just now could still reach upstream: {next:?}"
     );
+}
+
+/// One call per 200 ms window, counting an unanswered call for `in_flight`.
+fn one_call_per_200_ms(in_flight: Duration) -> interests_receiver::store::pacing::Limits {
+    interests_receiver::store::pacing::Limits {
+        per_minute: 1,
+        per_hour: 1000,
+        minute: Duration::from_millis(200),
+        hour: Duration::from_secs(12),
+        in_flight,
+    }
 }

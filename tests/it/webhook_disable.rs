@@ -185,6 +185,18 @@ async fn an_endpoint_that_answers_again_is_not_disabled_and_an_operator_disablin
     assert_eq!(by_operator["disabled_reason"], "operator");
 }
 
+/// An endpoint row as registration leaves it, for tests of the store alone.
+async fn endpoint_row(db: &PgPool, id: uuid::Uuid) {
+    sqlx::query(
+        "INSERT INTO webhooks (id, url, events, secret_sealed) \
+         VALUES ($1, 'https://hooks.example.com/in', '{webhook.disabled}', '\\x00')",
+    )
+    .bind(id)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
 #[sqlx::test]
 async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: PgPool) {
     // The sender records the attempts that ended meanwhile in one
@@ -194,14 +206,7 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
     use interests_receiver::store::webhooks::{self as store, Attempt, Next};
     interests_receiver::store::migrate(&db).await.unwrap();
     let webhook = uuid::Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO webhooks (id, url, events, secret_sealed) \
-         VALUES ($1, 'https://hooks.example.com/in', '{webhook.disabled}', '\\x00')",
-    )
-    .bind(webhook)
-    .execute(&db)
-    .await
-    .unwrap();
+    endpoint_row(&db, webhook).await;
     let queue = |n: i64| {
         let db = db.clone();
         async move {
@@ -242,11 +247,37 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
         .unwrap()
     };
     let five_days = Duration::from_secs(5 * 86_400);
+    // Every due send, in queue order.
+    let claim = |db: &PgPool| {
+        let db = db.clone();
+        async move {
+            let mut claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
+            claims.sort_by_key(|c| c.send_id);
+            claims
+        }
+    };
+    // A fresh round: no send waiting, the endpoint failing for 3 days, `n`
+    // new sends claimed.
+    let failing_for_3_days_then = |n: i64| {
+        let db = db.clone();
+        let queue = &queue;
+        async move {
+            sqlx::query("DELETE FROM webhook_sends")
+                .execute(&db)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE webhooks SET failing_since = now() - interval '3 days'")
+                .execute(&db)
+                .await
+                .unwrap();
+            queue(n).await;
+            claim(&db).await
+        }
+    };
 
     // Failed, answered, failed: failing from this batch's last failure.
     queue(3).await;
-    let mut claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
-    claims.sort_by_key(|c| c.send_id);
+    let claims = claim(&db).await;
     assert_eq!(claims.len(), 3);
     let batch = [
         attempt(&claims[0], false),
@@ -277,17 +308,7 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
     );
 
     // Failing for days, then failed and answered: answering now.
-    sqlx::query("DELETE FROM webhook_sends")
-        .execute(&db)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE webhooks SET failing_since = now() - interval '3 days'")
-        .execute(&db)
-        .await
-        .unwrap();
-    queue(2).await;
-    let mut claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
-    claims.sort_by_key(|c| c.send_id);
+    let claims = failing_for_3_days_then(2).await;
     let batch = [attempt(&claims[0], false), attempt(&claims[1], true)];
     store::record_attempts(&db, owner, &batch, five_days)
         .await
@@ -295,17 +316,7 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
     assert_eq!(failing_since().await, None);
 
     // Failing for 3 days, then answered and failed: a new run, from now.
-    sqlx::query("DELETE FROM webhook_sends")
-        .execute(&db)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE webhooks SET failing_since = now() - interval '3 days'")
-        .execute(&db)
-        .await
-        .unwrap();
-    queue(2).await;
-    let mut claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
-    claims.sort_by_key(|c| c.send_id);
+    let claims = failing_for_3_days_then(2).await;
     let batch = [attempt(&claims[0], true), attempt(&claims[1], false)];
     store::record_attempts(&db, owner, &batch, five_days)
         .await
@@ -318,18 +329,8 @@ async fn a_batch_of_attempts_leaves_each_endpoint_as_its_last_attempt_says(db: P
 
     // Failing for 3 days, failed again: the run goes on from its start,
     // and with a 2-day limit the endpoint is disabled by this batch.
-    sqlx::query("DELETE FROM webhook_sends")
-        .execute(&db)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE webhooks SET failing_since = now() - interval '3 days'")
-        .execute(&db)
-        .await
-        .unwrap();
+    let claims = failing_for_3_days_then(1).await;
     let since = failing_since().await.unwrap();
-    queue(1).await;
-    let mut claims = store::claim_due(&db, owner, lease, 16, 16).await.unwrap();
-    claims.sort_by_key(|c| c.send_id);
     let disabled = store::record_attempts(
         &db,
         owner,
@@ -355,14 +356,7 @@ async fn an_endpoint_deleted_during_its_send_costs_the_other_attempts_of_the_bat
     interests_receiver::store::migrate(&db).await.unwrap();
     let (kept, deleted) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     for id in [kept, deleted] {
-        sqlx::query(
-            "INSERT INTO webhooks (id, url, events, secret_sealed) \
-             VALUES ($1, 'https://hooks.example.com/in', '{webhook.disabled}', '\\x00')",
-        )
-        .bind(id)
-        .execute(&db)
-        .await
-        .unwrap();
+        endpoint_row(&db, id).await;
     }
     sqlx::query(
         "WITH e AS (INSERT INTO events (type, data) VALUES ('webhook.disabled', '{}') RETURNING id) \
