@@ -17,6 +17,7 @@ use crate::callbacks::CallbackGate;
 use crate::callbacks::Intake;
 use crate::config::{Config, Upstream};
 use crate::events::EventHub;
+use crate::facet_index::FacetIndex;
 use crate::http::{self, AppState};
 use crate::reads::{self, Reads};
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -50,6 +51,10 @@ pub struct Options {
     pub webhook_retry_scale: f64,
     /// Open `GET /v1/events` streams this process serves at once.
     pub max_event_streams: usize,
+    /// Load the facet index before serving (tests: counts come from it at
+    /// once); otherwise it loads in the background and the database
+    /// answers meanwhile.
+    pub load_facet_index_first: bool,
 }
 
 impl Default for Options {
@@ -59,6 +64,7 @@ impl Default for Options {
             pacing_minute: Duration::from_secs(60),
             webhook_retry_scale: 1.0,
             max_event_streams: crate::events::MAX_STREAMS,
+            load_facet_index_first: false,
         }
     }
 }
@@ -110,6 +116,13 @@ impl Application {
         );
         let intake = Intake::new(config.redact_sections.clone());
         let reads = read_pools(&config, &db).await?;
+        let facet_index = FacetIndex::new(config.facet_index);
+        if options.load_facet_index_first {
+            facet_index
+                .load(&db)
+                .await
+                .context("cannot load the facet index")?;
+        }
         let port = listener.local_addr()?.port();
 
         let (client, callback_base, sandbox) = match &config.upstream {
@@ -227,6 +240,7 @@ impl Application {
             events,
             gate,
             intake,
+            facet_index,
         };
         Ok(Application {
             listener,
@@ -300,6 +314,12 @@ impl Application {
             self.state.db.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(
+            self.state
+                .facet_index
+                .clone()
+                .run(self.state.db.clone(), shutdown.clone()),
+        );
         if let Some(sender) = self.webhook_sender {
             tasks.spawn(sender.run(shutdown.clone()));
         }

@@ -14,6 +14,7 @@ pub mod crashpoint;
 pub mod dry_run;
 pub mod erasure;
 pub mod events;
+pub mod facet_index;
 pub mod facets;
 pub mod fields;
 pub mod generate;

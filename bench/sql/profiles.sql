@@ -122,6 +122,11 @@ END $$;
 ALTER TABLE profiles ENABLE TRIGGER USER;
 ALTER TABLE lookups ENABLE TRIGGER USER;
 
+-- The facet index's log (migration facet_index_log) missed these profiles
+-- with the triggers off: every follower that has not seen this
+-- transaction loads its index again.
+UPDATE facet_log_marks SET bulk_load = pg_current_xact_id();
+
 -- The triggers that keep the totals of /v1/stats, /metrics and the budget
 -- were off during the load: count what is stored now (migration
 -- kept_totals). Meant for a quiet database, as this whole load is.

@@ -10,6 +10,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
 use crate::store::facets::{self, Field};
+use crate::store::profiles::ProfileFilter;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FacetsView {
@@ -58,10 +59,28 @@ pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Js
     // Every committed profile counted: the queued count changes are folded
     // on the primary (a write); the counts are then read where reads go.
     facets::fold(&state.db, true).await?;
-    let values = state
-        .reads
-        .run(|db| async move { facets::top(&db, field, filter, limit).await })
-        .await?;
+    let counted = from_index(&state, field, filter, limit).await?;
+    let source = if counted.is_some() {
+        "index"
+    } else {
+        "database"
+    };
+    metrics::counter!("facet_counts_total", "source" => source).increment(1);
+    let values = match counted {
+        Some(counts) => {
+            let counts = &counts;
+            state
+                .reads
+                .run(|db| async move { facets::spelled(&db, field, counts).await })
+                .await?
+        }
+        None => {
+            state
+                .reads
+                .run(|db| async move { facets::top(&db, field, filter, limit).await })
+                .await?
+        }
+    };
     Ok(Json(FacetsView {
         field: field.as_str(),
         values: values
@@ -71,5 +90,29 @@ pub async fn list(State(state): State<AppState>, params: Params) -> ApiResult<Js
                 count: v.count,
             })
             .collect(),
+    }))
+}
+
+/// The counts from the in-process facet index, when the filters are facet
+/// values only (identifier and match-basis filters select a few profiles,
+/// which the database counts at once) and the index is loaded.
+async fn from_index(
+    state: &AppState,
+    field: Field,
+    filter: &ProfileFilter,
+    limit: i64,
+) -> ApiResult<Option<Vec<(String, i64)>>> {
+    if filter.is_empty() || !filter.identities.is_empty() || filter.match_basis.is_some() {
+        return Ok(None);
+    }
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let top = state
+        .facet_index
+        .top(&state.db, field, &filter.facet_filters(), limit)
+        .await?;
+    Ok(top.map(|top| {
+        top.into_iter()
+            .map(|c| (c.value_lower, i64::try_from(c.count).unwrap_or(i64::MAX)))
+            .collect()
     }))
 }

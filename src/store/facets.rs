@@ -49,6 +49,11 @@ impl Field {
         Field::ALL.into_iter().find(|f| f.as_str() == raw)
     }
 
+    /// The position in [`Field::ALL`].
+    pub fn slot(self) -> usize {
+        self as usize
+    }
+
     /// The array column of `profiles p` holding this field's values as
     /// spelled.
     fn column(self) -> &'static str {
@@ -94,6 +99,27 @@ pub async fn fold(db: &PgPool, wait: bool) -> sqlx::Result<i64> {
             return Ok(total);
         }
     }
+}
+
+/// `counts` (case-folded values, most common first) in their most common
+/// spellings, in the same order.
+pub async fn spelled(
+    db: &PgPool,
+    field: Field,
+    counts: &[(String, i64)],
+) -> sqlx::Result<Vec<FacetCount>> {
+    let (values, numbers): (Vec<&str>, Vec<i64>) =
+        counts.iter().map(|(v, n)| (v.as_str(), *n)).unzip();
+    sqlx::query_as(&format!(
+        "SELECT {SPELLING} AS value, c.count \
+           FROM unnest($2::text[], $3::int8[]) WITH ORDINALITY AS c(value_lower, count, n) \
+          ORDER BY c.n"
+    ))
+    .bind(field.as_str())
+    .bind(values)
+    .bind(numbers)
+    .fetch_all(db)
+    .await
 }
 
 /// The `limit` most frequent values of `field` among the profiles matching

@@ -6,6 +6,7 @@ pub mod credits;
 pub mod deliveries;
 pub mod erasure;
 pub mod events;
+pub mod facet_log;
 pub mod facets;
 pub mod forged;
 pub mod idempotency;

@@ -371,6 +371,11 @@ async fn serve_refuses_a_webhook_allow_private_that_is_not_true_or_false() {
 }
 
 #[tokio::test]
+async fn serve_refuses_a_facet_index_that_is_not_true_or_false() {
+    serve_refuses(&[("FACET_INDEX", Some("on"))], "FACET_INDEX").await;
+}
+
+#[tokio::test]
 async fn serve_refuses_a_webhook_disable_period_that_is_not_a_whole_number_of_days() {
     for bad in ["0", "1.5", "366", "soon"] {
         serve_refuses(

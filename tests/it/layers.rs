@@ -36,6 +36,7 @@ const LAYERS: &[&[&str]] = &[
         "events",
         "webhooks",
         "generate",
+        "facet_index",
     ],
     &["workers"],
     &["http"],

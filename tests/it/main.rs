@@ -20,6 +20,7 @@ mod deliveries_api;
 mod erased_results;
 mod erasure_api;
 mod events;
+mod facet_index;
 mod facets_api;
 mod front_door;
 mod generate;

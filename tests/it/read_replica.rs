@@ -66,16 +66,9 @@ async fn listed_lookups(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-/// A series of `/metrics` (0 until first counted).
-async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 async fn reads_from(app: &TestApp, pool: &str) -> f64 {
-    metric(app, &format!("db_reads_total{{pool=\"{pool}\"}}")).await
+    app.metric(&format!("db_reads_total{{pool=\"{pool}\"}}"))
+        .await
 }
 
 /// Tries `check` until it holds, failing the test after [`WAIT`].
@@ -183,8 +176,8 @@ async fn a_standby_further_behind_than_the_bound_is_bypassed_until_it_catches_up
     // Only the primary has Bob: finding him means reads left the standby
     // once it was more than a second behind.
     until_found(&app, "bob@example.com").await;
-    assert_eq!(metric(&app, "db_read_replica_usable").await, 0.0);
-    assert!(metric(&app, "db_read_replica_lag_seconds").await > 1.0);
+    assert_eq!(app.metric("db_read_replica_usable").await, 0.0);
+    assert!(app.metric("db_read_replica_lag_seconds").await > 1.0);
 
     pair.resume_replay().await;
     until_the_standby_finds(&app, "bob@example.com").await;

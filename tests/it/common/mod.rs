@@ -78,6 +78,8 @@ pub struct Settings {
     /// DATABASE_READ_URL and DATABASE_READ_MAX_LAG_SECS.
     pub database_read_url: Option<String>,
     pub database_read_max_lag: Duration,
+    /// FACET_INDEX (on by default).
+    pub facet_index: bool,
 }
 
 impl Settings {
@@ -102,7 +104,11 @@ impl Settings {
             rate_per_minute: 6000,
             rate_per_hour: 100_000,
             webhook_allow_private: true,
-            options: Options::default(),
+            // Counts come from the facet index from the first request.
+            options: Options {
+                load_facet_index_first: true,
+                ..Options::default()
+            },
             redact_sections: Vec::new(),
             retention_profile: None,
             service_secret: ServiceSecret::new(TEST_SECRET, None),
@@ -110,6 +116,7 @@ impl Settings {
             refresh_credits_daily: None,
             database_read_url: None,
             database_read_max_lag: Duration::from_secs(5),
+            facet_index: true,
         }
     }
 }
@@ -168,6 +175,7 @@ pub fn config_for(addr: SocketAddr, settings: &Settings) -> Config {
         sandbox_time_scale,
         log_format: LogFormat::Pretty,
         webhook_allow_private: settings.webhook_allow_private,
+        facet_index: settings.facet_index,
         webhook_disable_after: Duration::from_secs(5 * 86_400),
         retention_delivery: Duration::from_secs(30 * 86_400),
         retention_profile: settings.retention_profile,
@@ -271,6 +279,16 @@ impl TestApp {
         let response = self.http.get(self.url("/metrics")).send().await.unwrap();
         assert_eq!(response.status(), 200);
         response.text().await.unwrap()
+    }
+
+    /// One series of `/metrics`, e.g. `facet_counts_total{source="index"}`
+    /// (0 until first counted).
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     pub async fn lookup(&self, id: &str) -> Value {

@@ -1,0 +1,423 @@
+//! Facet counts under facet filters from an index kept in this process
+//! (issue 17): one roaring bitmap of profile numbers (`profiles.doc`) per
+//! facet field and case-folded value. A count under filters is the
+//! intersection of the filters' bitmaps, then the size of its intersection
+//! with each value's bitmap, most common values first and stopping as soon
+//! as no remaining value can enter the top: milliseconds at a million
+//! profiles where the database must fetch every matching profile.
+//!
+//! Exact, never stale: the index is loaded from one snapshot and follows
+//! the log the profile triggers write (`store::facet_log`). Every answer
+//! first reads the log up to the request's own snapshot, so it counts
+//! every profile committed before the request, as the database would.
+//! Until the index is loaded (in the background at start, about two
+//! minutes per million profiles), or when it must be loaded again, counts
+//! come from the database: slower, same answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use roaring::RoaringBitmap;
+use sqlx::PgPool;
+use tokio::sync::{Notify, RwLock, RwLockReadGuard};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::facet_log::{self, Changes};
+use crate::store::facets::Field;
+
+/// How often the index reads the log when no request does.
+const FOLLOW_EVERY: Duration = Duration::from_secs(2);
+/// How often old log rows are pruned (by every replica; one suffices).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Wait before loading again after a failed load.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The index of one process. Cheap to share.
+#[derive(Clone)]
+pub struct FacetIndex {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None` while (re)loading, or when disabled (`FACET_INDEX=off`).
+    state: RwLock<Option<Loaded>>,
+    enabled: bool,
+    /// Set by a reader that found the log incomplete: load again.
+    reload: Notify,
+    /// A profile number beyond a bitmap's range was met: the index cannot
+    /// hold this database, and stays off.
+    overflow: AtomicBool,
+}
+
+/// The bitmaps as of `snapshot`.
+struct Loaded {
+    snapshot: String,
+    /// Indexed by [`Field::slot`]: case-folded value → profiles carrying it.
+    fields: [HashMap<String, RoaringBitmap>; 5],
+}
+
+/// One facet value and how many matching profiles carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    pub value_lower: String,
+    pub count: u64,
+}
+
+impl FacetIndex {
+    pub fn new(enabled: bool) -> FacetIndex {
+        FacetIndex {
+            inner: Arc::new(Inner {
+                state: RwLock::new(None),
+                enabled,
+                reload: Notify::new(),
+                overflow: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub async fn is_loaded(&self) -> bool {
+        self.inner.state.read().await.is_some()
+    }
+
+    /// Loads the index now (a start that must answer from it at once, or
+    /// the follower's first step). Does nothing when disabled.
+    pub async fn load(&self, db: &PgPool) -> sqlx::Result<()> {
+        if !self.inner.enabled || self.inner.overflow.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        *self.inner.state.write().await = None;
+        let started = Instant::now();
+        let mut fields: [HashMap<String, RoaringBitmap>; 5] = Default::default();
+        let mut overflow = false;
+        let snapshot = facet_log::load(db, |field, value, docs| {
+            let Some(field) = Field::parse(field) else {
+                return;
+            };
+            let mut bitmap = RoaringBitmap::new();
+            for doc in docs {
+                match u32::try_from(doc) {
+                    Ok(doc) => {
+                        bitmap.insert(doc);
+                    }
+                    Err(_) => overflow = true,
+                }
+            }
+            fields[field.slot()].insert(value.to_owned(), bitmap);
+        })
+        .await?;
+        if overflow {
+            self.overflowed();
+            return Ok(());
+        }
+        let loaded = Loaded { snapshot, fields };
+        let (values, postings, bytes) = loaded.size();
+        tracing::info!(
+            values,
+            postings,
+            mib = bytes as f64 / 1_048_576.0,
+            seconds = started.elapsed().as_secs_f64(),
+            "facet index loaded"
+        );
+        record_size(postings, bytes);
+        *self.inner.state.write().await = Some(loaded);
+        Ok(())
+    }
+
+    fn overflowed(&self) {
+        tracing::warn!(
+            "facet index off: a profile number exceeds 2^32; facet counts come from the database"
+        );
+        self.inner.overflow.store(true, Ordering::Relaxed);
+    }
+
+    /// The `limit` most common case-folded values of `field` among the
+    /// profiles carrying every `(field, value)` of `filters`, counted at a
+    /// snapshot taken now; `None` when the index cannot answer (disabled,
+    /// not loaded yet, or loading again): ask the database.
+    pub async fn top(
+        &self,
+        db: &PgPool,
+        field: Field,
+        filters: &[(Field, &str)],
+        limit: usize,
+    ) -> sqlx::Result<Option<Vec<Count>>> {
+        let values: Vec<&str> = filters.iter().map(|(_, v)| *v).collect();
+        let Some((state, lowered)) = self.current(db, &values).await? else {
+            return Ok(None);
+        };
+        let loaded = state.as_ref().expect("current() hands over a loaded index");
+        let filters: Vec<(Field, &str)> = filters
+            .iter()
+            .zip(&lowered)
+            .map(|((f, _), v)| (*f, v.as_str()))
+            .collect();
+        Ok(Some(loaded.top(field, &filters, limit)))
+    }
+
+    /// Brings the index to a snapshot taken now and hands it over
+    /// read-locked, with `values` case-folded by the database; `None` when
+    /// it is not loaded or must be loaded again.
+    async fn current(
+        &self,
+        db: &PgPool,
+        values: &[&str],
+    ) -> sqlx::Result<Option<(RwLockReadGuard<'_, Option<Loaded>>, Vec<String>)>> {
+        let mut state = self.inner.state.write().await;
+        let Some(loaded) = state.as_mut() else {
+            return Ok(None);
+        };
+        let mut changes = facet_log::changes(db, &loaded.snapshot, values).await?;
+        if changes.reload {
+            *state = None;
+            self.inner.reload.notify_one();
+            return Ok(None);
+        }
+        let lowered = std::mem::take(&mut changes.lowered);
+        if !loaded.apply(changes) {
+            *state = None;
+            drop(state);
+            self.overflowed();
+            return Ok(None);
+        }
+        Ok(Some((state.downgrade(), lowered)))
+    }
+
+    /// Reads the log every [`FOLLOW_EVERY`] (so that a request finds little
+    /// to read), prunes it every [`PRUNE_EVERY`], and loads the index at
+    /// start and whenever a reader finds the log incomplete.
+    pub async fn run(self, db: PgPool, shutdown: CancellationToken) {
+        if !self.inner.enabled {
+            return;
+        }
+        let mut last_prune = Instant::now();
+        loop {
+            if self.inner.overflow.load(Ordering::Relaxed) {
+                return;
+            }
+            if !self.is_loaded().await
+                && let Err(e) = self.load(&db).await
+            {
+                tracing::warn!(error = %e, "facet index: load failed; counts come from the database");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_AFTER) => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+                _ = self.inner.reload.notified() => continue,
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(e) = self.current(&db, &[]).await {
+                tracing::warn!(error = %e, "facet index: reading the log failed");
+            }
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = Instant::now();
+                match facet_log::prune(&db).await {
+                    Ok(n) if n > 0 => tracing::debug!(rows = n, "facet log pruned"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "facet log: pruning failed"),
+                }
+                if let Some(loaded) = self.inner.state.read().await.as_ref() {
+                    let (_, postings, bytes) = loaded.size();
+                    record_size(postings, bytes);
+                }
+            }
+        }
+    }
+}
+
+fn record_size(postings: u64, bytes: usize) {
+    metrics::gauge!("facet_index_postings").set(postings as f64);
+    metrics::gauge!("facet_index_bytes").set(bytes as f64);
+}
+
+impl Loaded {
+    /// Applies the log rows of `changes` and moves to its snapshot. A
+    /// profile value's changes are summed first: the rows of one read come
+    /// in no particular order, and only the net change of each is right.
+    /// `false`: a profile number does not fit a bitmap.
+    fn apply(&mut self, changes: Changes) -> bool {
+        let mut net: HashMap<(usize, String, u32), i32> = HashMap::new();
+        let rows = changes
+            .docs
+            .into_iter()
+            .zip(changes.signs)
+            .zip(changes.fields.into_iter().zip(changes.values));
+        for ((doc, sign), (field, value)) in rows {
+            let (Ok(doc), Some(field)) = (u32::try_from(doc), Field::parse(&field)) else {
+                return false;
+            };
+            *net.entry((field.slot(), value, doc)).or_default() += i32::from(sign);
+        }
+        for ((slot, value, doc), n) in net {
+            let values = &mut self.fields[slot];
+            if n > 0 {
+                values.entry(value).or_default().insert(doc);
+            } else if n < 0
+                && let Some(bitmap) = values.get_mut(&value)
+            {
+                bitmap.remove(doc);
+                if bitmap.is_empty() {
+                    values.remove(&value);
+                }
+            }
+        }
+        self.snapshot = changes.snapshot;
+        true
+    }
+
+    fn top(&self, field: Field, filters: &[(Field, &str)], limit: usize) -> Vec<Count> {
+        if limit == 0 {
+            return Vec::new();
+        }
+        // The matching profiles: the filters' bitmaps intersected, smallest
+        // first. A value nobody carries matches nothing.
+        let mut sets = Vec::with_capacity(filters.len());
+        for (f, v) in filters {
+            match self.fields[f.slot()].get(*v) {
+                Some(b) => sets.push(b),
+                None => return Vec::new(),
+            }
+        }
+        sets.sort_by_key(|b| b.len());
+        let matching = sets.split_first().map(|(first, rest)| {
+            let mut m = (*first).clone();
+            for b in rest {
+                m &= *b;
+            }
+            m
+        });
+        // Values in order of their bitmap's size, an upper bound of their
+        // count: once the smallest count kept beats the next bound, no
+        // remaining value can enter the top.
+        let mut values: Vec<(&String, &RoaringBitmap)> = self.fields[field.slot()].iter().collect();
+        values.sort_unstable_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(b.0)));
+        let mut top: Vec<Count> = Vec::with_capacity(limit + 1);
+        for (value, bitmap) in values {
+            if top.len() == limit && bitmap.len() < top[limit - 1].count {
+                break;
+            }
+            let count = match &matching {
+                None => bitmap.len(),
+                Some(m) => m.intersection_len(bitmap),
+            };
+            if count == 0 {
+                continue;
+            }
+            let at = top.partition_point(|c| {
+                c.count > count || (c.count == count && c.value_lower.as_str() < value.as_str())
+            });
+            if at < limit {
+                top.insert(
+                    at,
+                    Count {
+                        value_lower: value.clone(),
+                        count,
+                    },
+                );
+                top.truncate(limit);
+            }
+        }
+        top
+    }
+
+    /// Values, postings and bytes (serialized bitmaps and keys).
+    fn size(&self) -> (usize, u64, usize) {
+        let mut out = (0, 0, 0);
+        for (value, bitmap) in self.fields.iter().flat_map(|f| f.iter()) {
+            out.0 += 1;
+            out.1 += bitmap.len();
+            out.2 += bitmap.serialized_size() + value.len();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(rows: &[(Field, &str, &[u32])]) -> Loaded {
+        let mut fields: [HashMap<String, RoaringBitmap>; 5] = Default::default();
+        for (field, value, docs) in rows {
+            fields[field.slot()].insert((*value).to_owned(), docs.iter().copied().collect());
+        }
+        Loaded {
+            snapshot: String::new(),
+            fields,
+        }
+    }
+
+    fn counts(top: &[Count]) -> Vec<(&str, u64)> {
+        top.iter()
+            .map(|c| (c.value_lower.as_str(), c.count))
+            .collect()
+    }
+
+    #[test]
+    fn the_top_is_exact_under_filters_and_breaks_ties_by_value() {
+        let index = loaded(&[
+            (Field::Brand, "nike", &[1, 2, 3, 4]),
+            (Field::Brand, "adidas", &[2, 3, 5]),
+            (Field::Brand, "puma", &[3, 4, 6]),
+            (Field::Brand, "asics", &[7]),
+            (Field::Interest, "running", &[2, 3, 4, 7]),
+        ]);
+        let top = index.top(Field::Brand, &[(Field::Interest, "running")], 10);
+        assert_eq!(
+            counts(&top),
+            [("nike", 3), ("adidas", 2), ("puma", 2), ("asics", 1)]
+        );
+        // The cut falls in a tie: the value first in order stays.
+        let top = index.top(Field::Brand, &[(Field::Interest, "running")], 2);
+        assert_eq!(counts(&top), [("nike", 3), ("adidas", 2)]);
+        let top = index.top(Field::Brand, &[], 2);
+        assert_eq!(counts(&top), [("nike", 4), ("adidas", 3)]);
+        assert!(
+            index
+                .top(Field::Brand, &[(Field::Interest, "chess")], 10)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_early_stop_by_bitmap_size_keeps_the_exact_top() {
+        // Bitmap sizes (the bounds) rank d, a, b, c; the counts under the
+        // filter rank a, c, d (2 each, by value) and b (0).
+        let index = loaded(&[
+            (Field::Brand, "d", &[1, 2, 9, 10]),
+            (Field::Brand, "a", &[1, 2, 3]),
+            (Field::Brand, "b", &[4, 5]),
+            (Field::Brand, "c", &[1, 2]),
+            (Field::Interest, "x", &[1, 2]),
+        ]);
+        let under = [(Field::Interest, "x")];
+        assert_eq!(counts(&index.top(Field::Brand, &under, 1)), [("a", 2)]);
+        assert_eq!(
+            counts(&index.top(Field::Brand, &under, 3)),
+            [("a", 2), ("c", 2), ("d", 2)]
+        );
+    }
+
+    #[test]
+    fn changes_apply_as_net_sums_whatever_their_order() {
+        let mut index = loaded(&[(Field::Brand, "nike", &[1])]);
+        // Profile 1 lost nike and profile 2 gained it then lost it again,
+        // in one read whose rows come in no particular order.
+        let changes = Changes {
+            snapshot: "s2".into(),
+            docs: vec![2, 1, 2, 3],
+            signs: vec![-1, -1, 1, 1],
+            fields: vec!["brand".into(); 4],
+            values: vec!["nike".into(); 4],
+            ..Changes::default()
+        };
+        assert!(index.apply(changes));
+        assert_eq!(counts(&index.top(Field::Brand, &[], 5)), [("nike", 1)]);
+        assert!(index.fields[Field::Brand.slot()]["nike"].contains(3));
+        assert_eq!(index.snapshot, "s2");
+    }
+}
