@@ -251,6 +251,9 @@ def segments(p, facts, runs) -> None:
             er, cr = e["rows"] / e["seconds"], e["rows"] / e["copy_seconds"]
             v = verdict(er / cr >= 0.5) if size >= 1_000_000 else ""
             p(f"- export of {e['rows']:,} profiles at {size:,}: **{er:,.0f} profiles/s** ({e['seconds']:.2f} s, peak RSS {e['rss_kib'] / 1024:.1f} MiB) beside COPY of the same rows to /dev/null {cr:,.0f} rows/s ({e['copy_seconds']:.2f} s): **{er / cr:.2f}** of COPY (target >= 0.5) {v}")
+        fi = facts.get(f"facet_index:{size}")
+        if fi:
+            p(f"- the service's facet index at {size:,}: {fi['postings']:,} postings in **{fi['bytes'] / 1048576:.1f} MiB** of bitmaps, service RSS {fi['rss_kib'] / 1024:.1f} MiB once loaded; waited {fi['waited']:.0f} s after generate for it (log: `{fi['log']}`)")
         b = facts.get(f"bitmaps:{size}")
         if b:
             p(f"- in-process bitmaps (bench/bitmap-probe) at {size:,}, the same facet requests: {b}")

@@ -44,6 +44,20 @@ for size in $PROFILE_SIZES; do
                                       || ' (profiles: ' || pg_size_pretty(pg_total_relation_size('profiles')) || ')'
                                  FROM profile_facets")\""
 
+  # The service's facet index loads again after a generate (the profiles
+  # came with the triggers off): wait until it holds every posting, so that
+  # the facet runs measure it, and note its load time, size and the RSS.
+  postings=$(sql -c "SELECT count(*) FROM profile_facets")
+  t0=$(date +%s%N)
+  until [ "$(curl -fs "$BASE/metrics" | awk '/^facet_index_postings / {print $2}')" = "$postings" ]; do
+    kill -0 "$SERVICE_PID" 2>/dev/null || die "the service stopped"
+    [ $(( ($(date +%s%N) - t0) / 1000000000 )) -lt 900 ] || die "the facet index did not load within 900 s"
+    sleep 0.5
+  done
+  bytes=$(curl -fs "$BASE/metrics" | awk '/^facet_index_bytes / {print $2}')
+  loaded_line=$(grep 'facet index loaded' "$WORK/service.log" | tail -1 | tr -d '"\\')
+  fact "facet_index:$size" "{\"postings\":$postings,\"bytes\":$bytes,\"waited\":$(since "$t0"),\"rss_kib\":$(rss_kib),\"log\":\"${loaded_line:0:400}\"}"
+
   # Each field's values ranked by count: the five most common, five around
   # the middle of the ranking, the five rarest.
   sql -F'|' -c "
