@@ -136,39 +136,64 @@ async fn export(args: &ExportArgs) -> Result<(), Failure> {
     };
     let filters = args.filters();
     let url = api.url("/v1/profiles");
-    let mut cursor: Option<String> = None;
+    let fetch = |cursor: Option<String>| page(&api, &url, &filters, args.page_size, cursor);
+    let mut current = fetch(None).await?;
     loop {
-        let mut query: Vec<(&str, String)> =
-            filters.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        query.push(("limit", args.page_size.to_string()));
-        if let Some(c) = &cursor {
-            query.push(("cursor", c.clone()));
-        }
-        let page_url = url::Url::parse_with_params(&url, &query)
-            .map_err(|e| Unusable(format!("bad --server URL {url}: {e}")))?;
-        let response = api.send(|http| http.get(page_url.clone()), |_| {}).await?;
-        if !response.status().is_success() {
-            let status = response.status();
-            return Err(Unusable(format!(
-                "the server refused the search ({status}): {}",
-                detail(response).await
-            ))
-            .into());
-        }
-        let page: Value = response
-            .json()
-            .await
-            .map_err(|e| Unusable(format!("a page is not JSON: {e}")))?;
-        for profile in page["items"].as_array().into_iter().flatten() {
-            sink.write(profile)?;
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
+        let next_cursor = current["next_cursor"].as_str().map(str::to_owned);
+        // The next page is asked for before this one is written: the server
+        // prepares it while the client converts and writes.
+        let next = async {
+            match next_cursor {
+                Some(cursor) => fetch(Some(cursor)).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let write = async {
+            for profile in current["items"].as_array().into_iter().flatten() {
+                sink.write(profile)?;
+            }
+            Ok::<_, Failure>(())
+        };
+        let (next, written) = tokio::join!(next, write);
+        written?;
+        match next? {
+            Some(page) => current = page,
             None => break,
         }
     }
     sink.finish()?;
     Ok(())
+}
+
+/// One page of `GET /v1/profiles` with the export's filters.
+async fn page(
+    api: &Api,
+    url: &str,
+    filters: &[(&str, &str)],
+    page_size: u16,
+    cursor: Option<String>,
+) -> Result<Value, Failure> {
+    let mut query: Vec<(&str, String)> =
+        filters.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    query.push(("limit", page_size.to_string()));
+    if let Some(c) = cursor {
+        query.push(("cursor", c));
+    }
+    let page_url = url::Url::parse_with_params(url, &query)
+        .map_err(|e| Unusable(format!("bad --server URL {url}: {e}")))?;
+    let response = api.send(|http| http.get(page_url.clone()), |_| {}).await?;
+    if !response.status().is_success() {
+        let status = response.status();
+        return Err(Unusable(format!(
+            "the server refused the search ({status}): {}",
+            detail(response).await
+        ))
+        .into());
+    }
+    Ok(response
+        .json()
+        .await
+        .map_err(|e| Unusable(format!("a page is not JSON: {e}")))?)
 }
 
 enum Sink<W: Write> {
