@@ -61,16 +61,23 @@ pub struct ProfileFilter {
     pub industry: Option<String>,
 }
 
+/// A page of the profiles matching `filter`. `matching`: the numbers
+/// (`profiles.doc`) of every profile the filter matches, when the facet
+/// index knows them (then only those are read).
 pub async fn list(
     db: &PgPool,
     filter: &ProfileFilter,
+    matching: Option<Vec<i64>>,
     after: Option<Cursor>,
     limit: i64,
 ) -> sqlx::Result<Page<ProfileRecord>> {
     // The page is chosen on the postings (or `profiles`) alone, in keyset
     // order, and only its rows are joined to `profiles` and `lookups` by
     // primary key, so the cost follows the page size, not the data's.
-    let plan = Plan::choose(db, filter).await?;
+    let plan = match matching {
+        Some(docs) => Plan::of_docs(filter, docs),
+        None => Plan::choose(db, filter).await?,
+    };
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT p.id, p.lookup_id, p.request_id, p.result, p.completed_on, \
          p.received_via, p.created_at, l.synthetic, l.email, l.phone, l.social_media_url, l.name, \
@@ -98,6 +105,8 @@ pub(crate) struct Plan<'a> {
     filter: &'a ProfileFilter,
     /// The facet filter whose postings are walked.
     driver: Option<(Field, &'a str)>,
+    /// Or the matching profiles' numbers, known beforehand.
+    docs: Option<Vec<i64>>,
 }
 
 impl<'a> Plan<'a> {
@@ -128,12 +137,32 @@ impl<'a> Plan<'a> {
                 .min_by_key(|(_, count)| *count)
                 .map(|(f, _)| *f)
         };
-        Ok(Plan { filter, driver })
+        Ok(Plan {
+            filter,
+            driver,
+            docs: None,
+        })
+    }
+
+    /// The profiles numbered `docs`, which are those the filter matches.
+    fn of_docs(filter: &'a ProfileFilter, docs: Vec<i64>) -> Plan<'a> {
+        Plan {
+            filter,
+            driver: None,
+            docs: Some(docs),
+        }
     }
 
     /// Appends a `SELECT id, created_at` of the matching profiles (after
     /// `after` in keyset order, if given), for the caller to order or count.
     pub(crate) fn push_matching(&self, q: &mut QueryBuilder<'_, Postgres>, after: Option<Cursor>) {
+        if let Some(docs) = &self.docs {
+            q.push("SELECT p.id, p.created_at FROM profiles p WHERE p.doc = ANY(")
+                .push_bind(docs.clone())
+                .push(")");
+            push_after(q, "p.created_at", "p.id", after);
+            return;
+        }
         let Some((field, value)) = self.driver else {
             q.push("SELECT p.id, p.created_at FROM profiles p WHERE true");
             push_filters(q, self.filter);

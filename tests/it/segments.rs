@@ -151,34 +151,60 @@ async fn generated(db: PgPool) -> (TestApp, Vec<Stored>, Vec<Vec<(&'static str, 
     (app, stored, filters)
 }
 
-#[sqlx::test]
-async fn every_facet_filter_and_combination_pages_exactly_the_matching_profiles_newest_first(
-    db: PgPool,
-) {
-    let (app, stored, filters) = generated(db).await;
+/// The same app without the facet index (`FACET_INDEX=false`): the
+/// database's own plans answer what the index answered.
+async fn without_the_index(app: TestApp) -> TestApp {
+    let db = app.db.clone();
+    app.stop().await;
+    let mut settings = Settings::sandbox();
+    settings.facet_index = false;
+    spawn(db, settings).await
+}
+
+/// Every search of `filters` pages exactly the profiles of `stored` that
+/// match, newest first; returns the sizes of the answers.
+async fn searches_equal_a_brute_force_match(
+    app: &TestApp,
+    stored: &[Stored],
+    filters: &[Vec<(&str, String)>],
+) -> HashSet<usize> {
     let mut sizes = HashSet::new();
-    for filter in &filters {
+    for filter in filters {
         let expected: Vec<&str> = stored
             .iter()
             .filter(|s| s.matches(filter))
             .map(|s| s.id.as_str())
             .collect();
         sizes.insert(expected.len());
-        assert_eq!(ids(&app, &query(filter)).await, expected, "{filter:?}");
+        assert_eq!(ids(app, &query(filter)).await, expected, "{filter:?}");
     }
+    sizes
+}
+
+#[sqlx::test]
+async fn every_facet_filter_and_combination_pages_exactly_the_matching_profiles_newest_first(
+    db: PgPool,
+) {
+    let (app, stored, filters) = generated(db).await;
+    let sizes = searches_equal_a_brute_force_match(&app, &stored, &filters).await;
     // The filters span empty, single-page and multi-page answers.
     assert!(
         sizes.contains(&0) && sizes.iter().any(|n| *n > 6),
         "{sizes:?}"
     );
+    let app = without_the_index(app).await;
+    searches_equal_a_brute_force_match(&app, &stored, &filters).await;
     app.stop().await;
 }
 
-#[sqlx::test]
-async fn facet_counts_under_zero_to_three_filters_equal_a_brute_force_count(db: PgPool) {
-    let (app, stored, mut filters) = generated(db).await;
-    filters.insert(0, Vec::new());
-    for filter in &filters {
+/// `GET /v1/facets` of every field under every filter against a count of
+/// `stored`.
+async fn facets_equal_a_brute_force_count(
+    app: &TestApp,
+    stored: &[Stored],
+    filters: &[Vec<(&str, String)>],
+) {
+    for filter in filters {
         for field in FIELDS {
             let mut expected: BTreeMap<String, i64> = BTreeMap::new();
             for s in stored.iter().filter(|s| s.matches(filter)) {
@@ -209,6 +235,15 @@ async fn facet_counts_under_zero_to_three_filters_equal_a_brute_force_count(db: 
             assert_eq!(got, expected, "{q}");
         }
     }
+}
+
+#[sqlx::test]
+async fn facet_counts_under_zero_to_three_filters_equal_a_brute_force_count(db: PgPool) {
+    let (app, stored, mut filters) = generated(db).await;
+    filters.insert(0, Vec::new());
+    facets_equal_a_brute_force_count(&app, &stored, &filters).await;
+    let app = without_the_index(app).await;
+    facets_equal_a_brute_force_count(&app, &stored, &filters).await;
     app.stop().await;
 }
 
