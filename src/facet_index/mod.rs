@@ -167,24 +167,40 @@ impl FacetIndex {
     }
 
     /// The numbers (`profiles.doc`) of the profiles carrying every
-    /// `(field, value)` of `filters` (at least one), at a snapshot taken
-    /// now, when there are at most `max`; `None` when there are more or the
-    /// index cannot answer.
+    /// `(field, value)` of `filters` (two or more), at a snapshot taken now,
+    /// when reading them costs fewer index probes than the database's walk
+    /// for a page of `page` profiles: that walk reads the rarest value's
+    /// postings newest first, probing each for the other values, until a
+    /// page matches (about `page * rarest / matches` rows, a probe per
+    /// other filter each); reading by number is a probe per match. `None`
+    /// when the walk is cheaper or the index cannot answer.
     pub async fn matching(
         &self,
         db: &PgPool,
         filters: &[(Field, &str)],
-        max: u64,
+        page: u64,
     ) -> sqlx::Result<Option<Vec<i64>>> {
         let Some((state, folded)) = self.current(db, filters).await? else {
             return Ok(None);
         };
         let loaded = state.as_ref().expect("current() hands over a loaded index");
         let filters: Vec<(Field, &str)> = folded.iter().map(|(f, v)| (*f, v.as_str())).collect();
-        Ok(loaded
-            .matching(&filters)
-            .filter(|m| m.len() <= max)
-            .map(|m| m.iter().map(i64::from).collect()))
+        let Some(m) = loaded.matching(&filters) else {
+            return Ok(None);
+        };
+        let rarest = filters
+            .iter()
+            .map(|(f, v)| {
+                loaded.fields[f.slot()]
+                    .get(*v)
+                    .map_or(0, RoaringBitmap::len)
+            })
+            .min()
+            .unwrap_or(0);
+        let others = filters.len().saturating_sub(1) as u64;
+        let walk = page * others * rarest / m.len().max(1);
+        Ok((m.len() <= MAX_READ_BY_NUMBER && m.len() <= walk)
+            .then(|| m.iter().map(i64::from).collect()))
     }
 
     /// Brings the index to a snapshot taken now and hands it over
@@ -401,6 +417,9 @@ impl Loaded {
         out
     }
 }
+
+/// The most matching profiles a search reads by number.
+const MAX_READ_BY_NUMBER: u64 = 5_000;
 
 /// Below this many matching profiles their values are read profile by
 /// profile ([`Forward`]). Above, the bitmaps of few matches hold them as

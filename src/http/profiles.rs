@@ -72,7 +72,7 @@ pub async fn list(
     let limit = params.limit(50, 500)?;
     let cursor = params.cursor()?;
     let filter = &filter;
-    let matching = &indexed_matches(&state, filter).await?;
+    let matching = &indexed_matches(&state, filter, limit).await?;
     let page = state
         .reads
         .run(|db| async move { profiles::list(&db, filter, matching.clone(), cursor, limit).await })
@@ -99,24 +99,21 @@ pub async fn list(
     Ok(Json(PageView::from_page(page, ProfileView::from)))
 }
 
-/// The most matching profiles a search reads by number (`profiles.doc`):
-/// one index probe each, then the newest form the page. Beyond it the
-/// rarest value's postings are walked, which finds a page quickly when
-/// this many profiles match.
-const INDEXED_MATCHES_MAX: u64 = 5_000;
-
-/// The matching profiles' numbers when the facet index knows them: two or
-/// three facet filters and nothing else. (One facet filter walks its
-/// postings in page order already; identifiers find a few profiles.)
-async fn indexed_matches(state: &AppState, filter: &ProfileFilter) -> ApiResult<Option<Vec<i64>>> {
+/// The matching profiles' numbers when the facet index knows them and
+/// reading them beats walking postings: two or three facet filters and
+/// nothing else. (One facet filter walks its postings in page order
+/// already; identifiers find a few profiles.)
+async fn indexed_matches(
+    state: &AppState,
+    filter: &ProfileFilter,
+    limit: i64,
+) -> ApiResult<Option<Vec<i64>>> {
     let facets = filter.facet_filters();
     if facets.len() < 2 || !filter.identities.is_empty() || filter.match_basis.is_some() {
         return Ok(None);
     }
-    Ok(state
-        .facet_index
-        .matching(&state.db, &facets, INDEXED_MATCHES_MAX)
-        .await?)
+    let page = u64::try_from(limit).unwrap_or(0) + 1;
+    Ok(state.facet_index.matching(&state.db, &facets, page).await?)
 }
 
 /// Names of the profile filters (query parameters of `GET /v1/profiles`,
