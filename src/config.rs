@@ -165,7 +165,7 @@ pub struct ServeArgs {
 
     /// `false` turns off the in-process facet index (facet counts under
     /// facet filters then come from the database: exact but slow at scale;
-    /// the index takes about 25 MiB per million profiles).
+    /// the index takes about 56 MiB per million profiles).
     #[arg(long, env = "FACET_INDEX", default_value_t = true, action = clap::ArgAction::Set)]
     pub facet_index: bool,
 

@@ -1,17 +1,20 @@
 //! Facet counts under facet filters from an index kept in this process
 //! (issue 17): one roaring bitmap of profile numbers (`profiles.doc`) per
-//! facet field and case-folded value. A count under filters is the
-//! intersection of the filters' bitmaps, then the size of its intersection
-//! with each value's bitmap, most common values first and stopping as soon
-//! as no remaining value can enter the top: milliseconds at a million
-//! profiles where the database must fetch every matching profile.
+//! facet field and case-folded value, and per profile the ids of its
+//! values (module `forward`). A count under filters intersects the filters'
+//! bitmaps, then reads the matches' value ids (few matches) or counts the
+//! overlap with each value's bitmap, most common values first and
+//! stopping as soon as no remaining value can enter the top (many):
+//! milliseconds at a million profiles where the database must fetch every
+//! matching profile. Searches with several facet filters may read the
+//! matches by number ([`FacetIndex::matching`]).
 //!
 //! Exact, never stale: the index is loaded from one snapshot and follows
 //! the log the profile triggers write (`store::facet_log`). Every answer
 //! first reads the log up to the request's own snapshot, so it counts
 //! every profile committed before the request, as the database would.
-//! Until the index is loaded (in the background at start, about two
-//! minutes per million profiles), or when it must be loaded again, counts
+//! Until the index is loaded (in the background at start, about a
+//! minute per million profiles), or when it must be loaded again, counts
 //! come from the database: slower, same answer.
 
 use std::collections::HashMap;
