@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use roaring::RoaringBitmap;
 use sqlx::PgPool;
-use tokio::sync::{Notify, RwLock, RwLockReadGuard};
+use tokio::sync::{Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::facet_log::{self, Changes};
@@ -57,10 +57,6 @@ struct Inner {
     overflow: AtomicBool,
 }
 
-/// The index read-locked at a current snapshot, and the filters of the
-/// request with their values case-folded.
-type Current<'a> = (RwLockReadGuard<'a, Option<Loaded>>, Vec<(Field, String)>);
-
 /// The bitmaps as of `snapshot`.
 struct Loaded {
     snapshot: String,
@@ -90,7 +86,7 @@ impl FacetIndex {
         }
     }
 
-    pub async fn is_loaded(&self) -> bool {
+    async fn is_loaded(&self) -> bool {
         self.inner.state.read().await.is_some()
     }
 
@@ -161,12 +157,10 @@ impl FacetIndex {
         filters: &[(Field, &str)],
         limit: usize,
     ) -> sqlx::Result<Option<Vec<Count>>> {
-        let Some((state, folded)) = self.current(db, filters).await? else {
-            return Ok(None);
-        };
-        let loaded = state.as_ref().expect("current() hands over a loaded index");
-        let filters: Vec<(Field, &str)> = folded.iter().map(|(f, v)| (*f, v.as_str())).collect();
-        Ok(Some(loaded.top(field, &filters, limit)))
+        self.read(db, filters, |loaded, filters| {
+            loaded.top(field, filters, limit)
+        })
+        .await
     }
 
     /// The numbers (`profiles.doc`) of the profiles carrying every
@@ -183,37 +177,34 @@ impl FacetIndex {
         filters: &[(Field, &str)],
         page: u64,
     ) -> sqlx::Result<Option<Vec<i64>>> {
-        let Some((state, folded)) = self.current(db, filters).await? else {
-            return Ok(None);
-        };
-        let loaded = state.as_ref().expect("current() hands over a loaded index");
-        let filters: Vec<(Field, &str)> = folded.iter().map(|(f, v)| (*f, v.as_str())).collect();
-        let Some(m) = loaded.matching(&filters) else {
-            return Ok(None);
-        };
-        let rarest = filters
-            .iter()
-            .map(|(f, v)| {
-                loaded.fields[f.slot()]
-                    .get(*v)
-                    .map_or(0, RoaringBitmap::len)
-            })
-            .min()
-            .unwrap_or(0);
-        let others = filters.len().saturating_sub(1) as u64;
-        let walk = page * others * rarest / m.len().max(1);
-        Ok((m.len() <= MAX_READ_BY_NUMBER && m.len() <= walk)
-            .then(|| m.iter().map(i64::from).collect()))
+        let read = self.read(db, filters, |loaded, filters| {
+            let m = loaded.matching(filters)?;
+            let rarest = filters
+                .iter()
+                .map(|(f, v)| {
+                    loaded.fields[f.slot()]
+                        .get(*v)
+                        .map_or(0, RoaringBitmap::len)
+                })
+                .min()
+                .unwrap_or(0);
+            let others = filters.len().saturating_sub(1) as u64;
+            let walk = page * others * rarest / m.len().max(1);
+            (m.len() <= MAX_READ_BY_NUMBER && m.len() <= walk)
+                .then(|| m.iter().map(i64::from).collect())
+        });
+        Ok(read.await?.flatten())
     }
 
-    /// Brings the index to a snapshot taken now and hands it over
-    /// read-locked, with the filters' values case-folded by the database;
-    /// `None` when it is not loaded or must be loaded again.
-    async fn current(
+    /// Brings the index to a snapshot taken now and runs `read` on it,
+    /// with the filters' values case-folded by the database; `None` when
+    /// it is not loaded or must be loaded again.
+    async fn read<T>(
         &self,
         db: &PgPool,
         filters: &[(Field, &str)],
-    ) -> sqlx::Result<Option<Current<'_>>> {
+        read: impl FnOnce(&Loaded, &[(Field, &str)]) -> T,
+    ) -> sqlx::Result<Option<T>> {
         let values: Vec<&str> = filters.iter().map(|(_, v)| *v).collect();
         let mut state = self.inner.state.write().await;
         let Some(loaded) = state.as_mut() else {
@@ -225,7 +216,7 @@ impl FacetIndex {
             self.inner.reload.notify_one();
             return Ok(None);
         }
-        let folded = filters
+        let folded: Vec<(Field, String)> = filters
             .iter()
             .map(|(f, _)| *f)
             .zip(std::mem::take(&mut changes.lowered))
@@ -236,7 +227,10 @@ impl FacetIndex {
             self.overflowed();
             return Ok(None);
         }
-        Ok(Some((state.downgrade(), folded)))
+        let state = state.downgrade();
+        let loaded = state.as_ref().expect("held since checked");
+        let filters: Vec<(Field, &str)> = folded.iter().map(|(f, v)| (*f, v.as_str())).collect();
+        Ok(Some(read(loaded, &filters)))
     }
 
     /// Reads the log every [`FOLLOW_EVERY`] (so that a request finds little
@@ -265,7 +259,7 @@ impl FacetIndex {
                 _ = self.inner.reload.notified() => continue,
                 _ = shutdown.cancelled() => return,
             }
-            if let Err(e) = self.current(&db, &[]).await {
+            if let Err(e) = self.read(&db, &[], |_, _| ()).await {
                 tracing::warn!(error = %e, "facet index: reading the log failed");
             }
             if last_prune.elapsed() >= PRUNE_EVERY {

@@ -102,13 +102,13 @@ async fn from_index(
     filter: &ProfileFilter,
     limit: i64,
 ) -> ApiResult<Option<Vec<(String, i64)>>> {
-    if filter.is_empty() || !filter.identities.is_empty() || filter.match_basis.is_some() {
+    let Some(facets) = filter.only_facets().filter(|f| !f.is_empty()) else {
         return Ok(None);
-    }
+    };
     let limit = usize::try_from(limit).unwrap_or(0);
     let top = state
         .facet_index
-        .top(&state.db, field, &filter.facet_filters(), limit)
+        .top(&state.db, field, &facets, limit)
         .await?;
     Ok(top.map(|top| {
         top.into_iter()

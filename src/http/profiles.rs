@@ -108,10 +108,9 @@ async fn indexed_matches(
     filter: &ProfileFilter,
     limit: i64,
 ) -> ApiResult<Option<Vec<i64>>> {
-    let facets = filter.facet_filters();
-    if facets.len() < 2 || !filter.identities.is_empty() || filter.match_basis.is_some() {
+    let Some(facets) = filter.only_facets().filter(|f| f.len() >= 2) else {
         return Ok(None);
-    }
+    };
     let page = u64::try_from(limit).unwrap_or(0) + 1;
     Ok(state.facet_index.matching(&state.db, &facets, page).await?)
 }

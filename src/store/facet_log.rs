@@ -1,4 +1,4 @@
-//! The feed of the in-process facet index (src/facet_index.rs, migration
+//! The feed of the in-process facet index (src/facet_index/, migration
 //! `facet_index_log`): every profile's facet values as one snapshot sees
 //! them, then the changes of the transactions that snapshot did not see.
 //! A snapshot is carried as the text of `pg_current_snapshot()`.

@@ -103,10 +103,17 @@ pub async fn list(
 /// starts from the identity index.
 pub(crate) struct Plan<'a> {
     filter: &'a ProfileFilter,
-    /// The facet filter whose postings are walked.
-    driver: Option<(Field, &'a str)>,
-    /// Or the matching profiles' numbers, known beforehand.
-    docs: Option<Vec<i64>>,
+    source: Source<'a>,
+}
+
+/// Where a plan reads the matching profiles.
+enum Source<'a> {
+    /// `profiles`, through the identity index when there is an identifier.
+    Profiles,
+    /// The postings of this facet value, walked newest first.
+    Postings(Field, &'a str),
+    /// These profile numbers (`profiles.doc`), known beforehand.
+    Docs(Vec<i64>),
 }
 
 impl<'a> Plan<'a> {
@@ -137,37 +144,39 @@ impl<'a> Plan<'a> {
                 .min_by_key(|(_, count)| *count)
                 .map(|(f, _)| *f)
         };
-        Ok(Plan {
-            filter,
-            driver,
-            docs: None,
-        })
+        let source = match driver {
+            Some((field, value)) => Source::Postings(field, value),
+            None => Source::Profiles,
+        };
+        Ok(Plan { filter, source })
     }
 
     /// The profiles numbered `docs`, which are those the filter matches.
     fn of_docs(filter: &'a ProfileFilter, docs: Vec<i64>) -> Plan<'a> {
         Plan {
             filter,
-            driver: None,
-            docs: Some(docs),
+            source: Source::Docs(docs),
         }
     }
 
     /// Appends a `SELECT id, created_at` of the matching profiles (after
     /// `after` in keyset order, if given), for the caller to order or count.
     pub(crate) fn push_matching(&self, q: &mut QueryBuilder<'_, Postgres>, after: Option<Cursor>) {
-        if let Some(docs) = &self.docs {
-            q.push("SELECT p.id, p.created_at FROM profiles p WHERE p.doc = ANY(")
-                .push_bind(docs.clone())
-                .push(")");
-            push_after(q, "p.created_at", "p.id", after);
-            return;
-        }
-        let Some((field, value)) = self.driver else {
-            q.push("SELECT p.id, p.created_at FROM profiles p WHERE true");
-            push_filters(q, self.filter);
-            push_after(q, "p.created_at", "p.id", after);
-            return;
+        let (field, value) = match &self.source {
+            Source::Docs(docs) => {
+                q.push("SELECT p.id, p.created_at FROM profiles p WHERE p.doc = ANY(")
+                    .push_bind(docs.clone())
+                    .push(")");
+                push_after(q, "p.created_at", "p.id", after);
+                return;
+            }
+            Source::Profiles => {
+                q.push("SELECT p.id, p.created_at FROM profiles p WHERE true");
+                push_filters(q, self.filter);
+                push_after(q, "p.created_at", "p.id", after);
+                return;
+            }
+            Source::Postings(field, value) => (*field, *value),
         };
         q.push("SELECT d.profile_id AS id, d.created_at FROM profile_facets d WHERE d.field = ")
             .push_bind(field.as_str())
@@ -232,6 +241,12 @@ impl ProfileFilter {
             (Field::Industry, &self.industry),
         ]
         .into_iter()
+    }
+
+    /// The facet filters, when they are all the filter holds (no
+    /// identifier, no match basis): what the facet index can answer.
+    pub fn only_facets(&self) -> Option<Vec<(Field, &str)>> {
+        (self.identities.is_empty() && self.match_basis.is_none()).then(|| self.facet_filters())
     }
 
     /// The facet filters set, e.g. `[(Field::Brand, "Nike")]`.
