@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::callbacks::CallbackGate;
 use crate::callbacks::Intake;
+use crate::callbacks::applier::Applier;
 use crate::config::{Config, Upstream};
 use crate::events::EventHub;
 use crate::facet_index::FacetIndex;
@@ -115,6 +116,7 @@ impl Application {
                 .context("cannot read the lookups table")?,
         );
         let intake = Intake::new(config.redact_sections.clone());
+        let applier = Applier::start(db.clone(), config.database_max_connections);
         let reads = read_pools(&config, &db).await?;
         let facet_index = FacetIndex::new(config.facet_index);
         if options.load_facet_index_first {
@@ -240,6 +242,7 @@ impl Application {
             events,
             gate,
             intake,
+            applier,
             facet_index,
         };
         Ok(Application {

@@ -1,6 +1,7 @@
 //! An authentic delivery, from its bytes to its record: parsed, made fit to
 //! store ([`Intake`]), applied at most once per request_id and recorded in
-//! one transaction before it is acknowledged; or, when it cannot be used,
+//! one transaction (with others that arrived meanwhile, see
+//! [`super::applier`]) before it is acknowledged; or, when it cannot be used,
 //! recorded as refused (upstream sent it, so the record is worth its row;
 //! forged deliveries never get here, see [`super::gate`]).
 
@@ -8,10 +9,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::Intake;
-use crate::crashpoint;
+use super::applier::{Applier, Ready};
 use crate::lifecycle::Outcome;
 use crate::store::deliveries::{self, Delivery};
-use crate::store::results::{self, DeliveryRecord, Via};
 use crate::token::sha256_hex;
 use crate::upstream::payload::{MAX_REQUEST_ID, PayloadError, job_object, parse_job};
 
@@ -27,10 +27,11 @@ pub enum Delivered {
     Unusable(PayloadError),
 }
 
-/// Applies the delivery `bytes` to lookup `lookup_id`, or records why it
-/// could not be used.
+/// Applies the delivery `bytes` to lookup `lookup_id` (through `applier`,
+/// which answers once it is durable), or records why it could not be used.
 pub async fn deliver(
     db: &sqlx::PgPool,
+    applier: &Applier,
     intake: &Intake,
     lookup_id: Uuid,
     bytes: &[u8],
@@ -52,22 +53,20 @@ pub async fn deliver(
     intake.update(&mut update);
     intake.body(&mut json);
 
-    crashpoint::reach("callback_before_commit").await;
-    let delivery = DeliveryRecord {
-        body_sha256: &digest,
-        body: &json,
-    };
-    let mut tx = db.begin().await?;
-    let outcome =
-        results::apply(&mut tx, lookup_id, &update, Via::Callback, Some(delivery)).await?;
-    tx.commit().await?;
-    crashpoint::reach("callback_after_commit").await;
-
+    let (request_id, status) = (update.request_id.clone(), update.status());
+    let outcome = applier
+        .apply(Ready {
+            lookup_id,
+            update,
+            body_sha256: digest,
+            body: json,
+        })
+        .await?;
     metrics::counter!("callback_deliveries_total", "outcome" => outcome.as_str()).increment(1);
     tracing::info!(
         %lookup_id,
-        request_id = %update.request_id,
-        status = update.status().as_str(),
+        %request_id,
+        status = status.as_str(),
         outcome = outcome.as_str(),
         "callback"
     );

@@ -80,7 +80,9 @@ async fn authentic(
             return Err(e);
         }
     };
-    match callbacks::apply::deliver(&state.db, &state.intake, lookup_id, &bytes).await? {
+    match callbacks::apply::deliver(&state.db, &state.applier, &state.intake, lookup_id, &bytes)
+        .await?
+    {
         Delivered::NotJson => Err(ApiError::BadRequest(
             "callback body is not valid JSON".into(),
         )),

@@ -70,6 +70,8 @@ pub struct AppState {
     pub gate: Arc<crate::callbacks::CallbackGate>,
     /// What is written of upstream payloads (redaction, NUL replacement).
     pub intake: crate::callbacks::Intake,
+    /// Applies authentic deliveries, in groups under load.
+    pub applier: crate::callbacks::applier::Applier,
     /// Facet counts under facet filters, kept in memory.
     pub facet_index: crate::facet_index::FacetIndex,
 }

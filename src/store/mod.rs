@@ -43,8 +43,28 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        .after_connect(|conn, _| Box::pin(claim_kept_shard(conn)))
         .connect(url)
         .await
+}
+
+/// Claims a kept-total shard of its own for a new connection: the first of
+/// shards 100 to 163 whose session advisory lock is free, held for as long
+/// as the connection lives, named in the session setting that
+/// `kept_total_shard()` reads (migration `apply_job_updates_and_shard_claims`).
+/// Then no two writers of any replica wait on one counter row (with pid
+/// shards, two of 32 connections often shared one). With every shard taken
+/// the connection keeps the pid shard.
+pub async fn claim_kept_shard(conn: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT set_config('interests_receiver.kept_shard', COALESCE( \
+           (SELECT s::text FROM generate_series(100, 163) AS s \
+             WHERE pg_try_advisory_lock(hashtext('interests-receiver/kept-shard'), s) LIMIT 1), \
+           ''), false)",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A pool that connects on first use, for the read replica: a replica that
@@ -68,6 +88,7 @@ pub fn side_pool(main: &PgPool, max_connections: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        .after_connect(|conn, _| Box::pin(claim_kept_shard(conn)))
         .connect_lazy_with((*main.connect_options()).clone())
 }
 

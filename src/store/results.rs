@@ -12,13 +12,13 @@ use crate::lifecycle::{JobState, JobUpdate, Outcome};
 
 /// Which path brought a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
+enum Via {
     Callback,
     Poll,
 }
 
 impl Via {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Via::Callback => "callback",
             Via::Poll => "poll",
@@ -37,24 +37,22 @@ enum Answer {
     Gone,
 }
 
-/// The callback delivery to record beside the apply (callbacks only).
+/// The callback delivery to record beside the apply.
 pub struct DeliveryRecord<'a> {
     pub body_sha256: &'a str,
     pub body: &'a Value,
 }
 
-/// Applies `update` to lookup `lookup_id` and, for a callback, records the
-/// delivery, in one statement; a completion also records what it changed
-/// since the person's previous profile (`store::versions`). `update` must
-/// already be fit to store (the callback and poll paths pass it through
-/// their intake first). Run it in a transaction: the change must commit
-/// with the result.
+/// Applies a polled `update` to lookup `lookup_id`, in one statement; a
+/// completion also records what it changed since the person's previous
+/// profile (`store::versions`). `update` must already be fit to store (the
+/// poller passes it through its intake first). Run it in a transaction:
+/// the change must commit with the result. Callback deliveries, which are
+/// also recorded, go through [`apply_deliveries`].
 pub async fn apply(
     db: &mut PgConnection,
     lookup_id: Uuid,
     update: &JobUpdate,
-    via: Via,
-    delivery: Option<DeliveryRecord<'_>>,
 ) -> sqlx::Result<Outcome> {
     let (result, completed_on, error, credits) = match &update.state {
         JobState::Completed {
@@ -78,27 +76,125 @@ pub async fn apply(
     .bind(result)
     .bind(completed_on)
     .bind(error)
-    .bind(via.as_str())
+    .bind(Via::Poll.as_str())
     .bind(Uuid::now_v7())
     .bind(&facets.interests)
     .bind(&facets.categories)
     .bind(&facets.brands)
     .bind(&facets.archetypes)
     .bind(&facets.industries)
-    .bind(delivery.is_some())
-    .bind(delivery.as_ref().map(|d| d.body_sha256))
-    .bind(delivery.as_ref().map(|d| d.body))
+    .bind(false)
+    .bind(None::<&str>)
+    .bind(None::<&Value>)
     .bind(credits)
     .fetch_one(&mut *db)
     .await?;
-    let outcome = match kind {
-        Answer::Applied => Outcome::Applied,
-        Answer::Duplicate => Outcome::Duplicate,
-        Answer::Gone => Outcome::Gone,
-        Answer::Refused => Outcome::Refused(reason.unwrap_or_default()),
-    };
+    let outcome = kind.outcome(reason);
     if outcome == Outcome::Applied && result.is_some() {
         super::versions::record_change(db, lookup_id).await?;
     }
     Ok(outcome)
+}
+
+impl Answer {
+    fn outcome(self, reason: Option<String>) -> Outcome {
+        match self {
+            Answer::Applied => Outcome::Applied,
+            Answer::Duplicate => Outcome::Duplicate,
+            Answer::Gone => Outcome::Gone,
+            Answer::Refused => Outcome::Refused(reason.unwrap_or_default()),
+        }
+    }
+}
+
+/// One callback delivery of a group (see [`apply_deliveries`]).
+pub struct Received<'a> {
+    pub lookup_id: Uuid,
+    pub update: &'a JobUpdate,
+    pub delivery: DeliveryRecord<'a>,
+}
+
+/// Applies a group of callback deliveries and records each, as [`apply`]
+/// does one, in one statement (`apply_job_updates`, which takes the lookups'
+/// row locks in id order): the outcomes, in the order of `group`. Run it in
+/// a transaction, as [`apply`]. An error undoes the whole group.
+pub async fn apply_deliveries(
+    db: &mut PgConnection,
+    group: &[Received<'_>],
+) -> sqlx::Result<Vec<Outcome>> {
+    let n = group.len();
+    let mut lookups = Vec::with_capacity(n);
+    let mut request_ids = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut results: Vec<Option<&Value>> = Vec::with_capacity(n);
+    let mut completed_on = Vec::with_capacity(n);
+    let mut errors: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut profile_ids = Vec::with_capacity(n);
+    let mut facets = Vec::with_capacity(n);
+    let mut digests = Vec::with_capacity(n);
+    let mut bodies = Vec::with_capacity(n);
+    let mut credits = Vec::with_capacity(n);
+    for r in group {
+        let (result, on, error, charged) = match &r.update.state {
+            JobState::Completed {
+                result,
+                completed_on,
+                credits,
+            } => (Some(result), *completed_on, None, *credits),
+            JobState::Failed { error } => (None, None, Some(error.as_str()), 0),
+            JobState::Queued | JobState::Processing => (None, None, None, 0),
+        };
+        let f = result.map(Facets::as_written).unwrap_or_default();
+        lookups.push(r.lookup_id);
+        request_ids.push(r.update.request_id.as_str());
+        statuses.push(r.update.status().as_str());
+        results.push(result);
+        completed_on.push(on);
+        errors.push(error);
+        profile_ids.push(Uuid::now_v7());
+        facets.push(serde_json::json!({
+            "interest": f.interests, "category": f.categories, "brand": f.brands,
+            "archetype": f.archetypes, "industry": f.industries,
+        }));
+        digests.push(r.delivery.body_sha256);
+        bodies.push(r.delivery.body);
+        credits.push(charged);
+    }
+    let rows: Vec<(i32, Answer, Option<String>)> = sqlx::query_as(
+        "SELECT item, split_part(answer, ':', 1), \
+           NULLIF(substr(answer, length(split_part(answer, ':', 1)) + 2), '') \
+         FROM apply_job_updates($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10, $11, $12)",
+    )
+    .bind(&lookups)
+    .bind(&request_ids)
+    .bind(&statuses)
+    .bind(&results)
+    .bind(&completed_on)
+    .bind(&errors)
+    .bind(Via::Callback.as_str())
+    .bind(&profile_ids)
+    .bind(&facets)
+    .bind(&digests)
+    .bind(&bodies)
+    .bind(&credits)
+    .fetch_all(&mut *db)
+    .await?;
+    let mut outcomes: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
+    for (item, kind, reason) in rows {
+        let slot = usize::try_from(item - 1)
+            .ok()
+            .and_then(|i| outcomes.get_mut(i))
+            .ok_or_else(|| sqlx::Error::Protocol(format!("apply_job_updates: no item {item}")))?;
+        *slot = Some(kind.outcome(reason));
+    }
+    let outcomes = outcomes
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| sqlx::Error::Protocol("apply_job_updates: an item unanswered".into()))?;
+    for (r, outcome) in group.iter().zip(&outcomes) {
+        if *outcome == Outcome::Applied && matches!(r.update.state, JobState::Completed { .. }) {
+            super::versions::record_change(db, r.lookup_id).await?;
+        }
+    }
+    Ok(outcomes)
 }

@@ -6,7 +6,7 @@ use tracing::Instrument;
 use super::{WorkerContext, backoff, next_poll_interval};
 use crate::crashpoint;
 use crate::lifecycle::{JobState, JobUpdate, Outcome};
-use crate::store::results::{self, Via};
+use crate::store::results;
 use crate::store::work::{self, PollClaim};
 use crate::upstream::PollOutcome;
 use crate::upstream::pacer::Slot;
@@ -76,7 +76,7 @@ async fn apply(
     update: &JobUpdate,
 ) -> sqlx::Result<work::Owned> {
     let mut tx = ctx.db.begin().await?;
-    let outcome = results::apply(&mut tx, claim.id, update, Via::Poll, None).await?;
+    let outcome = results::apply(&mut tx, claim.id, update).await?;
     // Erased (or purged) while the poll was on its way: its credits are
     // counted, nothing else is left to record.
     let owned =

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::common::{Settings, TOKEN, TestApp, spawn};
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -178,12 +178,21 @@ async fn bulk_inserts_and_deletes_keep_the_totals_equal_to_the_tables(db: PgPool
     assert_eq!(stats["lookups"]["failed"], 0, "{stats}");
 }
 
+async fn pid(c: &mut PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(c)
+        .await
+        .unwrap()
+}
+
 #[sqlx::test]
 async fn writers_on_two_connections_never_wait_on_one_kept_total_row(db: PgPool) {
-    // Each connection counts into its own shard: a status change held
-    // uncommitted on one connection never makes a change on another wait
-    // for its commit. (With 16 shards picked at random, 50 changes met the
-    // held shard with a probability of 96 %.)
+    // Each of the service's connections claims a shard of its own when it
+    // connects (store::claim_kept_shard): a status change held uncommitted
+    // on one connection never makes a change on another wait for its
+    // commit, even when the two backends' pids share a remainder modulo 32
+    // (the shard they fell back to before the claim, which the two
+    // connections below are picked to share).
     interests_receiver::store::migrate(&db).await.unwrap();
     sqlx::query(
         "INSERT INTO lookups (id, status, email, subject_key, request_id, submitted_at) \
@@ -194,40 +203,46 @@ async fn writers_on_two_connections_never_wait_on_one_kept_total_row(db: PgPool)
     .execute(&db)
     .await
     .unwrap();
-    let remainder = |pid: i32| pid % 32;
-    let mut holder = db.acquire().await.unwrap();
-    let held_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *holder)
-        .await
-        .unwrap();
-    // A second connection whose pid does not share the holder's shard (two
-    // pids with one remainder do share one, by design).
+    let options = db.connect_options().as_ref().clone();
+    let mut holder = PgConnection::connect_with(&options).await.unwrap();
+    let held_pid = pid(&mut holder).await;
     let mut others = Vec::new();
     let mut writer = loop {
-        let mut c = db.acquire().await.unwrap();
-        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&mut *c)
-            .await
-            .unwrap();
-        if remainder(pid) != remainder(held_pid) {
+        let mut c = PgConnection::connect_with(&options).await.unwrap();
+        if pid(&mut c).await % 32 == held_pid % 32 {
             break c;
         }
         others.push(c);
+        assert!(others.len() < 500, "no backend pid shared a remainder");
     };
+    drop(others);
+    let mut shards = Vec::new();
+    for c in [&mut holder, &mut writer] {
+        interests_receiver::store::claim_kept_shard(c)
+            .await
+            .unwrap();
+        let shard: i16 = sqlx::query_scalar("SELECT kept_total_shard()")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        shards.push(shard);
+    }
+    assert_ne!(shards[0], shards[1], "two connections claimed one shard");
+    assert!(shards.iter().all(|s| (100..=163).contains(s)), "{shards:?}");
 
-    let mut held = sqlx::Connection::begin(&mut *holder).await.unwrap();
+    let mut held = sqlx::Connection::begin(&mut holder).await.unwrap();
     sqlx::query("UPDATE lookups SET status = 'processing' WHERE email = 'shard0@example.com'")
         .execute(&mut *held)
         .await
         .unwrap();
     sqlx::query("SET lock_timeout = '2s'")
-        .execute(&mut *writer)
+        .execute(&mut writer)
         .await
         .unwrap();
     for i in 1..=50 {
         sqlx::query("UPDATE lookups SET status = 'processing' WHERE email = $1")
             .bind(format!("shard{i}@example.com"))
-            .execute(&mut *writer)
+            .execute(&mut writer)
             .await
             .unwrap_or_else(|e| panic!("change {i} waited for the held transaction: {e}"));
     }
@@ -239,5 +254,53 @@ async fn writers_on_two_connections_never_wait_on_one_kept_total_row(db: PgPool)
     .await
     .unwrap();
     assert_eq!(processing, 51);
-    drop(others);
+}
+
+#[sqlx::test]
+async fn the_service_pool_claims_distinct_shards_and_a_closed_connection_frees_its_own(db: PgPool) {
+    interests_receiver::store::migrate(&db).await.unwrap();
+    let url = db.connect_options().to_url_lossy().to_string();
+    let pool = interests_receiver::store::connect(&url, 4).await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let mut shards = Vec::new();
+    for c in &mut held {
+        let shard: String =
+            sqlx::query_scalar("SELECT current_setting('interests_receiver.kept_shard')")
+                .fetch_one(&mut **c)
+                .await
+                .unwrap();
+        shards.push(shard);
+    }
+    shards.sort();
+    assert_eq!(shards, ["100", "101", "102", "103"]);
+    // A connection that goes gives its shard back (its backend ends, and
+    // with it the session lock; that takes a moment after the close).
+    let mut gone = held.remove(0).detach();
+    let freed: String = sqlx::query_scalar("SELECT kept_total_shard()::text")
+        .fetch_one(&mut gone)
+        .await
+        .unwrap();
+    gone.close().await.unwrap();
+    for attempt in 0.. {
+        let mut next = PgConnection::connect(&url).await.unwrap();
+        interests_receiver::store::claim_kept_shard(&mut next)
+            .await
+            .unwrap();
+        let claimed: String = sqlx::query_scalar("SELECT kept_total_shard()::text")
+            .fetch_one(&mut next)
+            .await
+            .unwrap();
+        if claimed == freed {
+            break;
+        }
+        assert!(
+            attempt < 50,
+            "the freed shard {freed} was not claimed again"
+        );
+        next.close().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

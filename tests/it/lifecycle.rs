@@ -4,7 +4,7 @@
 
 use interests_receiver::lifecycle::{JobState, JobUpdate, LookupStatus, Outcome};
 use interests_receiver::store::lookups::{self, NewLookup};
-use interests_receiver::store::results::{self, Via};
+use interests_receiver::store::results;
 use interests_receiver::subject::Subject;
 use serde_json::json;
 use sqlx::PgPool;
@@ -70,9 +70,7 @@ async fn the_schema_moves_a_lookup_exactly_when_the_lifecycle_says_it_may(db: Pg
                 state: state.clone(),
             };
             let mut tx = db.begin().await.unwrap();
-            let outcome = results::apply(&mut tx, id, &update, Via::Poll, None)
-                .await
-                .unwrap();
+            let outcome = results::apply(&mut tx, id, &update).await.unwrap();
             tx.commit().await.unwrap();
             let now: LookupStatus = sqlx::query_scalar("SELECT status FROM lookups WHERE id = $1")
                 .bind(id)

@@ -10,6 +10,7 @@ mod batch_api;
 mod batch_dry_run;
 mod batch_keys;
 mod callback_door;
+mod callback_groups;
 mod callbacks;
 mod claims;
 mod compose;

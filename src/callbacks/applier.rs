@@ -1,0 +1,140 @@
+//! Authentic deliveries applied in groups: each request hands its parsed
+//! delivery to a few applier tasks and waits for its own outcome, which it
+//! gets only once its group has committed. An idle applier takes a delivery
+//! at once, alone, so a quiet service answers as fast as before; under a
+//! burst the deliveries that arrived while every applier was busy go
+//! together in one statement and one commit (`apply_job_updates`): one
+//! round trip and one WAL flush for the group instead of four round trips
+//! and a flush each. Measured in BENCHMARKS.md (issue 16).
+//!
+//! A group that fails is applied again one delivery at a time, so one bad
+//! delivery (or a deadlock) never costs the others their answer, and every
+//! request still gets the outcome of its own delivery.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::crashpoint;
+use crate::lifecycle::{JobUpdate, Outcome};
+use crate::store::results::{self, DeliveryRecord, Received};
+
+/// Most deliveries applied in one group: enough that a group's commit
+/// covers a burst on 32 connections, few enough that one group's locks
+/// and statement stay short.
+const MAX_GROUP: usize = 64;
+/// Most applier tasks, each holding a pool connection while it applies.
+const MAX_APPLIERS: u32 = 4;
+/// Deliveries waiting for an applier before a request waits to hand its
+/// own over.
+const QUEUE: usize = 1024;
+
+/// A delivery ready to apply: parsed and made fit to store.
+pub struct Ready {
+    pub lookup_id: Uuid,
+    pub update: JobUpdate,
+    pub body_sha256: String,
+    pub body: Value,
+}
+
+struct Job {
+    ready: Ready,
+    reply: oneshot::Sender<sqlx::Result<Outcome>>,
+}
+
+/// The handle requests hand their deliveries to.
+#[derive(Clone)]
+pub struct Applier {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Applier {
+    /// Starts the appliers on `db`: at most half its connections, so that
+    /// requests always find one. They stop when every handle is dropped.
+    pub fn start(db: PgPool, max_connections: u32) -> Applier {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..(max_connections / 2).clamp(1, MAX_APPLIERS) {
+            tokio::spawn(run(db.clone(), rx.clone()));
+        }
+        Applier { queue }
+    }
+
+    /// Applies `ready` and records it, durably, and answers its outcome.
+    pub async fn apply(&self, ready: Ready) -> sqlx::Result<Outcome> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { ready, reply })
+            .await
+            .map_err(|_| sqlx::Error::WorkerCrashed)?;
+        answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+}
+
+async fn run(db: PgPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let group = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            group
+        };
+        apply_group(&db, group).await;
+    }
+}
+
+async fn apply_group(db: &PgPool, group: Vec<Job>) {
+    metrics::histogram!("callback_group_size").record(group.len() as f64);
+    let readies: Vec<&Ready> = group.iter().map(|j| &j.ready).collect();
+    match commit(db, &readies).await {
+        Ok(outcomes) => {
+            for (job, outcome) in group.into_iter().zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            let job = group.into_iter().next().expect("one job");
+            let _ = job.reply.send(Err(e));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, deliveries = group.len(),
+                "a group of deliveries failed; applying them one at a time");
+            for job in group {
+                let result = commit(db, &[&job.ready]).await.map(|mut o| o.remove(0));
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+}
+
+/// Applies `group` in one transaction and commits it.
+async fn commit(db: &PgPool, group: &[&Ready]) -> sqlx::Result<Vec<Outcome>> {
+    let received: Vec<Received<'_>> = group
+        .iter()
+        .map(|r| Received {
+            lookup_id: r.lookup_id,
+            update: &r.update,
+            delivery: DeliveryRecord {
+                body_sha256: &r.body_sha256,
+                body: &r.body,
+            },
+        })
+        .collect();
+    crashpoint::reach("callback_before_commit").await;
+    let mut tx = db.begin().await?;
+    let outcomes = results::apply_deliveries(&mut tx, &received).await?;
+    tx.commit().await?;
+    crashpoint::reach("callback_after_commit").await;
+    Ok(outcomes)
+}
