@@ -14,6 +14,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::store::queues::{self, Queue, VacuumPacer};
 use crate::store::sequencer::{self as store, Batch};
 
 /// Inbox rows moved per transaction.
@@ -80,8 +81,9 @@ async fn serve_once(db: &PgPool, me: Uuid, shutdown: &CancellationToken) {
 }
 
 async fn lead(conn: &mut PgConnection, epoch: i64, shutdown: &CancellationToken) {
+    let mut vacuum = VacuumPacer::new();
     loop {
-        match step(conn, epoch).await {
+        match step(conn, epoch, &mut vacuum).await {
             Ok(Step::More) => continue,
             Ok(Step::Idle) => {}
             Ok(Step::Superseded) => {
@@ -115,7 +117,7 @@ enum Step {
     Superseded,
 }
 
-async fn step(conn: &mut PgConnection, epoch: i64) -> sqlx::Result<Step> {
+async fn step(conn: &mut PgConnection, epoch: i64, vacuum: &mut VacuumPacer) -> sqlx::Result<Step> {
     if !store::pending(conn).await? {
         return Ok(Step::Idle);
     }
@@ -126,6 +128,12 @@ async fn step(conn: &mut PgConnection, epoch: i64) -> sqlx::Result<Step> {
         crate::crashpoint::reach("sequencer_before_commit"),
     )
     .await?;
+    if let Batch::Done { taken, .. } = batch
+        && vacuum.took(taken.unsigned_abs())
+    {
+        // Every moved row left a dead one that both reads above walk past.
+        queues::vacuum(conn, Queue::EventInbox).await?;
+    }
     Ok(match batch {
         Batch::Superseded => Step::Superseded,
         Batch::Done { taken, .. } if taken == BATCH => Step::More,

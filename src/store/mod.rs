@@ -14,6 +14,7 @@ pub mod lookups;
 pub mod pacing;
 mod paging;
 pub mod profiles;
+pub mod queues;
 pub mod replication;
 pub mod results;
 pub mod retention;

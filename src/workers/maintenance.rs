@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerContext;
+use crate::store::queues::{self, Queue, VacuumPacer};
 use crate::store::{events, facets, pacing, retention, work};
 
 const EVERY: Duration = Duration::from_secs(2);
@@ -87,7 +88,11 @@ async fn once(ctx: &WorkerContext) -> sqlx::Result<()> {
         tracing::warn!(expired, "jobs passed their deadline");
     }
     pacing::prune(&ctx.db, LEDGER_KEEP).await?;
-    facets::fold(&ctx.db, false).await?;
+    let folded = facets::fold(&ctx.db, false).await?;
+    if folded >= VacuumPacer::EVERY_ROWS as i64 {
+        // The fold takes its queue's rows as the sequencer does its own.
+        queues::vacuum(&mut *ctx.db.acquire().await?, Queue::FacetChanges).await?;
+    }
     // Events are the replay window of `GET /v1/events` and webhook replays:
     // 7 days (and they go earlier with an erased or purged lookup).
     events::purge(&ctx.db, events::MIN_KEEP).await?;

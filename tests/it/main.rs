@@ -38,6 +38,7 @@ mod pacing;
 mod profile_refresh;
 mod profile_versions;
 mod profiles_api;
+mod queue_tables;
 mod read_replica;
 mod replicas;
 mod sandbox_loop;
