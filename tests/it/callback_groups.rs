@@ -220,3 +220,46 @@ async fn a_group_that_fails_is_applied_one_by_one_and_only_the_bad_delivery_fail
     .unwrap();
     assert_eq!(statuses, ["completed", "completed", "queued", "completed"]);
 }
+
+#[sqlx::test]
+async fn a_delivery_never_waits_for_the_sequencer_placing_an_earlier_event(db: PgPool) {
+    // The sequencer's insert of events checks their lookups' foreign key,
+    // which locks each lookup KEY SHARE until its batch commits, in inbox
+    // order; a group locks its lookups in id order. Were a delivery's lock
+    // to conflict with KEY SHARE, the two would deadlock; it must not.
+    let ids = queued(&db, 2).await;
+    let mut placing = db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM lookups WHERE id = ANY($1) FOR KEY SHARE")
+        .bind(&ids)
+        .execute(&mut *placing)
+        .await
+        .unwrap();
+    let mut conn = db.acquire().await.unwrap();
+    sqlx::query("SET lock_timeout = '2s'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+    let received: Vec<Ready> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| ready(*id, completed_for(&format!("rid-g{i}"))))
+        .collect();
+    let group: Vec<interests_receiver::store::results::Received<'_>> = received
+        .iter()
+        .map(|r| interests_receiver::store::results::Received {
+            lookup_id: r.lookup_id,
+            update: &r.update,
+            delivery: interests_receiver::store::results::DeliveryRecord {
+                body_sha256: &r.body_sha256,
+                body: &r.body,
+            },
+        })
+        .collect();
+    let outcomes = interests_receiver::store::results::apply_deliveries(&mut tx, &group)
+        .await
+        .expect("the group waited for the KEY SHARE locks");
+    assert_eq!(outcomes, [Outcome::Applied, Outcome::Applied]);
+    tx.commit().await.unwrap();
+    placing.commit().await.unwrap();
+}
