@@ -1,5 +1,6 @@
 //! Queue tables: rows written by one path and soon deleted by another
-//! (`event_inbox` by the sequencer, `facet_changes` by the facet fold).
+//! (`event_inbox` by the sequencer, `facet_changes` by the facet fold,
+//! `webhook_sends` by the webhook sender's recorder).
 //! Each taken row leaves a dead one, and every read of the queue's head
 //! walks past the dead rows in front of it until vacuum removes them:
 //! during first deliveries the sequencer's two reads per 10 ms tick each
@@ -16,6 +17,7 @@ use sqlx::PgConnection;
 pub enum Queue {
     EventInbox,
     FacetChanges,
+    WebhookSends,
 }
 
 /// Vacuums `queue` (a cheap pass: the live rows are few), unless another
@@ -24,6 +26,7 @@ pub async fn vacuum(db: &mut PgConnection, queue: Queue) -> sqlx::Result<()> {
     let sql = match queue {
         Queue::EventInbox => "VACUUM (SKIP_LOCKED) event_inbox",
         Queue::FacetChanges => "VACUUM (SKIP_LOCKED) facet_changes",
+        Queue::WebhookSends => "VACUUM (SKIP_LOCKED) webhook_sends",
     };
     sqlx::query(sql).persistent(false).execute(db).await?;
     Ok(())

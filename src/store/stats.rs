@@ -47,7 +47,12 @@ struct Row {
 }
 
 /// Reads the kept totals (migration `kept_totals`): a few dozen rows
-/// whatever the size of the tables, exact as of the last commit, in one
+/// whatever the size of the tables, and two reads of small partial indexes
+/// (the oldest lookup in flight is the first entry of `lookups_unfinished`,
+/// as `ORDER BY … LIMIT 1`: as `min()` the planner, misled by statistics
+/// taken when few lookups were in flight, read all of them on every
+/// scrape; the ambiguous submits have `lookups_ambiguous_waiting`), exact
+/// as of the last commit, in one
 /// query (one connection, one round trip: `/metrics` may be scraped
 /// often). Credits include the spend of lookups no longer stored (erased,
 /// or removed by retention), from the spend ledger.
@@ -73,8 +78,8 @@ pub async fn read(db: &PgPool) -> sqlx::Result<Stats> {
            (SELECT COALESCE(sum(ambiguous), 0)::bigint FROM work_totals) AS ambiguous, \
            (SELECT count(*) FROM lookups WHERE status = 'pending' AND request_id IS NULL \
              AND ambiguous_submits > 0 AND submit_started_at IS NULL) AS ambiguous_waiting, \
-           (SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM lookups \
-             WHERE status IN {IN_FLIGHT_SQL}) AS oldest_unfinished_secs, \
+           (SELECT EXTRACT(EPOCH FROM now() - created_at)::float8 FROM lookups \
+             WHERE status IN {IN_FLIGHT_SQL} ORDER BY created_at LIMIT 1) AS oldest_unfinished_secs, \
            (SELECT COALESCE(sum(count), 0)::bigint FROM forged_callbacks) AS forged, \
            (SELECT COALESCE(jsonb_object_agg(outcome, n), '{{}}') FROM ( \
               SELECT outcome, sum(deliveries)::bigint AS n FROM delivery_totals GROUP BY outcome) d) \

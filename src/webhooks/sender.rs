@@ -23,6 +23,7 @@ use super::guard::{self, GuardedResolver};
 use super::{SEND_TIMEOUT, retry_delay, secret, signing};
 use crate::secrets::ServiceSecret;
 use crate::store::events::EventRecord;
+use crate::store::queues::{self, Queue, VacuumPacer};
 use crate::store::webhooks::{self as store, Attempt, Claim, Next, WebhookRecord};
 use crate::store::{events, lookups};
 use crate::views::LookupView;
@@ -195,9 +196,15 @@ impl Sender {
     /// every send is over; then frees their slots.
     async fn record(self, mut ended: mpsc::Receiver<(Attempt, OwnedSemaphorePermit)>) {
         let mut batch = Vec::with_capacity(CONCURRENCY);
+        let mut vacuum = VacuumPacer::new();
         while ended.recv_many(&mut batch, CONCURRENCY).await > 0 {
             let (attempts, permits): (Vec<Attempt>, Vec<OwnedSemaphorePermit>) =
                 batch.drain(..).unzip();
+            if vacuum.took(attempts.len() as u64) {
+                // Each recorded attempt left a dead send row (deleted or
+                // rescheduled) that the claims walk past.
+                self.vacuum_sends().await;
+            }
             match store::record_attempts(&self.db, self.owner, &attempts, self.disable_after).await
             {
                 Ok(disabled) => self.disabled(disabled),
@@ -212,6 +219,16 @@ impl Sender {
                 Err(_) => self.record_alone(&attempts[0]).await,
             }
             drop(permits);
+        }
+    }
+
+    async fn vacuum_sends(&self) {
+        let vacuumed = match self.db.acquire().await {
+            Ok(mut conn) => queues::vacuum(&mut conn, Queue::WebhookSends).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = vacuumed {
+            tracing::warn!(error = %e, "cannot vacuum webhook_sends");
         }
     }
 

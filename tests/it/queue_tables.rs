@@ -29,6 +29,18 @@ async fn a_taker_vacuums_its_queue(db: PgPool) {
              SELECT gen_random_uuid(), 'lookup.completed' FROM generate_series(1, 3000)",
         ),
         (
+            Queue::WebhookSends,
+            "webhook_sends",
+            "WITH l AS (INSERT INTO lookups (id, status, email, subject_key) \
+               VALUES (gen_random_uuid(), 'queued', 'q@example.com', 'q') RETURNING id), \
+             w AS (INSERT INTO webhooks (id, url, events, secret_sealed) \
+               VALUES (gen_random_uuid(), 'https://example.com/hook', '{lookup.completed}', \
+                       '\\x00') RETURNING id), \
+             e AS (INSERT INTO events (lookup_id, type) \
+               SELECT l.id, 'lookup.completed' FROM l, generate_series(1, 3000) RETURNING id) \
+             INSERT INTO webhook_sends (webhook_id, event_id) SELECT w.id, e.id FROM w, e",
+        ),
+        (
             Queue::FacetChanges,
             "facet_changes",
             "INSERT INTO facet_changes (field, value_lower, spelling, sign) \
