@@ -171,6 +171,12 @@ def deliveries(p, facts, runs, one) -> None:
     no_event = facts.get("pgbench_apply_no_event_tps")
     if no_event:
         p(f"| diagnostic: the same with the lookup event trigger (`lookups_event_on_status`) off | {no_event:,.0f}/s = {no_event / ceiling:.2f} of the ceiling | | |")
+    bare = facts.get("pgbench_apply_bare_tps")
+    if bare:
+        p(f"| diagnostic: the same with every trigger of `lookups`, `profiles` and `deliveries` off (the statement's own writes: a bound no trigger change can beat) | {bare:,.0f}/s = {bare / ceiling:.2f} of the ceiling | | |")
+    grouped = facts.get("pgbench_apply16_tps")
+    if grouped:
+        p(f"| diagnostic: `apply_job_update` in groups of 16 per statement and transaction, 4 clients (the service's appliers under load), triggers on | {grouped * 16:,.0f}/s = {grouped * 16 / ceiling:.2f} of the ceiling | | |")
     first = one("first")
     fr = first["applied"] / (first["duration_us"] / 1e6)
     p(f"| first deliveries, 32 connections: throughput | {fr:,.0f}/s = **{fr / ceiling:.2f}** of the ceiling | >= 0.5 of the ceiling | {verdict(fr / ceiling >= 0.5)} |")
