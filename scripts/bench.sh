@@ -361,6 +361,15 @@ sample_waits() {
     sleep 0.1
   done
 }
+# Every 100 ms: each active session's wait (or CPU) and statement.
+sample_activity() {
+  while :; do
+    sql -c "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') || ' | '
+                   || left(regexp_replace(query, '\s+', ' ', 'g'), 80) FROM pg_stat_activity
+             WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()"
+    sleep 0.1
+  done
+}
 if deliveries; then # (not indented: the delivery load runs, up to "segments")
 log "first deliveries: 32 connections, ${SECONDS_PER_RUN} s"
 sample_waits >"$WORK/waits.samples" 2>/dev/null &
@@ -486,6 +495,10 @@ if [ "$SCALE_LOOKUPS" -gt 0 ]; then
   echo /metrics >"$WORK/metrics.paths"
   echo /v1/stats >"$WORK/stats.paths"
   log "scale: GET /metrics, GET /v1/stats, POST /v1/lookups, 4 connections each"
+  # What the database sessions run meanwhile (the service's background
+  # work shares the machine with the requests measured).
+  sample_activity >"$WORK/scale-activity.samples" 2>/dev/null &
+  ACTIVITY_PID=$!
   R=$(run_wrk "scale:GET /metrics" 4 paths.lua "$WORK/metrics.paths" GET 200)
   [ "$(field "$R" other)" = 0 ] || die "metrics: unexpected answers ($R)"
   R=$(run_wrk "scale:GET /v1/stats" 4 paths.lua "$WORK/stats.paths" GET 200)
@@ -493,6 +506,10 @@ if [ "$SCALE_LOOKUPS" -gt 0 ]; then
   R=$(run_wrk "scale:POST /v1/lookups" 4 lookups.lua nobudget)
   [ "$(field "$R" other)" = 0 ] || die "lookups: unexpected answers ($R)"
   for round in 1 2 3; do batch_seconds "scale:batch-$round"; done
+  kill "$ACTIVITY_PID" 2>/dev/null || true
+  sort "$WORK/scale-activity.samples" | uniq -c | sort -rn | head -12 >"$WORK/scale-activity.txt"
+  log "scale: what active sessions ran (samples every 100 ms: count, wait, statement)"
+  cat "$WORK/scale-activity.txt" >&2
   log "scale: the same creates with a daily budget (CREDIT_BUDGET_DAILY), after a restart"
   stop_service
   start_service CREDIT_BUDGET_DAILY=1000000000
