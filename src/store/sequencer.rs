@@ -80,14 +80,22 @@ pub async fn batch(
     if fenced.is_none() {
         return Ok(Batch::Superseded);
     }
-    // Rows of a lookup erased meanwhile are taken and dropped. SKIP LOCKED
-    // passes over rows still being inserted by a committing writer; they
-    // come in the next batch (a lookup's own changes commit one after the
-    // other, so they keep their order).
+    // Rows of a lookup erased meanwhile are taken and dropped. Rows still
+    // being inserted by a committing writer are not visible yet; they come
+    // in the next batch (a lookup's own changes commit one after the
+    // other, so they keep their order). The batch is the range from the
+    // lowest to the highest of the first `limit` ids (scalar subqueries,
+    // run once; batches are serial under the fence, so nobody else takes
+    // inbox rows): as `id IN (subquery with LIMIT … FOR UPDATE SKIP
+    // LOCKED)`, statistics taken while the inbox was empty (it is vacuumed
+    // often) let the planner re-run the subquery for every inbox row, and
+    // a batch after a bulk load of 650,000 lookups ran for minutes. A
+    // range is an index range scan, or one pass at worst.
     let (taken, newest): (i64, Option<i64>) = sqlx::query_as(
-        "WITH moved AS ( \
-           DELETE FROM event_inbox WHERE id IN ( \
-             SELECT id FROM event_inbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+        "WITH first AS (SELECT id FROM event_inbox ORDER BY id LIMIT $1), \
+         moved AS ( \
+           DELETE FROM event_inbox \
+           WHERE id BETWEEN (SELECT min(id) FROM first) AND (SELECT max(id) FROM first) \
            RETURNING id, lookup_id, type, at, profile_id, data), \
          placed AS ( \
            INSERT INTO events (lookup_id, type, at, profile_id, data) \
