@@ -1,4 +1,14 @@
--- Queue takes that no statistics can turn quadratic (issue 16).
+-- Queue takes that no statistics can turn quadratic, and queue vacuums
+-- that never lock the queue's writers out (issue 16).
+--
+-- Queue tables keep their emptied pages: truncating them takes an
+-- exclusive lock that every writer waits for (Timeout:VacuumTruncate among
+-- the first deliveries' waits, every delivery's commit writes the inbox),
+-- and a queue fills them again within seconds. The service's own vacuums
+-- say TRUNCATE false (src/store/queues.rs); this is autovacuum's.
+ALTER TABLE event_inbox SET (vacuum_truncate = false);
+ALTER TABLE webhook_sends SET (vacuum_truncate = false);
+ALTER TABLE facet_changes SET (vacuum_truncate = false);
 --
 -- Replaces: facet_fold (20261130150001_profile_facets.sql), with one
 -- change: the rows folded are the range from the lowest to the highest of

@@ -21,12 +21,16 @@ pub enum Queue {
 }
 
 /// Vacuums `queue` (a cheap pass: the live rows are few), unless another
-/// vacuum of it is running (`SKIP_LOCKED`). Outside any transaction.
+/// vacuum of it is running (`SKIP_LOCKED`). Outside any transaction. It
+/// never gives the emptied pages back to the system (`TRUNCATE false`):
+/// that takes an exclusive lock which every writer of the queue waits for
+/// (`Timeout:VacuumTruncate` among the first deliveries' waits), and the
+/// queue fills them again within seconds.
 pub async fn vacuum(db: &mut PgConnection, queue: Queue) -> sqlx::Result<()> {
     let sql = match queue {
-        Queue::EventInbox => "VACUUM (SKIP_LOCKED) event_inbox",
-        Queue::FacetChanges => "VACUUM (SKIP_LOCKED) facet_changes",
-        Queue::WebhookSends => "VACUUM (SKIP_LOCKED) webhook_sends",
+        Queue::EventInbox => "VACUUM (SKIP_LOCKED, TRUNCATE false) event_inbox",
+        Queue::FacetChanges => "VACUUM (SKIP_LOCKED, TRUNCATE false) facet_changes",
+        Queue::WebhookSends => "VACUUM (SKIP_LOCKED, TRUNCATE false) webhook_sends",
     };
     sqlx::query(sql).persistent(false).execute(db).await?;
     Ok(())
