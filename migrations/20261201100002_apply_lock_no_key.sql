@@ -11,7 +11,10 @@
 -- deliveries locks its lookups in id order, and a lookup with an event
 -- still to place and a delivery in a group made a deadlock (seen in the
 -- bench: "deadlock detected", a group held 1 s by deadlock_timeout). The
--- UPDATE that follows takes FOR NO KEY UPDATE anyway (no key changes).
+-- UPDATE that follows takes FOR NO KEY UPDATE too, unless it fills the
+-- lookup's `request_id` (a unique column, so a key): then it needs FOR
+-- UPDATE after all, and the sequencer takes its KEY SHARE locks in id
+-- order, as groups do (src/store/sequencer.rs), so that no cycle forms.
 
 -- One round trip per delivery: apply a job's state, as upstream reported it
 -- by callback or poll, to its lookup. Locks the lookup row (serialising

@@ -28,6 +28,10 @@ use crate::store::results::{self, DeliveryRecord, Received};
 const MAX_GROUP: usize = 64;
 /// Most applier tasks, each holding a pool connection while it applies.
 const MAX_APPLIERS: u32 = 4;
+/// How long a group waits for a lookup's row lock before it is applied
+/// again one delivery at a time (then that delivery alone answers 5xx and
+/// upstream retries it).
+const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
 /// Deliveries waiting for an applier before a request waits to hand its
 /// own over.
 const QUEUE: usize = 1024;
@@ -90,29 +94,46 @@ async fn run(db: PgPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
             group
         };
-        apply_group(&db, group).await;
+        // A task of its own per group: a panic there drops the group's
+        // replies (its requests answer 503, nothing of it committed) and
+        // this applier goes on with the next group.
+        let _ = tokio::spawn(apply_group(db.clone(), group)).await;
     }
 }
 
-async fn apply_group(db: &PgPool, group: Vec<Job>) {
+async fn apply_group(db: PgPool, group: Vec<Job>) {
     metrics::histogram!("callback_group_size").record(group.len() as f64);
     let readies: Vec<&Ready> = group.iter().map(|j| &j.ready).collect();
-    match commit(db, &readies).await {
+    match commit(&db, &readies).await {
         Ok(outcomes) => {
             for (job, outcome) in group.into_iter().zip(outcomes) {
                 let _ = job.reply.send(Ok(outcome));
             }
         }
-        Err(e) if group.len() == 1 => {
-            let job = group.into_iter().next().expect("one job");
-            let _ = job.reply.send(Err(e));
-        }
-        Err(e) => {
+        // The database refused the group (a deadlock, a lock wait past
+        // LOCK_TIMEOUT, one delivery it cannot take): nothing of it was
+        // committed, and each delivery alone gets its own answer.
+        Err(sqlx::Error::Database(e)) if group.len() > 1 => {
             tracing::warn!(error = %e, deliveries = group.len(),
                 "a group of deliveries failed; applying them one at a time");
             for job in group {
-                let result = commit(db, &[&job.ready]).await.map(|mut o| o.remove(0));
+                let result = commit(&db, &[&job.ready]).await.map(|mut o| o.remove(0));
                 let _ = job.reply.send(result);
+            }
+        }
+        // Anything else (no connection, the connection lost, maybe during
+        // the commit): trying each again would wait as long once per
+        // delivery, and after a lost commit would record them twice.
+        // Every request answers 503 and upstream retries; a retry of a
+        // delivery that did commit is a duplicate.
+        Err(e) => {
+            let text = e.to_string();
+            let mut first = Some(e);
+            for job in group {
+                let e = first
+                    .take()
+                    .unwrap_or_else(|| sqlx::Error::Io(std::io::Error::other(text.clone())));
+                let _ = job.reply.send(Err(e));
             }
         }
     }
@@ -133,6 +154,10 @@ async fn commit(db: &PgPool, group: &[&Ready]) -> sqlx::Result<Vec<Outcome>> {
         .collect();
     crashpoint::reach("callback_before_commit").await;
     let mut tx = db.begin().await?;
+    // A group waits for its slowest lookup lock: bounded, so that one
+    // delivery stuck behind a long transaction (an erasure, say) fails
+    // alone in the one-by-one retry instead of holding up its group.
+    sqlx::query(LOCK_TIMEOUT).execute(&mut *tx).await?;
     let outcomes = results::apply_deliveries(&mut tx, &received).await?;
     tx.commit().await?;
     crashpoint::reach("callback_after_commit").await;

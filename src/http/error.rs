@@ -144,7 +144,12 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            // WorkerCrashed: the callback applier that held the delivery
+            // stopped before answering (nothing of it was committed).
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => {
                 tracing::error!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }

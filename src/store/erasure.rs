@@ -22,7 +22,7 @@ pub async fn erase(
         (SELECT lookup_id FROM lookup_identities WHERE identity = ANY($1)) \
         OR ($2::text IS NOT NULL AND lower(name) = lower($2))";
     let counts: (i64, i64, i64) = sqlx::query_as(&format!(
-        "WITH doomed AS ({doomed} FOR UPDATE) \
+        "WITH doomed AS ({doomed} ORDER BY id FOR UPDATE) \
          SELECT (SELECT count(*) FROM doomed), \
            (SELECT count(*) FROM profiles WHERE lookup_id IN (SELECT id FROM doomed)), \
            (SELECT count(*) FROM deliveries WHERE lookup_id IN (SELECT id FROM doomed))"

@@ -80,6 +80,21 @@ pub async fn batch(
     if fenced.is_none() {
         return Ok(Batch::Superseded);
     }
+    // The lookups of the events about to be placed, locked KEY SHARE (what
+    // the foreign key check of `events.lookup_id` takes anyway) in id
+    // order first: a group of deliveries locks its lookups in id order
+    // too, so the two never wait on each other in a cycle. (A delivery
+    // that fills a lookup's `request_id`, a key, needs a lock KEY SHARE
+    // conflicts with.) The ids come as an array (run once), not as a
+    // subquery the planner might re-run per lookup.
+    sqlx::query(
+        "SELECT 1 FROM lookups WHERE id = ANY (ARRAY( \
+           SELECT lookup_id FROM event_inbox ORDER BY id LIMIT $1)) \
+         ORDER BY id FOR KEY SHARE",
+    )
+    .bind(limit)
+    .execute(&mut *tx)
+    .await?;
     // Rows of a lookup erased meanwhile are taken and dropped. Rows still
     // being inserted by a committing writer are not visible yet; they come
     // in the next batch (a lookup's own changes commit one after the

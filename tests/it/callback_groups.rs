@@ -263,3 +263,49 @@ async fn a_delivery_never_waits_for_the_sequencer_placing_an_earlier_event(db: P
     tx.commit().await.unwrap();
     placing.commit().await.unwrap();
 }
+
+#[sqlx::test]
+async fn a_delivery_stuck_behind_a_lock_fails_alone_and_its_group_is_applied(db: PgPool) {
+    // A group waits for its slowest lookup lock only up to the applier's
+    // lock timeout (5 s); then it is applied one by one, and only the
+    // delivery whose lookup is still held fails (upstream retries it).
+    let ids = queued(&db, 4).await;
+    let applier = Applier::start(db.clone(), 2);
+    let first_held = hold(&db, ids[0]).await;
+    let stuck = hold(&db, ids[1]).await;
+    let first = tokio::spawn({
+        let applier = applier.clone();
+        let r = ready(ids[0], completed_for("rid-g0"));
+        async move { applier.apply(r).await }
+    });
+    wait_for_lock_waiters(&db, 1).await;
+    let mut answers = Vec::new();
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        let applier = applier.clone();
+        let r = ready(*id, completed_for(&format!("rid-g{i}")));
+        answers.push(tokio::spawn(async move { applier.apply(r).await }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first_held.commit().await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap(), Outcome::Applied);
+    let mut results = Vec::new();
+    for a in answers {
+        let answer = tokio::time::timeout(Duration::from_secs(30), a)
+            .await
+            .expect("the group waited for the held lock without end");
+        results.push(answer.unwrap());
+    }
+    let err = results[0].as_ref().unwrap_err().to_string();
+    assert!(err.contains("lock timeout"), "{err}");
+    assert_eq!(results[1].as_ref().unwrap(), &Outcome::Applied);
+    assert_eq!(results[2].as_ref().unwrap(), &Outcome::Applied);
+    stuck.commit().await.unwrap();
+    let statuses: Vec<String> = sqlx::query_scalar(
+        "SELECT status FROM lookups WHERE id = ANY($1) ORDER BY array_position($1, id)",
+    )
+    .bind(&ids)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(statuses, ["completed", "queued", "completed", "completed"]);
+}
