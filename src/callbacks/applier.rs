@@ -44,6 +44,20 @@ pub struct Ready {
     pub body: Value,
 }
 
+impl Ready {
+    /// This delivery as the store applies it.
+    pub fn received(&self) -> Received<'_> {
+        Received {
+            lookup_id: self.lookup_id,
+            update: &self.update,
+            delivery: DeliveryRecord {
+                body_sha256: &self.body_sha256,
+                body: &self.body,
+            },
+        }
+    }
+}
+
 struct Job {
     ready: Ready,
     reply: oneshot::Sender<sqlx::Result<Outcome>>,
@@ -141,17 +155,7 @@ async fn apply_group(db: PgPool, group: Vec<Job>) {
 
 /// Applies `group` in one transaction and commits it.
 async fn commit(db: &PgPool, group: &[&Ready]) -> sqlx::Result<Vec<Outcome>> {
-    let received: Vec<Received<'_>> = group
-        .iter()
-        .map(|r| Received {
-            lookup_id: r.lookup_id,
-            update: &r.update,
-            delivery: DeliveryRecord {
-                body_sha256: &r.body_sha256,
-                body: &r.body,
-            },
-        })
-        .collect();
+    let received: Vec<Received<'_>> = group.iter().map(|r| r.received()).collect();
     crashpoint::reach("callback_before_commit").await;
     let mut tx = db.begin().await?;
     // A group waits for its slowest lookup lock: bounded, so that one

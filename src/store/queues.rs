@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 /// A queue table.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +34,18 @@ pub async fn vacuum(db: &mut PgConnection, queue: Queue) -> sqlx::Result<()> {
     };
     sqlx::query(sql).persistent(false).execute(db).await?;
     Ok(())
+}
+
+/// [`vacuum`] on a connection of `db`, for takers that work on a pool: a
+/// vacuum that fails is only a slower queue, so it is logged, not returned.
+pub async fn vacuum_logged(db: &PgPool, queue: Queue) {
+    let vacuumed = match db.acquire().await {
+        Ok(mut conn) => vacuum(&mut conn, queue).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = vacuumed {
+        tracing::warn!(error = %e, ?queue, "cannot vacuum a queue table");
+    }
 }
 
 /// Says when a taker should vacuum its queue: after [`Self::EVERY_ROWS`]

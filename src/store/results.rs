@@ -54,15 +54,7 @@ pub async fn apply(
     lookup_id: Uuid,
     update: &JobUpdate,
 ) -> sqlx::Result<Outcome> {
-    let (result, completed_on, error, credits) = match &update.state {
-        JobState::Completed {
-            result,
-            completed_on,
-            credits,
-        } => (Some(result), *completed_on, None, *credits),
-        JobState::Failed { error } => (None, None, Some(error.as_str()), 0),
-        JobState::Queued | JobState::Processing => (None, None, None, 0),
-    };
+    let (result, completed_on, error, credits) = columns(update);
     let facets = result.map(Facets::as_written).unwrap_or_default();
     // The function answers `applied`, `duplicate`, `gone` or
     // `refused:<reason>`: split here, once, into a typed kind and a reason.
@@ -94,6 +86,27 @@ pub async fn apply(
         super::versions::record_change(db, lookup_id).await?;
     }
     Ok(outcome)
+}
+
+/// What `apply_job_update` takes of a job's state: its result, its
+/// completion time, its error and the credits it was charged.
+type Columns<'a> = (
+    Option<&'a Value>,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<&'a str>,
+    i32,
+);
+
+fn columns(update: &JobUpdate) -> Columns<'_> {
+    match &update.state {
+        JobState::Completed {
+            result,
+            completed_on,
+            credits,
+        } => (Some(result), *completed_on, None, *credits),
+        JobState::Failed { error } => (None, None, Some(error), 0),
+        JobState::Queued | JobState::Processing => (None, None, None, 0),
+    }
 }
 
 impl Answer {
@@ -135,15 +148,7 @@ pub async fn apply_deliveries(
     let mut bodies = Vec::with_capacity(n);
     let mut credits = Vec::with_capacity(n);
     for r in group {
-        let (result, on, error, charged) = match &r.update.state {
-            JobState::Completed {
-                result,
-                completed_on,
-                credits,
-            } => (Some(result), *completed_on, None, *credits),
-            JobState::Failed { error } => (None, None, Some(error.as_str()), 0),
-            JobState::Queued | JobState::Processing => (None, None, None, 0),
-        };
+        let (result, on, error, charged) = columns(r.update);
         let f = result.map(Facets::as_written).unwrap_or_default();
         lookups.push(r.lookup_id);
         request_ids.push(r.update.request_id.as_str());

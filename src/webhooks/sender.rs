@@ -203,7 +203,7 @@ impl Sender {
             if vacuum.took(attempts.len() as u64) {
                 // Each recorded attempt left a dead send row (deleted or
                 // rescheduled) that the claims walk past.
-                self.vacuum_sends().await;
+                queues::vacuum_logged(&self.db, Queue::WebhookSends).await;
             }
             match store::record_attempts(&self.db, self.owner, &attempts, self.disable_after).await
             {
@@ -219,16 +219,6 @@ impl Sender {
                 Err(_) => self.record_alone(&attempts[0]).await,
             }
             drop(permits);
-        }
-    }
-
-    async fn vacuum_sends(&self) {
-        let vacuumed = match self.db.acquire().await {
-            Ok(mut conn) => queues::vacuum(&mut conn, Queue::WebhookSends).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = vacuumed {
-            tracing::warn!(error = %e, "cannot vacuum webhook_sends");
         }
     }
 

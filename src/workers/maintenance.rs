@@ -90,15 +90,8 @@ async fn once(ctx: &WorkerContext) -> sqlx::Result<()> {
     pacing::prune(&ctx.db, LEDGER_KEEP).await?;
     let folded = facets::fold(&ctx.db, false).await?;
     if folded >= VacuumPacer::EVERY_ROWS as i64 {
-        // The fold takes its queue's rows as the sequencer does its own. A
-        // vacuum that fails is only a slower queue: the sweep goes on.
-        let vacuumed = match ctx.db.acquire().await {
-            Ok(mut conn) => queues::vacuum(&mut conn, Queue::FacetChanges).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = vacuumed {
-            tracing::warn!(error = %e, "cannot vacuum facet_changes");
-        }
+        // The fold takes its queue's rows as the sequencer does its own.
+        queues::vacuum_logged(&ctx.db, Queue::FacetChanges).await;
     }
     // Events are the replay window of `GET /v1/events` and webhook replays:
     // 7 days (and they go earlier with an erased or purged lookup).

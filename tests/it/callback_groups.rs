@@ -70,25 +70,62 @@ async fn wait_for_lock_waiters(db: &PgPool, n: i64) {
     panic!("the applier never waited on the held lookup");
 }
 
+/// Applies `queued` through an applier whose only task is first held on
+/// lookup `first` (a row lock of the test, released once all of `queued`
+/// wait on the queue, in their order), so that they go as one group; the
+/// answers, in the order of `queued`.
+async fn as_one_group(
+    db: &PgPool,
+    first: uuid::Uuid,
+    queued: Vec<Ready>,
+) -> Vec<sqlx::Result<Outcome>> {
+    // One applier: a pool of 2 connections.
+    let applier = Applier::start(db.clone(), 2);
+    let held = hold(db, first).await;
+    let alone = tokio::spawn({
+        let applier = applier.clone();
+        let r = ready(first, completed_for("rid-g0"));
+        async move { applier.apply(r).await }
+    });
+    wait_for_lock_waiters(db, 1).await;
+    let mut answers = Vec::new();
+    for r in queued {
+        let applier = applier.clone();
+        answers.push(tokio::spawn(async move { applier.apply(r).await }));
+        // In this order on the queue.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    held.commit().await.unwrap();
+    assert_eq!(alone.await.unwrap().unwrap(), Outcome::Applied);
+    let mut results = Vec::new();
+    for a in answers {
+        let answer = tokio::time::timeout(Duration::from_secs(30), a)
+            .await
+            .expect("the group waited for a held lock without end");
+        results.push(answer.unwrap());
+    }
+    results
+}
+
+/// Completed results for lookups `ids[1..]`, each with its own request_id.
+fn first_results(ids: &[uuid::Uuid]) -> Vec<Ready> {
+    ids.iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, id)| ready(*id, completed_for(&format!("rid-g{i}"))))
+        .collect()
+}
+
 #[sqlx::test]
 async fn every_delivery_of_a_group_gets_its_own_outcome(db: PgPool) {
     let ids = queued(&db, 6).await;
-    // One applier (a pool of 2 connections), held on lookup 0.
-    let applier = Applier::start(db.clone(), 2);
-    let held = hold(&db, ids[0]).await;
-    let first = tokio::spawn({
-        let applier = applier.clone();
-        let r = ready(ids[0], completed_for("rid-g0"));
-        async move { applier.apply(r).await }
-    });
-    wait_for_lock_waiters(&db, 1).await;
-    // Queued behind it, to go together: first results for 1..4, the same
-    // result of lookup 1 again (a duplicate inside the group), a late
+    // Queued behind lookup 0, to go together: first results for 1..4, the
+    // same result of lookup 1 again (a duplicate inside the group), a late
     // `processing` for lookup 2, lookup 5's request_id sent to lookup 3's
     // callback (refused), and a failure for lookup 4.
     let mut failed = completed_for("rid-g4");
     failed["data"] = json!({"request_id": "rid-g4", "status": "failed", "error": "no data"});
-    let queued = [
+    let queued = vec![
         ready(ids[1], completed_for("rid-g1")),
         ready(ids[2], completed_for("rid-g2")),
         ready(ids[1], completed_for("rid-g1")),
@@ -99,19 +136,11 @@ async fn every_delivery_of_a_group_gets_its_own_outcome(db: PgPool) {
         ready(ids[3], completed_for("rid-g5")),
         ready(ids[4], failed),
     ];
-    let mut answers = Vec::new();
-    for r in queued {
-        let applier = applier.clone();
-        answers.push(tokio::spawn(async move { applier.apply(r).await }));
-        // In this order on the queue.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    held.commit().await.unwrap();
-    assert_eq!(first.await.unwrap().unwrap(), Outcome::Applied);
-    let mut outcomes = Vec::new();
-    for a in answers {
-        outcomes.push(a.await.unwrap().unwrap());
-    }
+    let outcomes: Vec<Outcome> = as_one_group(&db, ids[0], queued)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(
         outcomes,
         [
@@ -186,27 +215,7 @@ async fn a_group_that_fails_is_applied_one_by_one_and_only_the_bad_delivery_fail
     .execute(&db)
     .await
     .unwrap();
-    let applier = Applier::start(db.clone(), 2);
-    let held = hold(&db, ids[0]).await;
-    let first = tokio::spawn({
-        let applier = applier.clone();
-        let r = ready(ids[0], completed_for("rid-g0"));
-        async move { applier.apply(r).await }
-    });
-    wait_for_lock_waiters(&db, 1).await;
-    let mut answers = Vec::new();
-    for (i, id) in ids.iter().enumerate().skip(1) {
-        let applier = applier.clone();
-        let r = ready(*id, completed_for(&format!("rid-g{i}")));
-        answers.push(tokio::spawn(async move { applier.apply(r).await }));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    held.commit().await.unwrap();
-    assert_eq!(first.await.unwrap().unwrap(), Outcome::Applied);
-    let mut results = Vec::new();
-    for a in answers {
-        results.push(a.await.unwrap());
-    }
+    let results = as_one_group(&db, ids[0], first_results(&ids)).await;
     assert_eq!(results[0].as_ref().unwrap(), &Outcome::Applied);
     let err = results[1].as_ref().unwrap_err().to_string();
     assert!(err.contains("boom"), "{err}");
@@ -245,17 +254,7 @@ async fn a_delivery_never_waits_for_the_sequencer_placing_an_earlier_event(db: P
         .enumerate()
         .map(|(i, id)| ready(*id, completed_for(&format!("rid-g{i}"))))
         .collect();
-    let group: Vec<interests_receiver::store::results::Received<'_>> = received
-        .iter()
-        .map(|r| interests_receiver::store::results::Received {
-            lookup_id: r.lookup_id,
-            update: &r.update,
-            delivery: interests_receiver::store::results::DeliveryRecord {
-                body_sha256: &r.body_sha256,
-                body: &r.body,
-            },
-        })
-        .collect();
+    let group: Vec<_> = received.iter().map(Ready::received).collect();
     let outcomes = interests_receiver::store::results::apply_deliveries(&mut tx, &group)
         .await
         .expect("the group waited for the KEY SHARE locks");
@@ -270,31 +269,8 @@ async fn a_delivery_stuck_behind_a_lock_fails_alone_and_its_group_is_applied(db:
     // lock timeout (5 s); then it is applied one by one, and only the
     // delivery whose lookup is still held fails (upstream retries it).
     let ids = queued(&db, 4).await;
-    let applier = Applier::start(db.clone(), 2);
-    let first_held = hold(&db, ids[0]).await;
     let stuck = hold(&db, ids[1]).await;
-    let first = tokio::spawn({
-        let applier = applier.clone();
-        let r = ready(ids[0], completed_for("rid-g0"));
-        async move { applier.apply(r).await }
-    });
-    wait_for_lock_waiters(&db, 1).await;
-    let mut answers = Vec::new();
-    for (i, id) in ids.iter().enumerate().skip(1) {
-        let applier = applier.clone();
-        let r = ready(*id, completed_for(&format!("rid-g{i}")));
-        answers.push(tokio::spawn(async move { applier.apply(r).await }));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    first_held.commit().await.unwrap();
-    assert_eq!(first.await.unwrap().unwrap(), Outcome::Applied);
-    let mut results = Vec::new();
-    for a in answers {
-        let answer = tokio::time::timeout(Duration::from_secs(30), a)
-            .await
-            .expect("the group waited for the held lock without end");
-        results.push(answer.unwrap());
-    }
+    let results = as_one_group(&db, ids[0], first_results(&ids)).await;
     let err = results[0].as_ref().unwrap_err().to_string();
     assert!(err.contains("lock timeout"), "{err}");
     assert_eq!(results[1].as_ref().unwrap(), &Outcome::Applied);
