@@ -345,10 +345,11 @@ pub async fn request(
     // one could time out after the lookup was made.
     let mut conn = db.acquire().await?;
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    // Under a daily budget, decisions are serialised by a lock held to the
-    // commit (`lookups::lock_credit_budget`). The commit does not wait for
-    // its fsync, so the lock is held for the decision's work only; the
-    // answer waits for durability instead, below, outside the lock.
+    // Under a daily budget, a new lookup's spend is decided last, under a
+    // lock held to the commit (`lookups::budget_allows`). The commit does
+    // not wait for its fsync, so the lock is held for that one statement
+    // and the commit; the answer waits for durability instead, below,
+    // outside the lock.
     let budgeted = policy.budget().is_some();
     lookups::set_up_create_transaction(&mut tx, budgeted).await?;
     let answer = answer(&mut tx, policy, req, body, idempotency_key).await?;
@@ -356,6 +357,17 @@ pub async fn request(
         let lookup = answer.lookup();
         let whom = Whom::Lookup(lookup.id, &lookup.subject);
         audit::record(&mut *tx, policy.secret, caller, Action::LookupCreate, whom).await?;
+    }
+    if let (Answer::Created(_), Some(budget)) = (&answer, policy.budget()) {
+        let budget_credits = i64::try_from(budget).unwrap_or(i64::MAX);
+        let per_job = i64::from(CREDITS_PER_RESULT);
+        // The new lookup counts itself: it is in the kept totals already.
+        // Refused, the transaction rolls back when `tx` is dropped: no
+        // lookup, identity, key or audit row of this request remains.
+        if !lookups::budget_allows(&mut tx, budget_credits, per_job, policy.service_refresh).await?
+        {
+            return Err(RequestError::BudgetExhausted(budget));
+        }
     }
     tx.commit().await?;
     if budgeted {
@@ -455,21 +467,12 @@ async fn decide(
             return Ok(Answer::Cached(cached));
         }
     }
-    if policy.budget().is_some() {
-        lookups::lock_credit_budget(tx, policy.service_refresh).await?;
-    }
     if let Some(running) = lookups::find_in_flight(tx, &matched).await? {
         rekey(tx, policy.secret, &running).await?;
         return Ok(Answer::InFlight(running));
     }
-    if let Some(budget) = policy.budget() {
-        let per_job = i64::from(CREDITS_PER_RESULT);
-        let committed =
-            lookups::credits_committed_today(tx, per_job, policy.service_refresh).await?;
-        if committed + i64::from(CREDITS_PER_RESULT) > budget as i64 {
-            return Err(RequestError::BudgetExhausted(budget));
-        }
-    }
+    // A new lookup: its spend is checked against a daily budget by the
+    // caller, last (`request`).
     let key = req.subject.key();
     let id = Uuid::now_v7();
     let inserted = lookups::insert_pending(

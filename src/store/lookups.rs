@@ -324,21 +324,25 @@ pub async fn insert_pending(db: &mut PgConnection, new: NewLookup<'_>) -> sqlx::
     Ok(inserted == 1)
 }
 
-/// Serialises budget decisions (on any replica) until the transaction ends,
-/// so that concurrent requests cannot all see the same room. Take it before
-/// looking for an in-flight lookup: a request that waited here then sees
-/// the lookup the previous holder created, instead of counting it. New
-/// lookups and the service's refreshes have budgets (and locks) of their own.
-pub async fn lock_credit_budget(db: &mut PgConnection, refresh: bool) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(if refresh {
-            "refresh_budget"
-        } else {
-            "credit_budget"
-        })
-        .execute(&mut *db)
-        .await?;
-    Ok(())
+/// Does the day's budget still hold every credit committed, the caller's
+/// own new lookup included (it must be inserted already)? Takes the budget's
+/// lock, held to the end of the transaction, so that decisions on every
+/// replica are made one after the other; call it last, just before the
+/// commit, to hold the lock for the shortest time (SQL `budget_allows`).
+/// New lookups and the service's refreshes (`refresh`) have budgets (and
+/// locks) of their own. On `false` the caller must roll back.
+pub async fn budget_allows(
+    db: &mut PgConnection,
+    budget: i64,
+    per_job: i64,
+    refresh: bool,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT budget_allows($1, $2, $3)")
+        .bind(budget)
+        .bind(per_job)
+        .bind(refresh)
+        .fetch_one(db)
+        .await
 }
 
 /// Settings of a lookup-creation transaction, in one round trip.
@@ -387,40 +391,19 @@ pub async fn flush_wal(conn: &mut PgConnection) -> sqlx::Result<()> {
 }
 
 /// Credits charged today plus credits that lookups in flight may still
-/// cost, of the service's refreshes (`refresh`) or of the other lookups.
-/// The total comes from kept totals (a few rows, whatever the size of
-/// `lookups`; lookups erased or purged today and jobs of lookups erased
-/// while upstream ran them included); the refreshes' share from a partial
-/// index over refresh lookups. Call under [`lock_credit_budget`].
+/// cost, of the service's refreshes (`refresh`) or of the other lookups,
+/// from kept totals (SQL `credits_committed_today`). Read without the
+/// budget's lock: an estimate for operators, not a decision.
 pub async fn credits_committed_today(
     db: &mut PgConnection,
     per_job: i64,
     refresh: bool,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(&format!(
-        "WITH refreshes AS ( \
-           SELECT COALESCE(SUM(credits_charged) FILTER ( \
-                    WHERE completed_at >= date_trunc('day', now())), 0)::bigint \
-                + $1 * COUNT(*) FILTER (WHERE status IN {IN_FLIGHT_SQL}) AS n \
-           FROM lookups WHERE refresh \
-             AND (completed_at >= date_trunc('day', now()) \
-                  OR status IN {IN_FLIGHT_SQL})), \
-         everything AS ( \
-           SELECT (SELECT COALESCE(sum(credits), 0)::bigint FROM day_totals \
-                    WHERE day = (now() AT TIME ZONE 'UTC')::date) \
-                + $1 * (SELECT COALESCE(sum(lookups), 0)::bigint FROM lookup_totals \
-                        WHERE status IN {IN_FLIGHT_SQL}) \
-                + (SELECT COALESCE(SUM(credits), 0) FROM spend_ledger \
-                    WHERE day >= (now() AT TIME ZONE 'UTC')::date)::bigint \
-                + $1 * (SELECT count(*) FROM gone_lookups WHERE in_flight AND NOT settled \
-                    AND NOT synthetic AND gone_on >= (now() AT TIME ZONE 'UTC')::date) AS n) \
-         SELECT CASE WHEN $2 THEN (SELECT n FROM refreshes) \
-                     ELSE (SELECT n FROM everything) - (SELECT n FROM refreshes) END"
-    ))
-    .bind(per_job)
-    .bind(refresh)
-    .fetch_one(db)
-    .await
+    sqlx::query_scalar("SELECT credits_committed_today($1, $2)")
+        .bind(per_job)
+        .bind(refresh)
+        .fetch_one(db)
+        .await
 }
 
 /// The stored callback token of a lookup made before tokens were derived

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::completed_for;
+use crate::common::{completed_for, wait_for_lock_waiters};
 use interests_receiver::callbacks::applier::{Applier, Ready};
 use interests_receiver::lifecycle::Outcome;
 use interests_receiver::token::sha256_hex;
@@ -51,23 +51,6 @@ async fn hold(db: &PgPool, id: uuid::Uuid) -> sqlx::Transaction<'static, sqlx::P
         .await
         .unwrap();
     tx
-}
-
-async fn wait_for_lock_waiters(db: &PgPool, n: i64) {
-    for _ in 0..200 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(db)
-        .await
-        .unwrap();
-        if waiting >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the applier never waited on the held lookup");
 }
 
 /// Applies `queued` through an applier whose only task is first held on

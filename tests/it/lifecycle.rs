@@ -89,3 +89,23 @@ async fn the_schema_moves_a_lookup_exactly_when_the_lifecycle_says_it_may(db: Pg
         }
     }
 }
+
+#[sqlx::test]
+async fn the_budget_counts_exactly_the_lookups_the_lifecycle_calls_in_flight(db: PgPool) {
+    // `credits_committed_today` (SQL) spells the in-flight statuses itself;
+    // a lookup in each status shows it spells them as `LookupStatus` does.
+    for (n, status) in LookupStatus::ALL.into_iter().enumerate() {
+        lookup_in(&db, status, n).await;
+    }
+    let in_flight = LookupStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_in_flight())
+        .count();
+    let mut conn = db.acquire().await.unwrap();
+
+    let committed = lookups::credits_committed_today(&mut conn, 5, false)
+        .await
+        .unwrap();
+
+    assert_eq!(committed, 5 * in_flight as i64);
+}

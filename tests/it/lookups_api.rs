@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use crate::common::{
     READ_TOKEN, Settings, TOKEN, TestApp, accepting_upstream, complete_by_callback, completed_for,
-    error_fields, problem, spawn, submits, submitted_lookup, wait_for_submits,
+    error_fields, problem, spawn, submits, submitted_lookup, wait_for_lock_waiters,
+    wait_for_submits,
 };
+use interests_receiver::store::{self, lookups::NewLookup};
+use interests_receiver::subject::Subject;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -756,6 +759,67 @@ async fn concurrent_lookups_of_different_people_do_not_overspend_the_daily_credi
         // still running upstream hold room only on the day they went).
         fresh_budget(&app).await;
     }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_create_waiting_on_its_own_person_holds_no_other_create_under_the_budget(db: PgPool) {
+    // The budget's lock is taken last, just before the commit: a create
+    // that waits on something of its own person (here: another
+    // transaction's uncommitted lookup of the same person, which the
+    // in-flight unique index makes it wait for) does not hold it, so the
+    // creates of other people still decide. Taken earlier, the lock would
+    // hold them all until that transaction ends.
+    let (app, _server) = app_with_mock_and(db, |s| s.credit_budget_daily = Some(1000)).await;
+    let held = Subject {
+        email: Some("held@example.com".into()),
+        phone: None,
+        social_media_url: None,
+        name: None,
+        company: None,
+    };
+    let mut other = app.db.begin().await.unwrap();
+    let inserted = store::lookups::insert_pending(
+        &mut other,
+        NewLookup {
+            id: Uuid::now_v7(),
+            subject: &held,
+            subject_key: &held.key(),
+            metadata: &json!({}),
+            synthetic: false,
+            identities_key: "k",
+            warnings: &[],
+            refresh: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(inserted);
+    let (http, url) = (app.http.clone(), app.url("/v1/lookups"));
+    let waiting = tokio::spawn(async move {
+        let response = http
+            .post(url)
+            .bearer_auth(TOKEN)
+            .json(&json!({"email": "held@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    });
+    wait_for_lock_waiters(&app.db, 1).await;
+
+    let decided = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.post_lookup(&json!({"email": "free@example.com"})),
+    )
+    .await
+    .expect("a create of another person waited for the held one");
+
+    assert_eq!(decided.status(), 202);
+    assert!(!waiting.is_finished());
+    other.rollback().await.unwrap();
+    assert_eq!(waiting.await.unwrap(), 202);
+    assert_eq!(lookup_rows(&app).await, 2);
     app.stop().await;
 }
 

@@ -564,3 +564,20 @@ pub async fn spawn_with_accepting_upstream(db: PgPool) -> (MockServer, TestApp) 
     .await;
     (upstream, app)
 }
+/// Waits until at least `n` sessions of the test database wait on a lock.
+pub async fn wait_for_lock_waiters(db: &PgPool, n: i64) {
+    for _ in 0..200 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(db)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} sessions ever waited on a lock");
+}
