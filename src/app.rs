@@ -50,6 +50,9 @@ pub struct Options {
     pub pacing_minute: Duration,
     /// Factor applied to the webhook retry schedule (tests make it small).
     pub webhook_retry_scale: f64,
+    /// How long an idle webhook sender waits before looking for due
+    /// retries again (tests make it long).
+    pub webhook_idle_nap: Duration,
     /// Open `GET /v1/events` streams this process serves at once.
     pub max_event_streams: usize,
     /// Load the facet index before serving (tests: counts come from it at
@@ -64,6 +67,7 @@ impl Default for Options {
             run_workers: true,
             pacing_minute: Duration::from_secs(60),
             webhook_retry_scale: 1.0,
+            webhook_idle_nap: crate::webhooks::sender::IDLE_NAP,
             max_event_streams: crate::events::MAX_STREAMS,
             load_facet_index_first: false,
         }
@@ -232,6 +236,7 @@ impl Application {
                 options.webhook_retry_scale,
                 config.webhook_disable_after,
             )
+            .with_idle_nap(options.webhook_idle_nap)
         });
         let state = AppState {
             db,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
@@ -39,8 +39,8 @@ pub const POOL_SIZE: u32 = 4;
 /// `SEND_TIMEOUT` each), and the others stay free for every other endpoint.
 pub const PER_ENDPOINT: i64 = 16;
 /// How long an idle sender waits before looking for due retries again (a
-/// new event wakes it at once).
-const IDLE_NAP: Duration = Duration::from_millis(250);
+/// new event, or a send that ended, wakes it at once).
+pub const IDLE_NAP: Duration = Duration::from_millis(250);
 /// Longest error text kept per attempt.
 const MAX_ERROR: usize = 500;
 
@@ -60,6 +60,11 @@ pub struct Sender {
     pub wake: watch::Receiver<u64>,
     pub allow_private: bool,
     client: reqwest::Client,
+    /// How long an idle sender waits before looking for due retries again.
+    idle_nap: Duration,
+    /// Signalled when recorded attempts ended leases: an endpoint at its
+    /// limit of sends in flight may take more now.
+    freed: Arc<Notify>,
 }
 
 /// A claimed send with everything its POST needs.
@@ -96,7 +101,16 @@ impl Sender {
             wake,
             allow_private,
             client,
+            freed: Arc::new(Notify::new()),
+            idle_nap: IDLE_NAP,
         }
+    }
+
+    /// The sender with another idle nap (tests make it long, to show that
+    /// nothing waits for it).
+    pub fn with_idle_nap(mut self, nap: Duration) -> Self {
+        self.idle_nap = nap;
+        self
     }
 
     /// A send is leased for longer than one attempt can take.
@@ -143,13 +157,17 @@ impl Sender {
             drop(held);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                // Without this, an endpoint whose sends all ended waited for
+                // the next event or the nap for more (63 sends/s to a healthy
+                // endpoint with a backlog and nothing new arriving).
+                _ = self.freed.notified() => {}
                 changed = self.wake.changed() => {
                     if changed.is_err() {
                         // The hub is gone (shutting down): nap instead of spinning.
-                        tokio::time::sleep(IDLE_NAP).await;
+                        tokio::time::sleep(self.idle_nap).await;
                     }
                 }
-                _ = tokio::time::sleep(IDLE_NAP) => {}
+                _ = tokio::time::sleep(self.idle_nap) => {}
             }
         }
         tasks.close();
@@ -219,6 +237,8 @@ impl Sender {
                 Err(_) => self.record_alone(&attempts[0]).await,
             }
             drop(permits);
+            // Stored if the claim loop is not waiting yet: it looks again.
+            self.freed.notify_one();
         }
     }
 

@@ -742,6 +742,37 @@ async fn an_endpoint_that_never_answers_delays_only_itself(db: PgPool) {
     app.stop().await;
 }
 
+#[sqlx::test]
+async fn a_backlog_beyond_the_endpoint_limit_drains_with_no_new_event(db: PgPool) {
+    // The sender's idle nap is an hour: once the one wake-up of a burst is
+    // spent, only sends that end can start the next ones. (They did not:
+    // a backlog went out 16 sends per nap, 63 a second.)
+    let mut settings = sandbox(0.01);
+    settings.options.webhook_idle_nap = Duration::from_secs(3600);
+    let app = spawn(db, settings).await;
+    let healthy = Receiver::start(0).await;
+    registered(&app, &healthy.url()).await;
+    let lookup = completed_lookup(&app, "backlog@example.com").await;
+    healthy.wait_for(1, WAIT).await;
+    let bound = interests_receiver::webhooks::sender::PER_ENDPOINT as usize;
+    let burst = 3 * bound;
+
+    // One statement, so one sequencer batch and one wake-up for them all.
+    sqlx::query(
+        "INSERT INTO event_inbox (lookup_id, type, profile_id) \
+         SELECT id, 'lookup.completed', NULL FROM lookups, generate_series(1, $2) \
+         WHERE id = $1::text::uuid",
+    )
+    .bind(lookup["id"].as_str().unwrap())
+    .bind(burst as i32)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    healthy.wait_for(1 + burst, WAIT).await;
+    app.stop().await;
+}
+
 /// Waits until every event is placed and every webhook send is done.
 async fn wait_until_sent(app: &TestApp) {
     let deadline = tokio::time::Instant::now() + WAIT;
