@@ -29,7 +29,7 @@ use crate::store::{events, lookups};
 use crate::views::LookupView;
 
 /// Sends one replica makes at once; also the most it claims in one batch.
-const CONCURRENCY: usize = 64;
+const CONCURRENCY: usize = 128;
 /// Connections of the sender's own pool: claims, batch reads and the
 /// recording of attempts.
 pub const POOL_SIZE: u32 = 4;
@@ -37,7 +37,7 @@ pub const POOL_SIZE: u32 = 4;
 /// replicas claiming at the same moment may each take up to this many): an
 /// endpoint that never answers holds at most these slots (for
 /// `SEND_TIMEOUT` each), and the others stay free for every other endpoint.
-pub const PER_ENDPOINT: i64 = 16;
+pub const PER_ENDPOINT: i64 = 32;
 /// How long an idle sender waits before looking for due retries again (a
 /// new event, or a send that ended, wakes it at once).
 pub const IDLE_NAP: Duration = Duration::from_millis(250);

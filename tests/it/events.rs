@@ -556,3 +556,62 @@ async fn a_refresh_that_changed_the_profile_is_followed_by_profile_changed_and_o
     assert_eq!(replayed.data, changed.data);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_events_time_is_its_commit_not_its_transactions_start(db: PgPool) {
+    use interests_receiver::store::lookups::{self, NewLookup};
+    use interests_receiver::subject::Subject;
+    let subject = Subject {
+        email: Some("at@example.com".into()),
+        phone: None,
+        social_media_url: None,
+        name: None,
+        company: None,
+    };
+    let id = uuid::Uuid::now_v7();
+    let mut conn = db.acquire().await.unwrap();
+    let inserted = lookups::insert_pending(
+        &mut conn,
+        NewLookup {
+            id,
+            subject: &subject,
+            subject_key: &subject.key(),
+            metadata: &json!({}),
+            synthetic: false,
+            identities_key: "k",
+            warnings: &[],
+            refresh: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(inserted);
+    let mut tx = db.begin().await.unwrap();
+    let began: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_sleep(0.3)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE lookups SET status = 'queued', request_id = 'req-at' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+    tx.commit().await.unwrap();
+
+    let at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "SELECT at FROM event_inbox WHERE lookup_id = $1 AND type = 'lookup.queued'",
+    )
+    .bind(id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(
+        at >= began + chrono::Duration::milliseconds(300),
+        "the event's at ({at}) is its transaction's start ({began}), not its commit"
+    );
+}

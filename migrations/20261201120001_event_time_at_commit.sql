@@ -1,0 +1,11 @@
+-- An event's `at` is when its change committed, not when its transaction
+-- began (issue 16).
+--
+-- The inbox row is written by a trigger deferred to COMMIT, but `at` took
+-- `now()`, the transaction's start: a delivery applied in a group (or one
+-- that waited on a lock) carried the time its group began, earlier than
+-- events already placed before it, and the event stream's delay "from
+-- commit" was measured from that start. `clock_timestamp()` at the trigger
+-- is the moment the commit is being made (only its log flush follows), so
+-- `at` now increases with the events' ids as they are placed.
+ALTER TABLE event_inbox ALTER COLUMN at SET DEFAULT clock_timestamp();
