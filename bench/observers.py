@@ -12,8 +12,8 @@ discarded as fast as they come (as a dashboard would), all in one thread.
 Touches READY_FILE once everything is open. On SIGTERM writes to OUT_JSON:
 
   sse:     events seen on the timed stream, delay from the event's `at`
-           (the writer's transaction start: an upper bound of the delay
-           from its commit) to its arrival, p50 / p99 / max in ms; streams
+           (taken as the writer's transaction commits, before the log
+           flush: an upper bound of the delay from its commit) to its arrival, p50 / p99 / max in ms; streams
            the service ended (too slow for the shared feed) and still open
   webhook: events the healthy endpoint got, delay from the event's
            timestamp to its arrival, p50 / p99 / max in ms
