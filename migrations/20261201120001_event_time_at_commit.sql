@@ -1,11 +1,13 @@
--- An event's `at` is when its change committed, not when its transaction
--- began (issue 16).
+-- An event's `at` is about when its change committed, not when its
+-- transaction began (issue 16).
 --
 -- The inbox row is written by a trigger deferred to COMMIT, but `at` took
 -- `now()`, the transaction's start: a delivery applied in a group (or one
--- that waited on a lock) carried the time its group began, earlier than
--- events already placed before it, and the event stream's delay "from
--- commit" was measured from that start. `clock_timestamp()` at the trigger
--- is the moment the commit is being made (only its log flush follows), so
--- `at` now increases with the events' ids as they are placed.
+-- that waited on a lock) carried the time its group began, well before
+-- its commit, and the event stream's delay "from commit" was measured from
+-- that start. `clock_timestamp()` in the trigger is the moment the commit
+-- is being made: only its log flush follows. Commits that finish out of
+-- order can still be placed with `at` a little out of id order (by about a
+-- commit's flush); readers order by id, never by `at`. Rows written in the
+-- middle of a transaction (`webhook.disabled`) take the time of writing.
 ALTER TABLE event_inbox ALTER COLUMN at SET DEFAULT clock_timestamp();

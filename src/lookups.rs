@@ -362,10 +362,12 @@ pub async fn request(
         let budget_credits = i64::try_from(budget).unwrap_or(i64::MAX);
         let per_job = i64::from(CREDITS_PER_RESULT);
         // The new lookup counts itself: it is in the kept totals already.
-        // Refused, the transaction rolls back when `tx` is dropped: no
-        // lookup, identity, key or audit row of this request remains.
+        // Refused, the transaction rolls back: no lookup, identity, key or
+        // audit row of this request remains. At once, not when the pool
+        // gets the connection back: the rollback releases the budget lock.
         if !lookups::budget_allows(&mut tx, budget_credits, per_job, policy.service_refresh).await?
         {
+            tx.rollback().await?;
             return Err(RequestError::BudgetExhausted(budget));
         }
     }

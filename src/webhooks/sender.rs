@@ -163,8 +163,12 @@ impl Sender {
                 _ = self.freed.notified() => {}
                 changed = self.wake.changed() => {
                     if changed.is_err() {
-                        // The hub is gone (shutting down): nap instead of spinning.
-                        tokio::time::sleep(self.idle_nap).await;
+                        // The hub is gone (shutting down): nap instead of
+                        // spinning, but stop as soon as asked.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(self.idle_nap) => {}
+                        }
                     }
                 }
                 _ = tokio::time::sleep(self.idle_nap) => {}

@@ -106,6 +106,20 @@ async fn the_budget_counts_exactly_the_lookups_the_lifecycle_calls_in_flight(db:
     let committed = lookups::credits_committed_today(&mut conn, 5, false)
         .await
         .unwrap();
+    // The service's refreshes have a budget of their own, counted apart
+    // (with a status list of its own in the SQL).
+    sqlx::query("UPDATE lookups SET refresh = true")
+        .execute(&db)
+        .await
+        .unwrap();
+    let refreshes = lookups::credits_committed_today(&mut conn, 5, true)
+        .await
+        .unwrap();
+    let others = lookups::credits_committed_today(&mut conn, 5, false)
+        .await
+        .unwrap();
 
     assert_eq!(committed, 5 * in_flight as i64);
+    assert_eq!(refreshes, 5 * in_flight as i64);
+    assert_eq!(others, 0);
 }
