@@ -28,10 +28,11 @@ use crate::store::results::{self, DeliveryRecord, Received};
 const MAX_GROUP: usize = 64;
 /// Most applier tasks, each holding a pool connection while it applies.
 const MAX_APPLIERS: u32 = 4;
-/// How long a group waits for a lookup's row lock before it is applied
-/// again one delivery at a time (then that delivery alone answers 5xx and
-/// upstream retries it).
-const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
+/// A group's transaction, begun with a bound on how long it waits for a
+/// lookup's row lock before it is applied again one delivery at a time
+/// (then that delivery alone answers 5xx and upstream retries it). One
+/// round trip for both.
+const BEGIN: &str = "BEGIN; SET LOCAL lock_timeout = '5s'";
 /// Deliveries waiting for an applier before a request waits to hand its
 /// own over.
 const QUEUE: usize = 1024;
@@ -125,7 +126,7 @@ async fn apply_group(db: PgPool, group: Vec<Job>) {
             }
         }
         // The database refused the group (a deadlock, a lock wait past
-        // LOCK_TIMEOUT, one delivery it cannot take): nothing of it was
+        // the lock timeout of BEGIN, one delivery it cannot take): nothing of it was
         // committed, and each delivery alone gets its own answer.
         Err(sqlx::Error::Database(e)) if group.len() > 1 => {
             tracing::warn!(error = %e, deliveries = group.len(),
@@ -157,11 +158,10 @@ async fn apply_group(db: PgPool, group: Vec<Job>) {
 async fn commit(db: &PgPool, group: &[&Ready]) -> sqlx::Result<Vec<Outcome>> {
     let received: Vec<Received<'_>> = group.iter().map(|r| r.received()).collect();
     crashpoint::reach("callback_before_commit").await;
-    let mut tx = db.begin().await?;
     // A group waits for its slowest lookup lock: bounded, so that one
     // delivery stuck behind a long transaction (an erasure, say) fails
     // alone in the one-by-one retry instead of holding up its group.
-    sqlx::query(LOCK_TIMEOUT).execute(&mut *tx).await?;
+    let mut tx = db.begin_with(BEGIN).await?;
     let outcomes = results::apply_deliveries(&mut tx, &received).await?;
     tx.commit().await?;
     crashpoint::reach("callback_after_commit").await;

@@ -203,14 +203,19 @@ async fn a_group_that_fails_is_applied_one_by_one_and_only_the_bad_delivery_fail
     let err = results[1].as_ref().unwrap_err().to_string();
     assert!(err.contains("boom"), "{err}");
     assert_eq!(results[2].as_ref().unwrap(), &Outcome::Applied);
-    let statuses: Vec<String> = sqlx::query_scalar(
+    let statuses = statuses_of(&db, &ids).await;
+    assert_eq!(statuses, ["completed", "completed", "queued", "completed"]);
+}
+
+/// The statuses of lookups `ids`, in their order.
+async fn statuses_of(db: &PgPool, ids: &[uuid::Uuid]) -> Vec<String> {
+    sqlx::query_scalar(
         "SELECT status FROM lookups WHERE id = ANY($1) ORDER BY array_position($1, id)",
     )
-    .bind(&ids)
-    .fetch_all(&db)
+    .bind(ids)
+    .fetch_all(db)
     .await
-    .unwrap();
-    assert_eq!(statuses, ["completed", "completed", "queued", "completed"]);
+    .unwrap()
 }
 
 #[sqlx::test]
@@ -259,12 +264,6 @@ async fn a_delivery_stuck_behind_a_lock_fails_alone_and_its_group_is_applied(db:
     assert_eq!(results[1].as_ref().unwrap(), &Outcome::Applied);
     assert_eq!(results[2].as_ref().unwrap(), &Outcome::Applied);
     stuck.commit().await.unwrap();
-    let statuses: Vec<String> = sqlx::query_scalar(
-        "SELECT status FROM lookups WHERE id = ANY($1) ORDER BY array_position($1, id)",
-    )
-    .bind(&ids)
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let statuses = statuses_of(&db, &ids).await;
     assert_eq!(statuses, ["completed", "queued", "completed", "completed"]);
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Settings, TOKEN, TestApp, error_fields, problem, spawn};
+use crate::common::{Settings, TOKEN, TestApp, error_fields, insert_pending_of, problem, spawn};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -559,33 +559,8 @@ async fn a_refresh_that_changed_the_profile_is_followed_by_profile_changed_and_o
 
 #[sqlx::test]
 async fn an_events_time_is_its_commit_not_its_transactions_start(db: PgPool) {
-    use interests_receiver::store::lookups::{self, NewLookup};
-    use interests_receiver::subject::Subject;
-    let subject = Subject {
-        email: Some("at@example.com".into()),
-        phone: None,
-        social_media_url: None,
-        name: None,
-        company: None,
-    };
-    let id = uuid::Uuid::now_v7();
     let mut conn = db.acquire().await.unwrap();
-    let inserted = lookups::insert_pending(
-        &mut conn,
-        NewLookup {
-            id,
-            subject: &subject,
-            subject_key: &subject.key(),
-            metadata: &json!({}),
-            synthetic: false,
-            identities_key: "k",
-            warnings: &[],
-            refresh: false,
-        },
-    )
-    .await
-    .unwrap();
-    assert!(inserted);
+    let id = insert_pending_of(&mut conn, "at@example.com").await;
     let mut tx = db.begin().await.unwrap();
     let began: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(&mut *tx)

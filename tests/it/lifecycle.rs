@@ -2,41 +2,18 @@
 //! rule the schema's `apply_job_update` applies: every status a lookup can
 //! be in, against every state upstream can report.
 
+use crate::common::insert_pending_of;
 use interests_receiver::lifecycle::{JobState, JobUpdate, LookupStatus, Outcome};
-use interests_receiver::store::lookups::{self, NewLookup};
+use interests_receiver::store::lookups;
 use interests_receiver::store::results;
-use interests_receiver::subject::Subject;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// A lookup of its own person, moved straight to `status`.
 async fn lookup_in(db: &PgPool, status: LookupStatus, n: usize) -> (Uuid, String) {
-    let id = Uuid::now_v7();
-    let subject = Subject {
-        email: Some(format!("person-{n}@example.com")),
-        phone: None,
-        social_media_url: None,
-        name: None,
-        company: None,
-    };
     let mut conn = db.acquire().await.unwrap();
-    let inserted = lookups::insert_pending(
-        &mut conn,
-        NewLookup {
-            id,
-            subject: &subject,
-            subject_key: &format!("key-{n}"),
-            metadata: &json!({}),
-            synthetic: false,
-            identities_key: "k",
-            warnings: &[],
-            refresh: false,
-        },
-    )
-    .await
-    .unwrap();
-    assert!(inserted);
+    let id = insert_pending_of(&mut conn, &format!("person-{n}@example.com")).await;
     let request_id = format!("req-{n}");
     sqlx::query("UPDATE lookups SET status = $2, request_id = $3 WHERE id = $1")
         .bind(id)

@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use crate::common::{
     READ_TOKEN, Settings, TOKEN, TestApp, accepting_upstream, complete_by_callback, completed_for,
-    error_fields, problem, spawn, submits, submitted_lookup, wait_for_lock_waiters,
-    wait_for_submits,
+    error_fields, insert_pending_of, problem, spawn, submits, submitted_lookup,
+    wait_for_lock_waiters, wait_for_submits,
 };
-use interests_receiver::store::{self, lookups::NewLookup};
-use interests_receiver::subject::Subject;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -771,30 +769,8 @@ async fn a_create_waiting_on_its_own_person_holds_no_other_create_under_the_budg
     // creates of other people still decide. Taken earlier, the lock would
     // hold them all until that transaction ends.
     let (app, _server) = app_with_mock_and(db, |s| s.credit_budget_daily = Some(1000)).await;
-    let held = Subject {
-        email: Some("held@example.com".into()),
-        phone: None,
-        social_media_url: None,
-        name: None,
-        company: None,
-    };
     let mut other = app.db.begin().await.unwrap();
-    let inserted = store::lookups::insert_pending(
-        &mut other,
-        NewLookup {
-            id: Uuid::now_v7(),
-            subject: &held,
-            subject_key: &held.key(),
-            metadata: &json!({}),
-            synthetic: false,
-            identities_key: "k",
-            warnings: &[],
-            refresh: false,
-        },
-    )
-    .await
-    .unwrap();
-    assert!(inserted);
+    insert_pending_of(&mut other, "held@example.com").await;
     let (http, url) = (app.http.clone(), app.url("/v1/lookups"));
     let waiting = tokio::spawn(async move {
         let response = http

@@ -581,3 +581,35 @@ pub async fn wait_for_lock_waiters(db: &PgPool, n: i64) {
     }
     panic!("fewer than {n} sessions ever waited on a lock");
 }
+
+/// Inserts a pending lookup of `email` (no identities) on `conn`, as the
+/// create path does; a transaction's connection keeps it uncommitted.
+pub async fn insert_pending_of(conn: &mut sqlx::PgConnection, email: &str) -> Uuid {
+    use interests_receiver::store::lookups::{self, NewLookup};
+    use interests_receiver::subject::Subject;
+    let subject = Subject {
+        email: Some(email.to_owned()),
+        phone: None,
+        social_media_url: None,
+        name: None,
+        company: None,
+    };
+    let id = Uuid::now_v7();
+    let inserted = lookups::insert_pending(
+        conn,
+        NewLookup {
+            id,
+            subject: &subject,
+            subject_key: &subject.key(),
+            metadata: &json!({}),
+            synthetic: false,
+            identities_key: "k",
+            warnings: &[],
+            refresh: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(inserted, "{email} already has a lookup in flight");
+    id
+}
