@@ -147,6 +147,33 @@ def segment_paths(values: str, prefix: str) -> None:
                               for _ in range(300)])
 
 
+def buckets(path: str, name: str) -> dict:
+    """A Prometheus histogram's cumulative buckets in a /metrics page."""
+    out = {}
+    prefix = f'{name}_bucket{{le="'
+    for line in open(path):
+        if line.startswith(prefix):
+            le, count = line[len(prefix):].split('"}')
+            out[le] = float(count)
+    return out
+
+
+def histogram_diff(before: str, after: str, name: str) -> None:
+    """The samples a histogram got between two scrapes, as JSON: the
+    bucket bounds (s) under which 50 % and 99 % of them fell."""
+    b, a = buckets(before, name), buckets(after, name)
+    rows = sorted(((float("inf") if le == "+Inf" else float(le), a[le] - b.get(le, 0)) for le in a))
+    total = rows[-1][1] if rows else 0
+
+    def bound(q):
+        for le, n in rows:
+            if total and n >= q * total:
+                return None if le == float("inf") else le
+        return None
+
+    print(json.dumps({"count": total, "p50_le": bound(0.5), "p99_le": bound(0.99)}))
+
+
 def ms(us) -> str:
     return f"{us / 1000:.2f} ms"
 
@@ -200,12 +227,18 @@ def deliveries(p, facts, runs, one) -> None:
     if obs:
         sse, hook = obs["sse"], obs["webhook"]
         p(f"| meanwhile: an event reaching an open stream, from the event's `at` (taken as its writer's transaction commits, before the commit's log flush: an upper bound of the delay from its commit): p50 / p99 ({sse['count']:,} events timed; streams ended by the service as too slow: {sse['streams_ended']}) | {sse['p50_ms']} ms / **{sse['p99_ms']} ms** | p99 < 100 ms | {verdict(sse['p99_ms'] is not None and sse['p99_ms'] < 100)} |")
+        feed = facts.get("feed_delay")
+        if feed and feed["count"]:
+            le = lambda s: "over 10 s" if s is None else f"at most {s * 1000:.0f} ms"
+            p(f"| of which: from the commit to this replica's event feed reading the event (`event_feed_delay_seconds`, histogram buckets; {feed['count']:,.0f} events): p50 / p99 | {le(feed['p50_le'])} / {le(feed['p99_le'])} | | |")
         p(f"| meanwhile: the healthy webhook endpoint's delivery lag, from the event's time: p50 / p99 ({hook['count']:,} events; the dead endpoint held {obs['dead']['connections_held']} connections) | {hook['p50_ms']} ms / **{hook['p99_ms']} ms** | p99 < 1 s | {verdict(hook['p99_ms'] is not None and hook['p99_ms'] < 1000)} |")
     forged_rates = [rate(r) for r in runs["forged"]]
     health_rates = [rate(r) for r in runs["healthz"]]
     fo, he = statistics.median(forged_rates), statistics.median(health_rates)
     p(f"| forged-token refusals, 64 connections (median of {len(forged_rates)} rounds) | **{fo:,.0f}/s** = {fo / he:.2f} of `GET /healthz` ({he:,.0f}/s, same connections, interleaved) | >= 30,000/s | {verdict(fo >= 30_000)} |")
     p(f"| RSS idle / under load (max sampled, VmHWM) | {facts['rss_idle_kib'] / 1024:.1f} MiB / **{facts['rss_load_kib'] / 1024:.1f} MiB** ({facts['rss_hwm_kib'] / 1024:.1f} MiB) | < 40 MiB under load | {verdict(facts['rss_load_kib'] < 40 * 1024)} |")
+    if "rss_load_anon_kib" in facts:
+        p(f"| the RSS peak's parts: anonymous (heap, stacks) / file-backed (the binary's code, libraries) | {facts['rss_load_anon_kib'] / 1024:.1f} MiB / {facts['rss_load_file_kib'] / 1024:.1f} MiB | | |")
     p(f"| start to `/readyz` 200 (schema current, {facts['ready_rows']:,} lookups in the table) | **{facts['ready_ms']:.0f} ms** | < 1 s | {verdict(facts['ready_ms'] < 1000)} |")
     if "scale:GET /metrics" in runs:
         stored = facts["scale_lookups"]
@@ -319,6 +352,8 @@ def main() -> None:
         subject_paths(args[0], args[1])
     elif cmd == "segment-paths":
         segment_paths(args[0], args[1])
+    elif cmd == "histogram-diff":
+        histogram_diff(args[0], args[1], args[2])
     elif cmd == "report":
         report(args[0])
     else:

@@ -52,6 +52,8 @@
 #   BENCH_SCALE_LOOKUPS  lookups stored for the counting and create
 #                   requests (default 1000000; 0 skips them)
 #   BENCH_STREAMS   event streams open during the fixed-rate run (default 100)
+#   BENCH_BIN       measure this binary instead of building one (to compare
+#                   two builds, e.g. two allocators, run by run)
 # Timings are never asserted; ratios are against baselines of the same run.
 set -euo pipefail
 
@@ -95,11 +97,16 @@ done
 HELPER="python3 $ROOT/bench/bench.py"
 
 # --- build ------------------------------------------------------------------
-log "building the release binary (scripts/build-release.sh)"
-scripts/build-release.sh
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BIN="$TARGET_DIR/release/interests-receiver"
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+  log "measuring $BIN (BENCH_BIN; not built here)"
+else
+  log "building the release binary (scripts/build-release.sh)"
+  scripts/build-release.sh
+  BIN="$TARGET_DIR/release/interests-receiver"
+fi
 [ -x "$BIN" ] || die "no binary at $BIN"
 
 # --- scratch database and files ---------------------------------------------
@@ -283,6 +290,9 @@ fi # deliveries
 
 # --- the service ------------------------------------------------------------------
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVICE_PID/status"; }
+# VmRSS, then its anonymous (heap, stacks) and file-backed (the binary's
+# code, libraries) parts, in KiB, on one line.
+rss_parts() { awk '/^(VmRSS|RssAnon|RssFile)/ {printf "%s ", $2} END {print ""}' "/proc/$SERVICE_PID/status"; }
 # start_service [VAR=value...]: the service with SERVICE_ENV (and these),
 # waited for until /readyz answers 200.
 start_service() {
@@ -320,7 +330,7 @@ fact ready_rows "$LOOKUPS"
 sleep 2
 fact rss_idle_kib "$(rss_kib)"
 # RSS under load: sampled every 100 ms through every load run below.
-( while kill -0 "$SERVICE_PID" 2>/dev/null; do rss_kib; sleep 0.1; done ) >"$WORK/rss.samples" 2>/dev/null &
+( while kill -0 "$SERVICE_PID" 2>/dev/null; do rss_parts; sleep 0.1; done ) >"$WORK/rss.samples" 2>/dev/null &
 SAMPLER_PID=$!
 if deliveries; then
   # The seeded lookups' 'lookup.queued' events (earlier runs measured the
@@ -370,6 +380,27 @@ sample_activity() {
     sleep 0.1
   done
 }
+# start_observers PREFIX: bench/observers.py's event streams and webhook
+# endpoints opened (PREFIX.json gets their figures at stop_observers).
+start_observers() {
+  rm -f "$1.ready"
+  python3 bench/observers.py "$BASE" "$API_TOKEN" "$STREAMS" "$1.ready" "$1.json" 2>"$1.log" &
+  OBSERVERS_PID=$!
+  until [ -e "$1.ready" ]; do
+    kill -0 "$OBSERVERS_PID" 2>/dev/null || { cat "$1.log" >&2; die "bench/observers.py stopped"; }
+    sleep 0.05
+  done
+}
+stop_observers() {
+  kill -TERM "$OBSERVERS_PID"
+  wait "$OBSERVERS_PID" || { cat "$1.log" >&2; die "bench/observers.py failed"; }
+  OBSERVERS_PID=""
+  # The endpoints are gone with the observers: left registered, every later
+  # event (700,000 of them when the scale part stores its lookups) would
+  # queue sends to them, and the sender's retries would run beside every
+  # later measurement.
+  sql -c "DELETE FROM webhooks" >/dev/null
+}
 if deliveries; then # (not indented: the delivery load runs, up to "segments")
 log "first deliveries: 32 connections, ${SECONDS_PER_RUN} s"
 sample_waits >"$WORK/waits.samples" 2>/dev/null &
@@ -397,27 +428,19 @@ R=$(WRK_RATE=1000 run_wrk paced-quiet 50 deliveries.lua "$WORK/paced-quiet.targe
 
 log "fixed rate: first deliveries at 1,000/s, 50 connections, ${SECONDS_PER_RUN} s, with $STREAMS event streams and two webhook endpoints (one never answers)"
 queued_targets "$WORK/paced.targets"
-python3 bench/observers.py "$BASE" "$API_TOKEN" "$STREAMS" "$WORK/observers.ready" "$WORK/observers.json" \
-  2>"$WORK/observers.log" &
-OBSERVERS_PID=$!
-until [ -e "$WORK/observers.ready" ]; do
-  kill -0 "$OBSERVERS_PID" 2>/dev/null || { cat "$WORK/observers.log" >&2; die "bench/observers.py stopped"; }
-  sleep 0.05
-done
+start_observers "$WORK/observers"
+# The event feed's share of a stream's delay: the service's own histogram,
+# scraped before and after the run.
+curl -fs "$BASE/metrics" >"$WORK/metrics.before"
 # Answers other than 200 (timeouts, 503s) are counted and reported, not
 # fatal: under this load they are the figure.
 R=$(WRK_RATE=1000 run_wrk paced 50 deliveries.lua "$WORK/paced.targets" "$WORK/template.json" 2)
 [ "$(field "$R" wrapped)" = 0 ] || die "paced: ran out of queued lookups ($R)"
 sleep 2 # the last events of the run reach the streams and the healthy endpoint
-kill -TERM "$OBSERVERS_PID"
-wait "$OBSERVERS_PID" || { cat "$WORK/observers.log" >&2; die "bench/observers.py failed"; }
-OBSERVERS_PID=""
+curl -fs "$BASE/metrics" >"$WORK/metrics.after"
+stop_observers "$WORK/observers"
 fact observers "$(cat "$WORK/observers.json")"
-# The endpoints are gone with the observers: left registered, every later
-# event (700,000 of them when the scale part stores its lookups) would
-# queue sends to them, and the sender's retries would run beside every
-# later measurement.
-sql -c "DELETE FROM webhooks" >/dev/null
+fact feed_delay "$($HELPER histogram-diff "$WORK/metrics.before" "$WORK/metrics.after" event_feed_delay_seconds)"
 
 log "forged refusals and GET /healthz: 64 connections, interleaved, 3 rounds each"
 for round in 1 2 3; do
@@ -428,7 +451,10 @@ for round in 1 2 3; do
 done
 kill "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=""
-fact rss_load_kib "$(sort -n "$WORK/rss.samples" | tail -1)"
+PEAK=$(sort -n "$WORK/rss.samples" | tail -1)
+fact rss_load_kib "$(cut -d' ' -f1 <<<"$PEAK")"
+fact rss_load_anon_kib "$(cut -d' ' -f2 <<<"$PEAK")"
+fact rss_load_file_kib "$(cut -d' ' -f3 <<<"$PEAK")"
 fact rss_hwm_kib "$(awk '/^VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")"
 [ "$(sql -c "SELECT count(*) FROM deliveries WHERE outcome = 'refused'")" = 0 ] ||
   die "forged deliveries were written to the database"
@@ -437,21 +463,36 @@ fact rss_hwm_kib "$(awk '/^VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")"
 # linux-perf), during more first deliveries and more forged refusals.
 if [ -n "${BENCH_PERF:-}" ]; then
   command -v perf >/dev/null || apt_install linux-perf
-  for what in first forged; do
+  # paced: the fixed 1,000/s with the event streams and webhook endpoints.
+  for what in first paced forged; do
     log "perf: system-wide profile of $what for ${SECONDS_PER_RUN} s"
-    if [ "$what" = first ]; then
-      queued_targets "$WORK/perf.targets"
-      set -- deliveries.lua "$WORK/perf.targets" "$WORK/template.json" 2
-      conns=32
-    else
-      set -- paths.lua "$WORK/forged.paths" POST 404
-      conns=64
+    rate=""
+    case $what in
+      first | paced)
+        queued_targets "$WORK/perf.targets"
+        set -- deliveries.lua "$WORK/perf.targets" "$WORK/template.json" 2
+        conns=32
+        ;;
+      forged)
+        set -- paths.lua "$WORK/forged.paths" POST 404
+        conns=64
+        ;;
+    esac
+    if [ "$what" = paced ]; then
+      start_observers "$WORK/perf-observers"
+      rate=1000
+      conns=50
     fi
     perf record -a -g -F 499 -o "$WORK/perf-$what.data" >"$WORK/perf-$what.log" 2>&1 &
     perf_pid=$!
-    run_wrk "perf-$what" "$conns" "$@" >/dev/null
+    if [ -n "$rate" ]; then
+      WRK_RATE=$rate run_wrk "perf-$what" "$conns" "$@" >/dev/null
+    else
+      run_wrk "perf-$what" "$conns" "$@" >/dev/null
+    fi
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
+    [ "$what" != paced ] || stop_observers "$WORK/perf-observers"
     perf_top() { # file lines perf-report-args...: the first lines of a report
       local out=$1 lines=$2
       shift 2

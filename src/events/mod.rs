@@ -16,9 +16,12 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+pub mod frame;
 pub mod sequencer;
 
-use crate::store::events::{self, EventRecord};
+pub use frame::FeedEvent;
+
+use crate::store::events;
 
 /// Channel the sequencer notifies.
 pub const CHANNEL: &str = "events";
@@ -37,8 +40,9 @@ pub struct EventHub {
     /// Bumped on every notification, and after a reconnect (notifications
     /// sent while disconnected are lost, so everyone looks again).
     wake: Arc<watch::Sender<u64>>,
-    /// Every event this process has read, in id order, for the live streams.
-    feed: broadcast::Sender<Arc<EventRecord>>,
+    /// Every event this process has read, in id order, rendered once for
+    /// the live streams.
+    feed: broadcast::Sender<Arc<FeedEvent>>,
     streams: Arc<Semaphore>,
     /// Cancelled when the service stops, so that streams end and the HTTP
     /// server's graceful shutdown is not held open by them.
@@ -69,7 +73,7 @@ impl EventHub {
     /// The live feed: every event read after this call, in id order.
     /// Subscribe before reading the table for a catch-up, so that no event
     /// falls between the two.
-    pub fn live(&self) -> broadcast::Receiver<Arc<EventRecord>> {
+    pub fn live(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
         self.feed.subscribe()
     }
 
@@ -94,10 +98,16 @@ impl EventHub {
                 match events::after(&db, last, FEED_BATCH).await {
                     Ok(rows) => {
                         let full = rows.len() as i64 == FEED_BATCH;
+                        let read_at = chrono::Utc::now();
                         for row in rows {
                             last = row.id;
+                            // From its commit (`at`) to this replica reading
+                            // it: what the sequencer and the wake-up add.
+                            let delay = (read_at - row.at).to_std().unwrap_or_default();
+                            metrics::histogram!("event_feed_delay_seconds")
+                                .record(delay.as_secs_f64());
                             // No receiver is fine: nobody is listening.
-                            let _ = self.feed.send(Arc::new(row));
+                            let _ = self.feed.send(Arc::new(FeedEvent::new(&row)));
                         }
                         if !full {
                             break;

@@ -5,27 +5,31 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
 
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
+use crate::events::{FeedEvent, frame};
 use crate::store::events::{self, EventRecord};
 
 /// Events read from the table per query.
 const BATCH: i64 = 500;
 /// A comment line this often keeps idle connections (and proxies) open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Frames sent in one write at most.
+const CHUNK: usize = 256;
 /// What a client is told to wait when every stream slot is taken.
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -87,11 +91,20 @@ pub async fn stream(
         buffer: VecDeque::new(),
         caught_up: false,
         live,
+        ended: false,
         stopping: state.events.stopping(),
         _permit: permit,
     });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+    // The frames are rendered by the feed (`events::frame`), so the body
+    // is their bytes as they are, not axum's `Sse` (which renders each
+    // event again for every stream).
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
         .into_response())
 }
 
@@ -106,18 +119,28 @@ struct Cursor {
     buffer: VecDeque<EventRecord>,
     /// The table held nothing newer at the last look: follow the feed.
     caught_up: bool,
-    live: broadcast::Receiver<Arc<EventRecord>>,
+    live: broadcast::Receiver<Arc<FeedEvent>>,
+    /// The feed left this stream behind (or closed): what was gathered is
+    /// sent, then the stream ends.
+    ended: bool,
     stopping: CancellationToken,
     /// Held while the stream is open: the bound on open streams.
     _permit: OwnedSemaphorePermit,
 }
 
-fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<Event, Infallible>> {
+/// Each item is one write to the client: a frame, several frames that
+/// were ready together (up to [`CHUNK`]), or a keep-alive comment after
+/// [`KEEP_ALIVE`] without events.
+fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<Bytes, Infallible>> {
     futures_util::stream::unfold(cursor, |mut c| async move {
         loop {
-            if let Some(e) = c.buffer.pop_front() {
-                c.last = e.id;
-                return Some((Ok(to_sse(&e)), c));
+            if !c.buffer.is_empty() {
+                let mut chunk = BytesMut::new();
+                for e in c.buffer.drain(..) {
+                    chunk.extend_from_slice(&frame::render(&e));
+                    c.last = e.id;
+                }
+                return Some((Ok(chunk.freeze()), c));
             }
             if !c.caught_up {
                 match events::after(&c.db, c.last, BATCH).await {
@@ -131,39 +154,88 @@ fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<Event, Infallible>>
                 }
                 continue;
             }
+            if c.ended {
+                return None;
+            }
             let next = tokio::select! {
                 _ = c.stopping.cancelled() => return None,
-                next = c.live.recv() => next,
+                next = tokio::time::timeout(KEEP_ALIVE, c.live.recv()) => next,
             };
-            match next {
-                Ok(e) if e.id > c.last => {
-                    c.last = e.id;
-                    return Some((Ok(to_sse(&e)), c));
+            let first = match next {
+                Err(_quiet) => {
+                    return Some((Ok(Bytes::from_static(frame::KEEP_ALIVE_COMMENT)), c));
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    // Too slow for the shared feed: end this stream only; its
-                    // client resumes from the last id it got.
-                    tracing::info!(missed, "an event stream fell behind; closing it");
-                    return None;
+                Ok(next) => match c.take(Received::waited(next)) {
+                    Some(e) => e,
+                    None if c.ended => return None,
+                    None => continue,
+                },
+            };
+            // Whatever else the feed already holds goes in the same write:
+            // one system call for a burst, not one per event.
+            let mut chunk = BytesMut::from(&first.frame[..]);
+            for _ in 1..CHUNK {
+                let ready = Received::ready(c.live.try_recv());
+                if let Some(e) = c.take(ready) {
+                    chunk.extend_from_slice(&e.frame);
+                } else if c.ended || c.live.is_empty() {
+                    break;
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
+            return Some((Ok(chunk.freeze()), c));
         }
     })
 }
 
-fn to_sse(e: &EventRecord) -> Event {
-    let data = e.carried_data().unwrap_or_else(|| {
-        json!({
-            "lookup_id": e.lookup_id,
-            "status": e.status(),
-            "at": e.at,
-            "profile_id": e.profile_id,
-        })
-    });
-    Event::default()
-        .id(e.id.to_string())
-        .event(e.kind.as_str())
-        .data(data.to_string())
+/// What the feed's receivers can answer, `recv` and `try_recv` alike.
+enum Received {
+    Event(Arc<FeedEvent>),
+    /// `try_recv` only: nothing ready now.
+    Empty,
+    Lagged(u64),
+    Closed,
+}
+
+impl Received {
+    fn waited(r: Result<Arc<FeedEvent>, RecvError>) -> Self {
+        match r {
+            Ok(e) => Received::Event(e),
+            Err(RecvError::Lagged(n)) => Received::Lagged(n),
+            Err(RecvError::Closed) => Received::Closed,
+        }
+    }
+
+    fn ready(r: Result<Arc<FeedEvent>, TryRecvError>) -> Self {
+        match r {
+            Ok(e) => Received::Event(e),
+            Err(TryRecvError::Empty) => Received::Empty,
+            Err(TryRecvError::Lagged(n)) => Received::Lagged(n),
+            Err(TryRecvError::Closed) => Received::Closed,
+        }
+    }
+}
+
+impl Cursor {
+    /// The event to send from what the feed gave, if it is new; marks the
+    /// stream ended when the feed left it behind or closed.
+    fn take(&mut self, received: Received) -> Option<Arc<FeedEvent>> {
+        match received {
+            Received::Event(e) if e.id > self.last => {
+                self.last = e.id;
+                Some(e)
+            }
+            Received::Event(_) | Received::Empty => None,
+            Received::Lagged(missed) => {
+                // Too slow for the shared feed: end this stream only; its
+                // client resumes from the last id it got.
+                tracing::info!(missed, "an event stream fell behind; closing it");
+                self.ended = true;
+                None
+            }
+            Received::Closed => {
+                self.ended = true;
+                None
+            }
+        }
+    }
 }
