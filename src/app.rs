@@ -306,12 +306,6 @@ impl Application {
                 .clone()
                 .run(self.state.db.clone(), shutdown.clone()),
         );
-        tasks.spawn(
-            self.state
-                .events
-                .clone()
-                .run_feed(self.state.db.clone(), shutdown.clone()),
-        );
         tasks.spawn(reads::monitor::run(
             self.state.reads.clone(),
             self.state.config.database_read_max_lag,

@@ -1,10 +1,10 @@
 //! Live lookup events for every replica. The `events` table is the truth;
 //! PostgreSQL `NOTIFY events` (sent by the sequencer, `sequencer`, with each
 //! batch of events it places) only says "look again". One `LISTEN`
-//! connection per process turns those into wake-ups (a watch channel, which
-//! the webhook sender follows), and one reader per process (`run_feed`)
-//! reads each new event once and broadcasts it in memory to every open
-//! stream: a thousand clients cost one query per batch, not a thousand. A
+//! connection per process (`EventHub::run`) reads each new event once on
+//! that same connection, broadcasts it in memory to every open stream (a
+//! thousand clients cost one query per batch, not a thousand), then wakes
+//! the webhook sender (a watch channel). A
 //! stream that falls behind the broadcast buffer is ended (its client
 //! resumes with `Last-Event-ID`), so it never slows the others.
 
@@ -77,56 +77,6 @@ impl EventHub {
         self.feed.subscribe()
     }
 
-    /// Reads each new event once and broadcasts it, until `shutdown`.
-    pub async fn run_feed(self, db: PgPool, shutdown: CancellationToken) {
-        let mut wake = self.subscribe();
-        let mut last = loop {
-            match events::latest_id(&db).await {
-                Ok(id) => break id,
-                Err(e) => tracing::warn!(error = %e, "event feed cannot start; retrying"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        };
-        loop {
-            // Seen before reading, so an event placed during the read wakes
-            // the next wait.
-            wake.borrow_and_update();
-            loop {
-                match events::after(&db, last, FEED_BATCH).await {
-                    Ok(rows) => {
-                        let full = rows.len() as i64 == FEED_BATCH;
-                        let read_at = chrono::Utc::now();
-                        for row in rows {
-                            last = row.id;
-                            // From its commit (`at`) to this replica reading
-                            // it: what the sequencer and the wake-up add.
-                            let delay = (read_at - row.at).to_std().unwrap_or_default();
-                            metrics::histogram!("event_feed_delay_seconds")
-                                .record(delay.as_secs_f64());
-                            // No receiver is fine: nobody is listening.
-                            let _ = self.feed.send(Arc::new(FeedEvent::new(&row)));
-                        }
-                        if !full {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "event feed cannot read events");
-                        break;
-                    }
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = wake.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(FEED_RECHECK) => {}
-            }
-        }
-    }
-
     /// A slot for one more open stream, or `None` when all are taken.
     pub fn open_stream(&self) -> Option<OwnedSemaphorePermit> {
         self.streams.clone().try_acquire_owned().ok()
@@ -140,12 +90,18 @@ impl EventHub {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Listens until `shutdown`, reconnecting after a lost connection.
+    /// Listens and reads until `shutdown`, reconnecting after a lost
+    /// connection. The `LISTEN` connection also reads the new events: it is
+    /// outside the pool, so a pool busy with deliveries never delays the
+    /// live streams (the feed waited for a pooled connection before).
     pub async fn run(self, db: PgPool, shutdown: CancellationToken) {
+        // The last event id read: kept across reconnects, so that the
+        // events placed while disconnected are read, not skipped.
+        let mut last = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.listen(&db) => {}
+                _ = self.listen(&db, &mut last) => {}
             }
             // The connection failed: wake everyone (they re-read the table)
             // and try again shortly.
@@ -158,7 +114,7 @@ impl EventHub {
         self.stopping.cancel();
     }
 
-    async fn listen(&self, db: &PgPool) {
+    async fn listen(&self, db: &PgPool, last: &mut Option<i64>) {
         let mut listener = match PgListener::connect_with(db).await {
             Ok(l) => l,
             Err(e) => {
@@ -170,19 +126,54 @@ impl EventHub {
             tracing::warn!(error = %e, "cannot LISTEN on the events channel");
             return;
         }
-        // Events committed before LISTEN took effect are in the table.
-        self.bump();
         loop {
-            match listener.try_recv().await {
-                Ok(Some(_)) => self.bump(),
-                Ok(None) => {
-                    tracing::warn!("events LISTEN connection lost; reconnecting");
-                    self.bump();
-                }
-                Err(e) => {
+            // Everything committed before this point is read now: right
+            // after LISTEN took effect, after a reconnect (notifications
+            // sent meanwhile are lost) and after each notification.
+            if let Err(e) = self.read_new(&mut listener, last).await {
+                tracing::warn!(error = %e, "event feed cannot read events");
+                return;
+            }
+            self.bump();
+            match tokio::time::timeout(FEED_RECHECK, listener.try_recv()).await {
+                // Several batches may have been announced meanwhile: one
+                // read covers them all.
+                Ok(Ok(Some(_))) => while listener.next_buffered().is_some() {},
+                Ok(Ok(None)) => tracing::warn!("events LISTEN connection lost; reconnected"),
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "events LISTEN connection failed");
                     return;
                 }
+                // Nothing announced for a while: look anyway.
+                Err(_quiet) => {}
+            }
+        }
+    }
+
+    /// Reads the events after `last` and broadcasts each once. The first
+    /// call only notes where the table ends: the feed is live from there
+    /// (a stream catches up from the table itself).
+    async fn read_new(&self, conn: &mut PgListener, last: &mut Option<i64>) -> sqlx::Result<()> {
+        let Some(mut from) = *last else {
+            *last = Some(events::latest_id(&mut *conn).await?);
+            return Ok(());
+        };
+        loop {
+            let rows = events::after(&mut *conn, from, FEED_BATCH).await?;
+            let full = rows.len() as i64 == FEED_BATCH;
+            let read_at = chrono::Utc::now();
+            for row in rows {
+                from = row.id;
+                // From its commit (`at`) to this replica reading it: what
+                // the sequencer and the wake-up add.
+                let delay = (read_at - row.at).to_std().unwrap_or_default();
+                metrics::histogram!("event_feed_delay_seconds").record(delay.as_secs_f64());
+                // No receiver is fine: nobody is listening.
+                let _ = self.feed.send(Arc::new(FeedEvent::new(&row)));
+            }
+            *last = Some(from);
+            if !full {
+                return Ok(());
             }
         }
     }

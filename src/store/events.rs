@@ -70,7 +70,11 @@ impl EventRecord {
 }
 
 /// Up to `limit` events with an id above `after`, oldest first.
-pub async fn after(db: &PgPool, after: i64, limit: i64) -> sqlx::Result<Vec<EventRecord>> {
+pub async fn after(
+    db: impl PgExecutor<'_>,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<EventRecord>> {
     sqlx::query_as(
         "SELECT id, lookup_id, type, at, profile_id, data FROM events WHERE id > $1 ORDER BY id LIMIT $2",
     )
@@ -99,7 +103,7 @@ pub async fn get_many(db: &PgPool, ids: &[i64]) -> sqlx::Result<Vec<EventRecord>
 
 /// The newest event id (0 when there is none): where a live-only stream
 /// starts.
-pub async fn latest_id(db: &PgPool) -> sqlx::Result<i64> {
+pub async fn latest_id(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM events")
         .fetch_one(db)
         .await
