@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -90,7 +91,9 @@ pub struct ProfileView {
     pub lookup_id: Uuid,
     pub request_id: String,
     pub subject: Subject,
-    pub result: Value,
+    /// The provider's result, as stored.
+    #[schema(value_type = Object)]
+    pub result: Box<RawValue>,
     pub completed_on: Option<DateTime<Utc>>,
     pub received_via: String,
     pub created_at: DateTime<Utc>,
@@ -105,7 +108,7 @@ impl From<ProfileRecord> for ProfileView {
             id: p.id,
             lookup_id: p.lookup_id,
             request_id: p.request_id,
-            result: p.result,
+            result: p.result.0,
             completed_on: p.completed_on,
             received_via: p.received_via,
             created_at: p.created_at,

@@ -134,54 +134,53 @@ async fn export(args: &ExportArgs) -> Result<(), Failure> {
         }
         Format::Jsonl => Sink::Jsonl(out),
     };
-    let filters = args.filters();
-    let url = api.url("/v1/profiles");
-    let fetch = |cursor: Option<String>| page(&api, &url, &filters, args.page_size, cursor);
-    let mut current = fetch(None).await?;
+    let mut query: Vec<(&str, String)> = args
+        .filters()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect();
+    query.push(("limit", args.page_size.to_string()));
+    let first = url::Url::parse_with_params(&api.url("/v1/profiles"), &query)
+        .map_err(|e| Unusable(format!("bad --server URL: {e}")))?;
+    let mut current = request(&api, first.as_str()).await?;
     loop {
-        let next_cursor = current["next_cursor"].as_str().map(str::to_owned);
-        // The next page is asked for before this one is written: the server
-        // prepares it while the client converts and writes.
-        let next = async {
-            match next_cursor {
-                Some(cursor) => fetch(Some(cursor)).await.map(Some),
+        // The next page is asked for as soon as this one's headers name it
+        // (`Link: rel="next"`): the server prepares it while this page's
+        // body is read, converted and written.
+        let next = next_link(&current).map(|path| api.url(&path));
+        let asked = async {
+            match &next {
+                Some(url) => request(&api, url).await.map(Some),
                 None => Ok(None),
             }
         };
         let write = async {
-            for profile in current["items"].as_array().into_iter().flatten() {
+            let page = body(current).await?;
+            for profile in page["items"].as_array().into_iter().flatten() {
                 sink.write(profile)?;
             }
-            Ok::<_, Failure>(())
+            Ok::<_, Failure>(page["next_cursor"].as_str().map(str::to_owned))
         };
-        let (next, written) = tokio::join!(next, write);
-        written?;
-        match next? {
-            Some(page) => current = page,
-            None => break,
-        }
+        let (asked, written) = tokio::join!(asked, write);
+        let cursor = written?;
+        current = match (asked?, cursor) {
+            (Some(response), _) => response,
+            // A server without `Link` headers: follow the body's cursor.
+            (None, Some(cursor)) => {
+                let mut url = first.clone();
+                url.query_pairs_mut().append_pair("cursor", &cursor);
+                request(&api, url.as_str()).await?
+            }
+            (None, None) => break,
+        };
     }
     sink.finish()?;
     Ok(())
 }
 
-/// One page of `GET /v1/profiles` with the export's filters.
-async fn page(
-    api: &Api,
-    url: &str,
-    filters: &[(&str, &str)],
-    page_size: u16,
-    cursor: Option<String>,
-) -> Result<Value, Failure> {
-    let mut query: Vec<(&str, String)> =
-        filters.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-    query.push(("limit", page_size.to_string()));
-    if let Some(c) = cursor {
-        query.push(("cursor", c));
-    }
-    let page_url = url::Url::parse_with_params(url, &query)
-        .map_err(|e| Unusable(format!("bad --server URL {url}: {e}")))?;
-    let response = api.send(|http| http.get(page_url.clone()), |_| {}).await?;
+/// A page's answer, its headers read (the body is read by [`body`]).
+async fn request(api: &Api, url: &str) -> Result<reqwest::Response, Failure> {
+    let response = api.send(|http| http.get(url), |_| {}).await?;
     if !response.status().is_success() {
         let status = response.status();
         return Err(Unusable(format!(
@@ -190,10 +189,31 @@ async fn page(
         ))
         .into());
     }
+    Ok(response)
+}
+
+async fn body(response: reqwest::Response) -> Result<Value, Failure> {
     Ok(response
         .json()
         .await
         .map_err(|e| Unusable(format!("a page is not JSON: {e}")))?)
+}
+
+/// The path and query of `Link: <…>; rel="next"`, if the answer has one.
+fn next_link(response: &reqwest::Response) -> Option<String> {
+    let link = response
+        .headers()
+        .get(reqwest::header::LINK)?
+        .to_str()
+        .ok()?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let next = params
+            .split(';')
+            .any(|p| p.trim().trim_start_matches("rel=").trim_matches('"') == "next");
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        (next && target.starts_with('/')).then(|| target.to_owned())
+    })
 }
 
 enum Sink<W: Write> {

@@ -16,8 +16,9 @@ use crate::subject::{
 };
 use crate::views::{PageView, ProfileView};
 use axum::Extension;
-use axum::http::HeaderMap;
-use axum::http::header::USER_AGENT;
+use axum::http::header::{LINK, USER_AGENT};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{AppendHeaders, IntoResponse};
 
 /// Read one profile.
 #[utoipa::path(get, path = "/v1/profiles/{id}", tag = "profiles",
@@ -59,7 +60,8 @@ pub async fn get(
         ("brand" = Option<String>, Query), ("archetype" = Option<String>, Query),
         ("industry" = Option<String>, Query),
         ("limit" = Option<i64>, Query, description = "1 to 500, default 50"), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = PageView<ProfileView>),
+    responses((status = 200, body = PageView<ProfileView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page's address, while there is one (RFC 8288), so a client can ask for it before reading this page's body"))),
         (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn list(
@@ -67,7 +69,7 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     params: Params,
-) -> ApiResult<Json<PageView<ProfileView>>> {
+) -> ApiResult<impl IntoResponse> {
     let filter = filter(&params, &state.config.service_secret)?;
     let limit = params.limit(50, 500)?;
     let cursor = params.cursor()?;
@@ -96,7 +98,28 @@ pub async fn list(
         whom,
     )
     .await?;
-    Ok(Json(PageView::from_page(page, ProfileView::from)))
+    let view = PageView::from_page(page, ProfileView::from);
+    let link = view
+        .next_cursor
+        .as_deref()
+        .and_then(|cursor| next_link("/v1/profiles", &params, cursor));
+    Ok((AppendHeaders(link.map(|l| (LINK, l))), Json(view)))
+}
+
+/// The `Link` header of the page after this one: the same query with the
+/// next cursor. `None` if it cannot be a header value (it always can: the
+/// query is percent-encoded).
+fn next_link(path: &str, params: &Params, cursor: &str) -> Option<HeaderValue> {
+    let mut pairs: Vec<(&String, &String)> = params
+        .0
+        .iter()
+        .filter(|(k, _)| k.as_str() != "cursor")
+        .collect();
+    pairs.sort();
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.extend_pairs(pairs);
+    query.append_pair("cursor", cursor);
+    HeaderValue::from_str(&format!("<{path}?{}>; rel=\"next\"", query.finish())).ok()
 }
 
 /// The matching profiles' numbers when the facet index knows them and

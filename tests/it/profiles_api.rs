@@ -231,6 +231,45 @@ async fn profiles_page_one_at_a_time_newest_first(db: PgPool) {
     app.stop().await;
 }
 
+/// `Link: <…>; rel="next"` names the page the body's `next_cursor` names,
+/// with the same filters (what `export` asks for before reading a body);
+/// the last page has none.
+#[sqlx::test]
+async fn a_page_links_to_the_next_one_with_the_same_filters(db: PgPool) {
+    let Two { app, ann, bob, .. } = two_profiles(db).await;
+
+    let response = app.get("/v1/profiles?limit=1&match_basis=email").await;
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    let first: Value = response.json().await.unwrap();
+    assert_eq!(first["items"][0]["id"], bob["profile"]["id"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let target = link
+        .strip_prefix('<')
+        .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+        .unwrap_or_else(|| panic!("a next link: {link}"));
+    let linked: Vec<(String, String)> = url::form_urlencoded::parse(
+        target
+            .strip_prefix("/v1/profiles?")
+            .expect("the same path")
+            .as_bytes(),
+    )
+    .into_owned()
+    .collect();
+    assert!(linked.contains(&("cursor".into(), cursor.into())), "{link}");
+    assert!(linked.contains(&("limit".into(), "1".into())), "{link}");
+    assert!(
+        linked.contains(&("match_basis".into(), "email".into())),
+        "{link}"
+    );
+
+    let response = app.get(target).await;
+    assert!(response.headers().get("link").is_none(), "the last page");
+    let second: Value = response.json().await.unwrap();
+    assert_eq!(second["items"][0]["id"], ann["profile"]["id"]);
+    assert!(second["next_cursor"].is_null());
+    app.stop().await;
+}
+
 #[sqlx::test]
 async fn a_malformed_email_filter_is_422_naming_email(db: PgPool) {
     let Two { app, .. } = two_profiles(db).await;
