@@ -47,7 +47,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("static buckets are valid")
                 // Finer where the event stream's 100 ms target lies.
                 .set_buckets_for_metric(
-                    Matcher::Full("event_feed_delay_seconds".into()),
+                    Matcher::Full(crate::events::FEED_DELAY_METRIC.into()),
                     &[
                         0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 5.0,
                     ],

@@ -32,6 +32,13 @@ impl FeedEvent {
 /// The frame of `record`: its id, its type, and its data on one line
 /// (JSON has no raw newlines, which SSE would split).
 pub fn render(record: &EventRecord) -> Bytes {
+    let mut frame = BytesMut::with_capacity(192);
+    render_into(record, &mut frame);
+    frame.freeze()
+}
+
+/// [`render`], appended to `out` (several frames sent in one write).
+pub fn render_into(record: &EventRecord, out: &mut BytesMut) {
     let data = record.carried_data().unwrap_or_else(|| {
         json!({
             "lookup_id": record.lookup_id,
@@ -40,16 +47,14 @@ pub fn render(record: &EventRecord) -> Bytes {
             "profile_id": record.profile_id,
         })
     });
-    let mut frame = BytesMut::with_capacity(192);
-    frame.put_slice(b"id: ");
-    frame.put_slice(record.id.to_string().as_bytes());
-    frame.put_slice(b"\nevent: ");
-    frame.put_slice(record.kind.as_bytes());
-    frame.put_slice(b"\ndata: ");
+    out.put_slice(b"id: ");
+    out.put_slice(record.id.to_string().as_bytes());
+    out.put_slice(b"\nevent: ");
+    out.put_slice(record.kind.as_bytes());
+    out.put_slice(b"\ndata: ");
     // Writing into a BytesMut cannot fail; the value is plain JSON.
-    serde_json::to_writer((&mut frame).writer(), &data).expect("JSON into memory");
-    frame.put_slice(b"\n\n");
-    frame.freeze()
+    serde_json::to_writer(out.writer(), &data).expect("JSON into memory");
+    out.put_slice(b"\n\n");
 }
 
 #[cfg(test)]

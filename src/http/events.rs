@@ -1,7 +1,6 @@
 //! `GET /v1/events`: lookup status changes as Server-Sent Events, replayed
 //! after `Last-Event-ID` (or `?after=`) and then live.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
 use crate::events::{FeedEvent, frame};
-use crate::store::events::{self, EventRecord};
+use crate::store::events;
 
 /// Events read from the table per query.
 const BATCH: i64 = 500;
@@ -88,7 +87,6 @@ pub async fn stream(
     let stream = event_stream(Cursor {
         db: state.db.clone(),
         last,
-        buffer: VecDeque::new(),
         caught_up: false,
         live,
         ended: false,
@@ -116,7 +114,6 @@ struct Cursor {
     /// below it (the feed repeats what the catch-up already read) is
     /// skipped, so every event is sent once, in order.
     last: i64,
-    buffer: VecDeque<EventRecord>,
     /// The table held nothing newer at the last look: follow the feed.
     caught_up: bool,
     live: broadcast::Receiver<Arc<FeedEvent>>,
@@ -134,17 +131,17 @@ struct Cursor {
 fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<Bytes, Infallible>> {
     futures_util::stream::unfold(cursor, |mut c| async move {
         loop {
-            if !c.buffer.is_empty() {
-                let mut chunk = BytesMut::new();
-                for e in c.buffer.drain(..) {
-                    chunk.extend_from_slice(&frame::render(&e));
-                    c.last = e.id;
-                }
-                return Some((Ok(chunk.freeze()), c));
-            }
             if !c.caught_up {
                 match events::after(&c.db, c.last, BATCH).await {
-                    Ok(rows) if !rows.is_empty() => c.buffer.extend(rows),
+                    // A catch-up batch goes out as one write.
+                    Ok(rows) if !rows.is_empty() => {
+                        let mut chunk = BytesMut::new();
+                        for e in &rows {
+                            frame::render_into(e, &mut chunk);
+                            c.last = e.id;
+                        }
+                        return Some((Ok(chunk.freeze()), c));
+                    }
                     Ok(_) => c.caught_up = true,
                     Err(e) => {
                         // End the stream: the client reconnects with Last-Event-ID.
