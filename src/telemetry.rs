@@ -34,6 +34,10 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// From an event's commit to this replica's event feed reading it (a
+/// histogram, recorded by `events`; finer buckets than the others).
+pub const FEED_DELAY_METRIC: &str = "event_feed_delay_seconds";
+
 /// The process-wide Prometheus recorder, installed on first use (several
 /// in-process servers, as in tests, share it).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -47,7 +51,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("static buckets are valid")
                 // Finer where the event stream's 100 ms target lies.
                 .set_buckets_for_metric(
-                    Matcher::Full(crate::events::FEED_DELAY_METRIC.into()),
+                    Matcher::Full(FEED_DELAY_METRIC.into()),
                     &[
                         0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 5.0,
                     ],

@@ -23,8 +23,6 @@ pub use frame::FeedEvent;
 
 use crate::store::events;
 
-/// From an event's commit to this replica's feed reading it (a histogram).
-pub const FEED_DELAY_METRIC: &str = "event_feed_delay_seconds";
 /// Channel the sequencer notifies.
 pub const CHANNEL: &str = "events";
 /// Open `GET /v1/events` streams one replica serves at once.
@@ -169,7 +167,8 @@ impl EventHub {
                 // From its commit (`at`) to this replica reading it: what
                 // the sequencer and the wake-up add.
                 let delay = (read_at - row.at).to_std().unwrap_or_default();
-                metrics::histogram!(FEED_DELAY_METRIC).record(delay.as_secs_f64());
+                metrics::histogram!(crate::telemetry::FEED_DELAY_METRIC)
+                    .record(delay.as_secs_f64());
                 // No receiver is fine: nobody is listening.
                 let _ = self.feed.send(Arc::new(FeedEvent::new(&row)));
             }
