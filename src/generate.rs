@@ -49,7 +49,7 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let to = from + args.profiles as i64 - 1;
     let started = std::time::Instant::now();
     let pads = IdentityPads::of(&secret.key(Purpose::IdentifierHash));
-    synthetic::generate(&db, from, to, &pads)
+    synthetic::generate(&db, from, to, &pads, &secret.identity_key_id())
         .await
         .context("generating profiles failed")?;
     eprintln!(

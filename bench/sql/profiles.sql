@@ -70,7 +70,7 @@ SELECT i,
 ALTER TABLE lookups DISABLE TRIGGER USER;
 INSERT INTO lookups (id, status, email, phone, social_media_url, name, subject_key, request_id,
                      created_at, submitted_at, completed_at, credits_charged, next_action_at,
-                     synthetic, metadata)
+                     synthetic, metadata, identities_key)
 SELECT lookup_id, 'completed',
        'person' || i || '@bench.example',
        '+1415' || lpad(i::text, 7, '0'),
@@ -80,7 +80,10 @@ SELECT lookup_id, 'completed',
        encode(sha256(convert_to('email:person' || i || '@bench.example', 'UTF8')), 'hex'),
        md5('profile-rid-' || i) || '_1717000000_' || lpad((i % 10000)::text, 4, '0'),
        created_at, created_at, created_at, 5, created_at,
-       true, jsonb_build_object('generated', i)
+       true, jsonb_build_object('generated', i),
+       -- Keyed under the service's current key, as the service stamps
+       -- what it writes (else it re-keys every lookup after its start).
+       (SELECT key_id FROM identity_key)
   FROM gen;
 
 -- Subject::identities, each as ServiceSecret::identity_hash (HMAC-SHA256).

@@ -43,15 +43,27 @@ pub async fn next_index(db: &PgPool) -> sqlx::Result<i64> {
 
 /// Generates people `from..=to` in one transaction, with their search
 /// postings and facet counts, then analyses the tables so that the planner
-/// knows their new size.
-pub async fn generate(db: &PgPool, from: i64, to: i64, pads: &IdentityPads) -> sqlx::Result<()> {
+/// knows their new size. `key_id`: `ServiceSecret::identity_key_id` of the
+/// key behind `pads`, stamped on each lookup as a service stamps the ones
+/// it writes; without it, a service started on the database re-keys every
+/// generated lookup in the background (at a million, an hour of writes).
+pub async fn generate(
+    db: &PgPool,
+    from: i64,
+    to: i64,
+    pads: &IdentityPads,
+    key_id: &str,
+) -> sqlx::Result<()> {
     let mut tx = db.begin().await?;
-    sqlx::query("CREATE TEMP TABLE identity_key (ipad bytea, opad bytea) ON COMMIT DROP")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO identity_key VALUES ($1, $2)")
+    sqlx::query(
+        "CREATE TEMP TABLE identity_key (ipad bytea, opad bytea, key_id text) ON COMMIT DROP",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO identity_key VALUES ($1, $2, $3)")
         .bind(&pads.ipad)
         .bind(&pads.opad)
+        .bind(key_id)
         .execute(&mut *tx)
         .await?;
     // Only integers are put into the text.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::common::child::database_url;
 use crate::common::{Settings, TEST_SECRET, spawn};
+use interests_receiver::secrets::ServiceSecret;
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -35,6 +36,16 @@ async fn generated_profiles_are_synthetic_and_seen_by_search_and_facets(db: PgPo
         String::from_utf8_lossy(&first.stderr),
         String::from_utf8_lossy(&again.stderr)
     );
+    // Stamped with the key the service writes under, as its own lookups
+    // are: a service started on the database has nothing to re-key.
+    let key_id = ServiceSecret::new(TEST_SECRET, None).identity_key_id();
+    let stale: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM lookups WHERE identities_key IS DISTINCT FROM $1")
+            .bind(&key_id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(stale, 0, "generated lookups not under the key {key_id}");
     let app = spawn(db, Settings::sandbox()).await;
 
     let page = app.get_json("/v1/profiles?limit=500").await;
