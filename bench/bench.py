@@ -285,6 +285,9 @@ def segments(p, facts, runs) -> None:
         g = facts.get(f"generate:{size}")
         if g:
             p(f"- generate, {g['added']:,} profiles to reach {size:,}: **{g['seconds']:.0f} s**; postings: {facts.get(f'postings:{size}', '?')}")
+        fl = facts.get(f"flushed:{size}")
+        if fl:
+            p(f"- then flushed before measuring (CHECKPOINT, sync): {fl['dirty_kib'] / 1024:,.0f} MiB dirty in the page cache, {fl['seconds']:.1f} s")
         e = facts.get(f"export:{size}")
         if e:
             er, cr = e["rows"] / e["seconds"], e["rows"] / e["copy_seconds"]

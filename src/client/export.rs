@@ -40,9 +40,15 @@ pub struct ExportArgs {
     pub archetype: Option<String>,
     #[arg(long)]
     pub industry: Option<String>,
-    /// Profiles per page of `GET /v1/profiles` (1 to 500).
-    #[arg(long, default_value_t = 500, hide = true, value_parser = clap::value_parser!(u16).range(1..=500))]
-    pub page_size: u16,
+    /// Profiles per database read (1 to 500): the `page_size` of
+    /// `GET /v1/profiles/export` [default: the server's], or the `limit` of
+    /// each page of `GET /v1/profiles` [default: 500].
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub page_size: Option<u16>,
+    /// Page through `GET /v1/profiles` even when the server can stream
+    /// (what a server without `/v1/profiles/export` gets).
+    #[arg(long, hide = true)]
+    pub paged: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -134,15 +140,84 @@ async fn export(args: &ExportArgs) -> Result<(), Failure> {
         }
         Format::Jsonl => Sink::Jsonl(out),
     };
-    let mut query: Vec<(&str, String)> = args
+    let filters: Vec<(&str, String)> = args
         .filters()
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
         .collect();
-    query.push(("limit", args.page_size.to_string()));
+    if args.paged || !streamed(&api, &filters, args.page_size, &mut sink).await? {
+        paged(&api, &filters, args.page_size.unwrap_or(500), &mut sink).await?;
+    }
+    sink.finish()
+}
+
+/// Writes every profile of `GET /v1/profiles/export` (one per line, read
+/// and written as they arrive). `false` when the server has no such
+/// endpoint (a replica of an earlier version, during a rolling deploy).
+async fn streamed<W: Write>(
+    api: &Api,
+    filters: &[(&str, String)],
+    page_size: Option<u16>,
+    sink: &mut Sink<W>,
+) -> Result<bool, Failure> {
+    let mut query = filters.to_vec();
+    query.extend(page_size.map(|n| ("page_size", n.to_string())));
+    let url = url::Url::parse_with_params(&api.url("/v1/profiles/export"), &query)
+        .map_err(|e| Unusable(format!("bad --server URL: {e}")))?;
+    let mut response = api.send(|http| http.get(url.as_str()), |_| {}).await?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(false);
+    }
+    if !response.status().is_success() {
+        return Err(refused(response).await);
+    }
+    // What arrived after the last whole line.
+    let mut pending: Vec<u8> = Vec::new();
+    let cut_off = |e: reqwest::Error| Unusable(format!("the export was cut off: {e}"));
+    while let Some(chunk) = response.chunk().await.map_err(cut_off)? {
+        pending.extend_from_slice(&chunk);
+        let mut profiles = serde_json::Deserializer::from_slice(&pending).into_iter::<Value>();
+        let mut used = 0;
+        loop {
+            match profiles.next() {
+                Some(Ok(profile)) if profile.is_object() => {
+                    sink.write(&profile)?;
+                    used = profiles.byte_offset();
+                }
+                // The rest of this profile is in a later chunk.
+                Some(Err(e)) if e.is_eof() => break,
+                Some(Ok(_)) => {
+                    return Err(Unusable("an exported line is not a profile".into()).into());
+                }
+                Some(Err(e)) => {
+                    return Err(Unusable(format!("an exported line is not JSON: {e}")).into());
+                }
+                None => {
+                    used = pending.len();
+                    break;
+                }
+            }
+        }
+        pending.drain(..used);
+    }
+    if pending.iter().any(|b| !b.is_ascii_whitespace()) {
+        return Err(Unusable("the export ended inside a profile".into()).into());
+    }
+    Ok(true)
+}
+
+/// Writes every profile of `GET /v1/profiles`, page after page.
+async fn paged<W: Write>(
+    api: &Api,
+    filters: &[(&str, String)],
+    page_size: u16,
+    sink: &mut Sink<W>,
+) -> Result<(), Failure> {
+    let mut query = filters.to_vec();
+    query.push(("limit", page_size.to_string()));
     let first = url::Url::parse_with_params(&api.url("/v1/profiles"), &query)
         .map_err(|e| Unusable(format!("bad --server URL: {e}")))?;
-    let mut current = request(&api, first.as_str()).await?;
+    let mut current = request(api, first.as_str()).await?;
     loop {
         // The next page is asked for as soon as this one's headers name it
         // (`Link: rel="next"`): the server prepares it while this page's
@@ -150,7 +225,7 @@ async fn export(args: &ExportArgs) -> Result<(), Failure> {
         let next = next_link(&current).map(|path| api.url(&path));
         let asked = async {
             match &next {
-                Some(url) => request(&api, url).await.map(Some),
+                Some(url) => request(api, url).await.map(Some),
                 None => Ok(None),
             }
         };
@@ -169,25 +244,27 @@ async fn export(args: &ExportArgs) -> Result<(), Failure> {
             (None, Some(cursor)) => {
                 let mut url = first.clone();
                 url.query_pairs_mut().append_pair("cursor", &cursor);
-                request(&api, url.as_str()).await?
+                request(api, url.as_str()).await?
             }
-            (None, None) => break,
+            (None, None) => return Ok(()),
         };
     }
-    sink.finish()?;
-    Ok(())
+}
+
+async fn refused(response: reqwest::Response) -> Failure {
+    let status = response.status();
+    Unusable(format!(
+        "the server refused the search ({status}): {}",
+        detail(response).await
+    ))
+    .into()
 }
 
 /// A page's answer, its headers read (the body is read by [`body`]).
 async fn request(api: &Api, url: &str) -> Result<reqwest::Response, Failure> {
     let response = api.send(|http| http.get(url), |_| {}).await?;
     if !response.status().is_success() {
-        let status = response.status();
-        return Err(Unusable(format!(
-            "the server refused the search ({status}): {}",
-            detail(response).await
-        ))
-        .into());
+        return Err(refused(response).await);
     }
     Ok(response)
 }

@@ -81,14 +81,19 @@ impl Params {
 
     /// `limit`: 1..=max, default `default`.
     pub fn limit(&self, default: i64, max: i64) -> Result<i64, ApiError> {
-        match self.text("limit") {
+        self.count("limit", default, max)
+    }
+
+    /// The count `name`: 1..=max, default `default`.
+    pub fn count(&self, name: &str, default: i64, max: i64) -> Result<i64, ApiError> {
+        match self.text(name) {
             None => Ok(default),
             Some(raw) => raw
                 .parse::<i64>()
                 .ok()
                 .filter(|n| (1..=max).contains(n))
                 .ok_or_else(|| {
-                    ApiError::field("limit", format!("expected an integer from 1 to {max}"))
+                    ApiError::field(name, format!("expected an integer from 1 to {max}"))
                 }),
         }
     }

@@ -10,6 +10,7 @@ pub mod credits;
 pub mod deliveries;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod extract;
 pub mod facets;
 pub mod guards;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/lookups/{id}/resubmit", post(lookups::resubmit))
         .route("/facets", get(facets::list))
         .route("/profiles", get(profiles::list))
+        .route("/profiles/export", get(export::stream))
         .route(
             "/profiles/refresh",
             post(refresh::create).layer(DefaultBodyLimit::max(MAX_LOOKUP_BODY)),

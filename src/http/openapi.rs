@@ -4,8 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    audit, batch, callbacks, credits, deliveries, events, facets, lookups, ops, profiles, refresh,
-    session, subjects, versions, webhooks,
+    audit, batch, callbacks, credits, deliveries, events, export, facets, lookups, ops, profiles,
+    refresh, session, subjects, versions, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -15,7 +15,7 @@ use super::{
         audit::list,
         lookups::create, lookups::get, lookups::list, lookups::resubmit,
         batch::create,
-        profiles::get, profiles::list, versions::list, versions::changes, refresh::create,
+        profiles::get, profiles::list, export::stream, versions::list, versions::changes, refresh::create,
         facets::list,
         subjects::erase,
         events::stream,

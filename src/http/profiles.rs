@@ -10,7 +10,8 @@ use super::extract::Params;
 use crate::audit::{self, Action, Whom};
 use crate::auth::Caller;
 use crate::secrets::ServiceSecret;
-use crate::store::profiles::{self, ProfileFilter};
+use crate::store::profiles::{self, ProfileFilter, ProfileRecord};
+use crate::store::{Cursor, Page};
 use crate::subject::{
     FieldError, MatchBasis, identity, normalise_email, normalise_phone, normalise_url,
 };
@@ -73,12 +74,7 @@ pub async fn list(
     let filter = filter(&params, &state.config.service_secret)?;
     let limit = params.limit(50, 500)?;
     let cursor = params.cursor()?;
-    let filter = &filter;
-    let matching = &indexed_matches(&state, filter, limit).await?;
-    let page = state
-        .reads
-        .run(|db| async move { profiles::list(&db, filter, matching.clone(), cursor, limit).await })
-        .await?;
+    let page = search_page(&state, &filter, cursor, limit).await?;
     // `interests-receiver export` names itself; its pages are an export.
     let exporting = headers
         .get(USER_AGENT)
@@ -120,6 +116,21 @@ fn next_link(path: &str, params: &Params, cursor: &str) -> Option<HeaderValue> {
     query.extend_pairs(pairs);
     query.append_pair("cursor", cursor);
     HeaderValue::from_str(&format!("<{path}?{}>; rel=\"next\"", query.finish())).ok()
+}
+
+/// The page of `limit` profiles matching `filter` after `cursor`, read
+/// where reads go (`crate::reads`).
+pub(super) async fn search_page(
+    state: &AppState,
+    filter: &ProfileFilter,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> ApiResult<Page<ProfileRecord>> {
+    let matching = &indexed_matches(state, filter, limit).await?;
+    Ok(state
+        .reads
+        .run(|db| async move { profiles::list(&db, filter, matching.clone(), cursor, limit).await })
+        .await?)
 }
 
 /// The matching profiles' numbers when the facet index knows them and

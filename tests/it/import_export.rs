@@ -343,9 +343,26 @@ async fn export_writes_every_matching_profile_as_csv_and_as_json_lines(db: PgPoo
     let stored = profiles(&app, "").await;
     assert_eq!(stored.len(), 7);
 
-    // CSV, following cursors three profiles at a time.
+    // CSV, streamed, read three profiles at a time.
     let csv_out = run(&app, &["export", "--format", "csv", "--page-size", "3"]).await;
     assert_eq!(csv_out.status.code(), Some(0), "{}", text(&csv_out.stderr));
+    // Each read of the stream is audited with its count: 3 + 3 + 1.
+    let exported = app
+        .count("SELECT COALESCE(sum(count), 0) FROM audit_log WHERE action = 'profile.export'")
+        .await;
+    let reads = app
+        .count("SELECT count(*) FROM audit_log WHERE action = 'profile.export'")
+        .await;
+    assert_eq!((exported, reads), (7, 3));
+    // Paging `GET /v1/profiles` (a server without the stream) gives the
+    // same bytes.
+    let paged = run(
+        &app,
+        &["export", "--format", "csv", "--page-size", "3", "--paged"],
+    )
+    .await;
+    assert_eq!(paged.status.code(), Some(0), "{}", text(&paged.stderr));
+    assert_eq!(text(&paged.stdout), text(&csv_out.stdout));
     let mut reader = csv::Reader::from_reader(&csv_out.stdout[..]);
     let header: Vec<String> = reader
         .headers()
@@ -403,6 +420,12 @@ async fn export_writes_every_matching_profile_as_csv_and_as_json_lines(db: PgPoo
         let id = line["id"].as_str().unwrap();
         assert_eq!(line, &app.get_json(&format!("/v1/profiles/{id}")).await);
     }
+    let paged = run(
+        &app,
+        &["export", "--format", "jsonl", "--page-size", "2", "--paged"],
+    )
+    .await;
+    assert_eq!(text(&paged.stdout), text(&jsonl.stdout));
 
     // A filter exports exactly the matching profiles.
     let brand = rows
@@ -465,5 +488,112 @@ async fn exported_csv_cells_that_start_like_a_formula_are_neutralised(db: PgPool
             "a cell a spreadsheet would run: {cell:?}"
         );
     }
+    app.stop().await;
+}
+
+/// A client of the export stream: the binary against `server`.
+async fn export_from(server: &str, args: &[&str]) -> Output {
+    let output = tokio::process::Command::new(crate::common::bin())
+        .arg("export")
+        .args(args)
+        .env_clear()
+        .env("INTERESTS_SERVER", server)
+        .env("INTERESTS_TOKEN", TOKEN)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("the client finishes")
+        .unwrap()
+}
+
+fn exported_profile(id: &str) -> Value {
+    serde_json::json!({
+        "id": id, "lookup_id": "l-1", "completed_on": "2026-11-30",
+        "created_at": "2026-11-30T00:00:00Z",
+        "subject": {"email": "ann@example.com"},
+        "result": {"brand_affinities": [{"brands": ["Nike"]}]}
+    })
+}
+
+/// During a rolling deploy, a replica of an earlier version has no
+/// `/v1/profiles/export` (404): the export pages through `/v1/profiles`.
+#[tokio::test]
+async fn export_pages_through_a_server_without_the_stream() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/profiles/export"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/profiles"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "items": [exported_profile("p-1")], "next_cursor": null
+        })))
+        .mount(&server)
+        .await;
+
+    let out = export_from(&server.uri(), &["--format", "csv"]).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut reader = csv::Reader::from_reader(&out.stdout[..]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((&rows[0][0], &rows[0][11]), ("p-1", "Nike"));
+}
+
+/// A stream that ends inside a profile (whatever cut it) is a failed
+/// export (exit 2), never a shorter one that looks whole.
+#[tokio::test]
+async fn an_export_stream_ending_inside_a_profile_fails() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let whole = format!("{}\n", exported_profile("p-1"));
+    let cut = exported_profile("p-2").to_string();
+    let body = format!("{whole}{}", &cut[..cut.len() / 2]);
+    Mock::given(method("GET"))
+        .and(path("/v1/profiles/export"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/x-ndjson"))
+        .mount(&server)
+        .await;
+
+    let out = export_from(&server.uri(), &["--format", "jsonl"]).await;
+
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ended inside a profile"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[sqlx::test]
+async fn the_export_stream_refuses_bad_parameters_naming_them(db: PgPool) {
+    let app = spawn(db, Settings::sandbox()).await;
+    for (query, field) in [
+        ("page_size=0", "page_size"),
+        ("page_size=1001", "page_size"),
+        ("page_size=ten", "page_size"),
+        ("match_basis=guess", "match_basis"),
+        ("email=not-an-email", "email"),
+    ] {
+        let response = app.get(&format!("/v1/profiles/export?{query}")).await;
+        let problem = crate::common::problem(response, 422).await;
+        assert_eq!(
+            crate::common::error_fields(&problem),
+            [field],
+            "{query}: {problem}"
+        );
+    }
+    // Refused before anything was read: nothing is audited as exported.
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_log WHERE action = 'profile.export'")
+            .await,
+        0
+    );
     app.stop().await;
 }
