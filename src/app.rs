@@ -249,6 +249,7 @@ impl Application {
             intake,
             applier,
             facet_index,
+            exports: Arc::new(tokio::sync::Semaphore::new(http::export::MAX_EXPORTS)),
         };
         Ok(Application {
             listener,

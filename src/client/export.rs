@@ -3,6 +3,7 @@
 //! memory stays constant however many profiles match.
 
 use std::io::{BufWriter, Write};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -151,6 +152,10 @@ async fn export(args: &ExportArgs) -> Result<(), Failure> {
     sink.finish()
 }
 
+/// The longest a streamed export may take (100 million profiles at the
+/// rates measured in BENCHMARKS.md take about an hour).
+const STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// Writes every profile of `GET /v1/profiles/export` (one per line, read
 /// and written as they arrive). `false` when the server has no such
 /// endpoint (a replica of an earlier version, during a rolling deploy).
@@ -164,7 +169,14 @@ async fn streamed<W: Write>(
     query.extend(page_size.map(|n| ("page_size", n.to_string())));
     let url = url::Url::parse_with_params(&api.url("/v1/profiles/export"), &query)
         .map_err(|e| Unusable(format!("bad --server URL: {e}")))?;
-    let mut response = api.send(|http| http.get(url.as_str()), |_| {}).await?;
+    // The body is the whole export: no total deadline of one request
+    // (the client's minute), a read that stalls for a minute still fails.
+    let mut response = api
+        .send(
+            |http| http.get(url.as_str()).timeout(STREAM_TIMEOUT),
+            |_| {},
+        )
+        .await?;
     if response.status() == reqwest::StatusCode::NOT_FOUND {
         return Ok(false);
     }

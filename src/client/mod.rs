@@ -56,6 +56,9 @@ impl Api {
     pub fn new(args: &ServerArgs, command: &str) -> Result<Api, Unusable> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            // Also per read, for answers that may take longer than the
+            // total above (the export stream sets its own total).
+            .read_timeout(Duration::from_secs(60))
             .user_agent(format!(
                 "interests-receiver-{command}/{}",
                 env!("CARGO_PKG_VERSION")

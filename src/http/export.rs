@@ -10,15 +10,21 @@
 //! connection and no snapshot, and at most a few pages are in memory.
 
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::http::header::{self, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
@@ -32,10 +38,19 @@ use crate::views::ProfileView;
 
 /// Profiles read per query unless `page_size` says otherwise: about 2 MB
 /// of JSON. At most four pages are held at once: one being read, one
-/// rendered and waiting to be queued, one queued, one being written. Twice 500 cut the time of an export of
-/// 100,000 by about a tenth (fewer statements to plan and walks to start).
+/// rendered and waiting to be queued, one queued, one being written.
+/// Twice 500 cut the time of an export of 100,000 by about a tenth (fewer
+/// statements to plan and walks to start).
 const PAGE_SIZE: i64 = 1000;
 const MAX_PAGE_SIZE: i64 = 1000;
+/// Streams one process serves at once; beyond, 503 with Retry-After. Each
+/// holds a few pages and, while it reads, a connection of the pool.
+pub const MAX_EXPORTS: usize = 8;
+const RETRY_AFTER_SECS: &str = "5";
+/// A bare newline (whitespace between JSON lines) after this long without
+/// a page, so that a slow read does not look like an idle connection to
+/// the server's watchdog (`http::server`) or a proxy.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Export the profiles a search matches, newest first, one JSON object
 /// (as `GET /v1/profiles/{id}`) per line. The answer is complete when its
@@ -49,8 +64,9 @@ const MAX_PAGE_SIZE: i64 = 1000;
         ("industry" = Option<String>, Query),
         ("page_size" = Option<i64>, Query, description = "profiles read per database query, 1 to 1000, default 1000")),
     responses((status = 200, body = ProfileView, content_type = "application/x-ndjson",
-            description = "one profile per line, the filters of `GET /v1/profiles`; each page read is audited as `profile.export`"),
-        (status = 422, body = Problem, content_type = "application/problem+json")),
+            description = "one profile per line, the filters of `GET /v1/profiles`; each page read is audited as `profile.export`; a bare newline after 15 s without a page"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "too many exports open (see Retry-After), or the database is unavailable", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -59,25 +75,48 @@ pub async fn stream(
 ) -> ApiResult<Response> {
     let filter = filter(&params, &state.config.service_secret)?;
     let page_size = params.count("page_size", PAGE_SIZE, MAX_PAGE_SIZE)?;
-    // The first page is read before answering: a database that cannot
-    // serve is a problem answer, not a cut-off body.
-    let first = search_page(&state, &filter, None, page_size).await?;
-    let (tx, rx) = mpsc::channel(1);
-    let export = Export {
+    let Ok(permit) = state.exports.clone().try_acquire_owned() else {
+        let mut response = ApiError::Unavailable.into_response();
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+        return Ok(response);
+    };
+    let export = Arc::new(Export {
         state,
         caller,
         filter,
         page_size,
-    };
-    tokio::spawn(async move {
-        if let Err(e) = Arc::new(export).run(first, &tx).await {
-            tracing::warn!(error = %e, "export stopped");
-            // The reader learns it through the cut-off body.
-            let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
-        }
     });
+    // The first page is read and audited before answering: a database
+    // that cannot serve is a problem answer, not a cut-off body.
+    let first = search_page(&export.state, &export.filter, None, page_size).await?;
+    export.audit(first.items.len()).await?;
+    let (tx, rx) = mpsc::channel(1);
+    let sending = async move {
+        // A panic must cut the body off like an error: ending it cleanly
+        // would pass a short export for a whole one.
+        let outcome = AssertUnwindSafe(export.run(first, &tx))
+            .catch_unwind()
+            .await;
+        let failure = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the export task panicked".to_owned(),
+        };
+        tracing::warn!(error = %failure, "export stopped");
+        // The reader learns it through the cut-off body.
+        let _ = tx.send(Err(io::Error::other(failure))).await;
+        drop(permit);
+    };
+    tokio::spawn(sending.instrument(tracing::Span::current()));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
+        match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+            Ok(Some(chunk)) => Some((chunk, rx)),
+            Ok(None) => None,
+            Err(_) => Some((Ok(Bytes::from_static(b"\n")), rx)),
+        }
     });
     Ok((
         [(CONTENT_TYPE, "application/x-ndjson")],
@@ -96,11 +135,11 @@ struct Export {
 type Chunk = Result<Bytes, io::Error>;
 
 impl Export {
-    /// Sends `page` and every page after it. The next page is read on a
-    /// task of its own while this one is audited, rendered and sent (on
-    /// this task it would wait for the rendering); a page goes out only
-    /// once its audit record is written. Stops quietly when the reader has
-    /// gone.
+    /// Sends `page` (already audited) and every page after it. The next
+    /// page is read on a task of its own while this one is rendered and
+    /// sent (on this task it would wait for the rendering), then audited;
+    /// a page goes out only once its audit record is written. Stops
+    /// quietly when the reader has gone, and then so does the read.
     async fn run(
         self: Arc<Self>,
         mut page: Page<ProfileRecord>,
@@ -109,21 +148,20 @@ impl Export {
         loop {
             let next = page.next.map(|cursor| {
                 let this = self.clone();
-                tokio::spawn(async move {
-                    search_page(&this.state, &this.filter, Some(cursor), this.page_size).await
-                })
+                AbortOnDropHandle::new(tokio::spawn(async move {
+                    let page = search_page(&this.state, &this.filter, Some(cursor), this.page_size)
+                        .await?;
+                    this.audit(page.items.len()).await?;
+                    Ok::<_, ApiError>(page)
+                }))
             });
-            let count = page.items.len();
-            let (audited, lines) =
-                tokio::join!(self.audit(count), async move { lines(page.items) });
-            audited?;
-            if count > 0 && tx.send(Ok(lines)).await.is_err() {
+            if !page.items.is_empty() && tx.send(Ok(lines(page.items))).await.is_err() {
                 return Ok(());
             }
             match next {
                 Some(read) => {
                     page = read.await.map_err(|e| {
-                        ApiError::Internal(anyhow::anyhow!("export page read: {e}"))
+                        ApiError::Internal(anyhow::anyhow!("reading an export page: {e}"))
                     })??
                 }
                 None => return Ok(()),

@@ -75,6 +75,8 @@ pub struct AppState {
     pub applier: crate::callbacks::applier::Applier,
     /// Facet counts under facet filters, kept in memory.
     pub facet_index: crate::facet_index::FacetIndex,
+    /// The bound on `GET /v1/profiles/export` streams open at once.
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

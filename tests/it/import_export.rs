@@ -571,6 +571,34 @@ async fn an_export_stream_ending_inside_a_profile_fails() {
     );
 }
 
+/// The service sends a bare newline when a page is slow to read (a
+/// keep-alive): whitespace between profiles, never a profile.
+#[tokio::test]
+async fn keep_alive_newlines_between_exported_profiles_are_skipped() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let body = format!(
+        "\n{}\n\n\n{}\n\n",
+        exported_profile("p-1"),
+        exported_profile("p-2")
+    );
+    Mock::given(method("GET"))
+        .and(path("/v1/profiles/export"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/x-ndjson"))
+        .mount(&server)
+        .await;
+
+    let out = export_from(&server.uri(), &["--format", "jsonl"]).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ids: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(ids, ["\"p-1\"", "\"p-2\""]);
+}
+
 #[sqlx::test]
 async fn the_export_stream_refuses_bad_parameters_naming_them(db: PgPool) {
     let app = spawn(db, Settings::sandbox()).await;
