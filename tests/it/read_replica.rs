@@ -129,7 +129,21 @@ async fn searches_facets_and_lists_are_read_from_the_standby_while_writes_go_to_
         .get_json(&format!("/v1/deliveries?lookup_id={bob}"))
         .await;
     assert_eq!(deliveries["items"], json!([]), "{deliveries}");
-    assert_eq!(reads_from(&app, "replica").await, replica_reads + 5.0);
+    // The export stream too (one page: one read); its audit record, a
+    // write, goes to the primary.
+    let exported = app.get("/v1/profiles/export").await;
+    assert_eq!(exported.status(), 200);
+    let emails: Vec<String> = exported
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["subject"]["email"].to_string()
+        })
+        .collect();
+    assert_eq!(emails, ["\"ann@example.com\""]);
+    assert_eq!(reads_from(&app, "replica").await, replica_reads + 6.0);
 
     // Control: once replayed, the same reads find Bob.
     pair.resume_replay().await;
