@@ -55,6 +55,8 @@ pub struct Options {
     pub webhook_idle_nap: Duration,
     /// Open `GET /v1/events` streams this process serves at once.
     pub max_event_streams: usize,
+    /// Open `GET /v1/profiles/export` streams this process serves at once.
+    pub max_exports: usize,
     /// Load the facet index before serving (tests: counts come from it at
     /// once); otherwise it loads in the background and the database
     /// answers meanwhile.
@@ -69,6 +71,7 @@ impl Default for Options {
             webhook_retry_scale: 1.0,
             webhook_idle_nap: crate::webhooks::sender::IDLE_NAP,
             max_event_streams: crate::events::MAX_STREAMS,
+            max_exports: http::export::MAX_EXPORTS,
             load_facet_index_first: false,
         }
     }
@@ -249,7 +252,7 @@ impl Application {
             intake,
             applier,
             facet_index,
-            exports: Arc::new(tokio::sync::Semaphore::new(http::export::MAX_EXPORTS)),
+            exports: Arc::new(tokio::sync::Semaphore::new(options.max_exports)),
         };
         Ok(Application {
             listener,

@@ -95,6 +95,9 @@ pub async fn stream(
     export.audit(first.items.len()).await?;
     let (tx, rx) = mpsc::channel(1);
     let sending = async move {
+        // The place is held until this task ends (the stream's end, or
+        // the reader gone).
+        let _place = permit;
         // A panic must cut the body off like an error: ending it cleanly
         // would pass a short export for a whole one.
         let outcome = AssertUnwindSafe(export.run(first, &tx))
@@ -108,7 +111,6 @@ pub async fn stream(
         tracing::warn!(error = %failure, "export stopped");
         // The reader learns it through the cut-off body.
         let _ = tx.send(Err(io::Error::other(failure))).await;
-        drop(permit);
     };
     tokio::spawn(sending.instrument(tracing::Span::current()));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {

@@ -625,3 +625,45 @@ async fn the_export_stream_refuses_bad_parameters_naming_them(db: PgPool) {
     );
     app.stop().await;
 }
+
+/// Each open export holds pages and, while it reads, a connection: past
+/// the bound, 503 with Retry-After; a stream whose reader has gone frees
+/// its place.
+#[sqlx::test]
+async fn open_exports_are_bounded_and_a_closed_one_frees_its_place(db: PgPool) {
+    // Far more than the sockets' buffers hold (about 30 MB of lines), so
+    // that a stream nobody reads stays open, its next page waiting.
+    let generated = crate::generate::generate(&db, &["--profiles", "20000"]).await;
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    let mut settings = Settings::sandbox();
+    settings.options.max_exports = 1;
+    let app = spawn(db, settings).await;
+
+    // Headers read, body not.
+    let held = app.get("/v1/profiles/export").await;
+    assert_eq!(held.status(), 200);
+    let refused = app.get("/v1/profiles/export").await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let problem = crate::common::problem(refused, 503).await;
+    assert_eq!(problem["type"], "service_unavailable", "{problem}");
+
+    drop(held);
+    // The server learns at its next write that the reader has gone.
+    let started = std::time::Instant::now();
+    loop {
+        let again = app
+            .get("/v1/profiles/export?email=nobody@example.com")
+            .await;
+        if again.status() == 200 {
+            assert_eq!(again.text().await.unwrap(), "");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the closed export still holds its place"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
