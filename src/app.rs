@@ -57,6 +57,9 @@ pub struct Options {
     pub max_event_streams: usize,
     /// Open `GET /v1/profiles/export` streams this process serves at once.
     pub max_exports: usize,
+    /// How long an export stream goes without a page before it sends a
+    /// keep-alive newline (tests make it short).
+    pub export_keep_alive: Duration,
     /// Load the facet index before serving (tests: counts come from it at
     /// once); otherwise it loads in the background and the database
     /// answers meanwhile.
@@ -72,6 +75,7 @@ impl Default for Options {
             webhook_idle_nap: crate::webhooks::sender::IDLE_NAP,
             max_event_streams: crate::events::MAX_STREAMS,
             max_exports: http::export::MAX_EXPORTS,
+            export_keep_alive: http::export::KEEP_ALIVE,
             load_facet_index_first: false,
         }
     }
@@ -252,7 +256,7 @@ impl Application {
             intake,
             applier,
             facet_index,
-            exports: Arc::new(tokio::sync::Semaphore::new(options.max_exports)),
+            exports: http::export::Exports::new(options.max_exports, options.export_keep_alive),
         };
         Ok(Application {
             listener,

@@ -22,7 +22,7 @@ use axum::http::header::{self, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
@@ -50,7 +50,23 @@ const RETRY_AFTER_SECS: &str = "5";
 /// A bare newline (whitespace between JSON lines) after this long without
 /// a page, so that a slow read does not look like an idle connection to
 /// the server's watchdog (`http::server`) or a proxy.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The places of open exports, and their keep-alive. Cheap to clone.
+#[derive(Clone)]
+pub struct Exports {
+    places: Arc<Semaphore>,
+    keep_alive: Duration,
+}
+
+impl Exports {
+    pub fn new(max_open: usize, keep_alive: Duration) -> Self {
+        Exports {
+            places: Arc::new(Semaphore::new(max_open)),
+            keep_alive,
+        }
+    }
+}
 
 /// Export the profiles a search matches, newest first, one JSON object
 /// (as `GET /v1/profiles/{id}`) per line. The answer is complete when its
@@ -75,7 +91,8 @@ pub async fn stream(
 ) -> ApiResult<Response> {
     let filter = filter(&params, &state.config.service_secret)?;
     let page_size = params.count("page_size", PAGE_SIZE, MAX_PAGE_SIZE)?;
-    let Ok(permit) = state.exports.clone().try_acquire_owned() else {
+    let keep_alive = state.exports.keep_alive;
+    let Ok(permit) = state.exports.places.clone().try_acquire_owned() else {
         let mut response = ApiError::Unavailable.into_response();
         response.headers_mut().insert(
             header::RETRY_AFTER,
@@ -113,8 +130,8 @@ pub async fn stream(
         let _ = tx.send(Err(io::Error::other(failure))).await;
     };
     tokio::spawn(sending.instrument(tracing::Span::current()));
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+    let body = futures_util::stream::unfold(rx, move |mut rx| async move {
+        match tokio::time::timeout(keep_alive, rx.recv()).await {
             Ok(Some(chunk)) => Some((chunk, rx)),
             Ok(None) => None,
             Err(_) => Some((Ok(Bytes::from_static(b"\n")), rx)),

@@ -76,7 +76,7 @@ pub struct AppState {
     /// Facet counts under facet filters, kept in memory.
     pub facet_index: crate::facet_index::FacetIndex,
     /// The bound on `GET /v1/profiles/export` streams open at once.
-    pub exports: Arc<tokio::sync::Semaphore>,
+    pub exports: export::Exports,
 }
 
 impl AppState {

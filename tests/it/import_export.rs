@@ -667,3 +667,49 @@ async fn open_exports_are_bounded_and_a_closed_one_frees_its_place(db: PgPool) {
     }
     app.stop().await;
 }
+
+/// A page that is slow to come (here: its audit record waits 1.5 s) does
+/// not leave the stream silent, which the server's idle watchdog or a
+/// proxy would take for a dead connection: a bare newline goes out at
+/// each keep-alive, and the export still ends whole.
+#[sqlx::test]
+async fn a_slow_page_sends_keep_alive_newlines_and_the_export_ends_whole(db: PgPool) {
+    let generated = crate::generate::generate(&db, &["--profiles", "3"]).await;
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_later_export_audits() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.action = 'profile.export'
+              AND EXISTS (SELECT 1 FROM audit_log WHERE action = 'profile.export') THEN
+             PERFORM pg_sleep(1.5);
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER slow_later_export_audits BEFORE INSERT ON audit_log
+           FOR EACH ROW EXECUTE FUNCTION slow_later_export_audits();",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let mut settings = Settings::sandbox();
+    settings.options.export_keep_alive = Duration::from_millis(200);
+    let app = spawn(db, settings).await;
+
+    // Three pages of one: the second and third wait 1.5 s each.
+    let response = app.get("/v1/profiles/export?page_size=1").await;
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+
+    let profiles: Vec<Value> = body
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(profiles.len(), 3, "{body}");
+    let keep_alives = body.lines().filter(|l| l.is_empty()).count();
+    assert!(
+        keep_alives >= 4,
+        "{keep_alives} keep-alive lines in 3 s: {body:?}"
+    );
+    app.stop().await;
+}
