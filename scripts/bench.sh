@@ -45,6 +45,8 @@
 #                   pgbench, delivery load runs or counting at scale)
 #   BENCH_BITMAPS   set: also measure the in-process bitmap design for facet
 #                   counts (bench/bitmap-probe, see bench/segments.sh)
+#   BENCH_FLUSH     0: measure searches right after generate, under the
+#                   kernel's writeback of the load (default: flush first)
 #   BENCH_KEEP_DB   set: keep the scratch database at exit
 #   BENCH_DB        the name of a database on that server to use (and keep)
 #                   instead of a new scratch one, e.g. one kept earlier:
