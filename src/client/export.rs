@@ -167,8 +167,7 @@ async fn streamed<W: Write>(
 ) -> Result<bool, Failure> {
     let mut query = filters.to_vec();
     query.extend(page_size.map(|n| ("page_size", n.to_string())));
-    let url = url::Url::parse_with_params(&api.url("/v1/profiles/export"), &query)
-        .map_err(|e| Unusable(format!("bad --server URL: {e}")))?;
+    let url = address(api, "/v1/profiles/export", &query)?;
     // The body is the whole export: no total deadline of one request
     // (the client's minute), a read that stalls for a minute still fails.
     let mut response = api
@@ -227,8 +226,7 @@ async fn paged<W: Write>(
 ) -> Result<(), Failure> {
     let mut query = filters.to_vec();
     query.push(("limit", page_size.to_string()));
-    let first = url::Url::parse_with_params(&api.url("/v1/profiles"), &query)
-        .map_err(|e| Unusable(format!("bad --server URL: {e}")))?;
+    let first = address(api, "/v1/profiles", &query)?;
     let mut current = request(api, first.as_str()).await?;
     loop {
         // The next page is asked for as soon as this one's headers name it
@@ -261,6 +259,12 @@ async fn paged<W: Write>(
             (None, None) => return Ok(()),
         };
     }
+}
+
+/// `path` on the server, with `query`.
+fn address(api: &Api, path: &str, query: &[(&str, String)]) -> Result<url::Url, Unusable> {
+    url::Url::parse_with_params(&api.url(path), query)
+        .map_err(|e| Unusable(format!("bad --server URL: {e}")))
 }
 
 async fn refused(response: reqwest::Response) -> Failure {

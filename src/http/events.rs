@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
+use super::guards::retry_later;
 use crate::events::{FeedEvent, frame};
 use crate::store::events;
 
@@ -70,12 +71,7 @@ pub async fn stream(
 ) -> ApiResult<Response> {
     let after = start_after(&headers, &params)?;
     let Some(permit) = state.events.open_stream() else {
-        let mut response = ApiError::Unavailable.into_response();
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
-        return Ok(response);
+        return Ok(retry_later(ApiError::Unavailable, RETRY_AFTER_SECS));
     };
     // Subscribe to the live feed before reading where to start, so that
     // nothing placed in between goes unnoticed.

@@ -17,8 +17,7 @@ use std::time::Duration;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderValue;
-use axum::http::header::{self, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -29,6 +28,7 @@ use tracing::Instrument;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Params;
+use super::guards::retry_later;
 use super::profiles::{filter, search_page};
 use crate::audit::{self, Action, Whom};
 use crate::auth::Caller;
@@ -93,12 +93,7 @@ pub async fn stream(
     let page_size = params.count("page_size", PAGE_SIZE, MAX_PAGE_SIZE)?;
     let keep_alive = state.exports.keep_alive;
     let Ok(permit) = state.exports.places.clone().try_acquire_owned() else {
-        let mut response = ApiError::Unavailable.into_response();
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
-        return Ok(response);
+        return Ok(retry_later(ApiError::Unavailable, RETRY_AFTER_SECS));
     };
     let export = Arc::new(Export {
         state,

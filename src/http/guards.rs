@@ -68,20 +68,22 @@ pub async fn deadline(limit: Duration, request: Request, next: Next) -> Response
     };
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => retry_later(ApiError::Timeout),
+        Err(_) => retry_later(ApiError::Timeout, "1"),
     }
 }
 
 /// The answer of the load-shedding layer when the process is at capacity.
 pub fn overloaded() -> Response {
-    retry_later(ApiError::Overloaded)
+    retry_later(ApiError::Overloaded, "1")
 }
 
-fn retry_later(error: ApiError) -> Response {
+/// A 503 problem answer (`error`) asking the client to come back after
+/// `seconds`: capacity running out, not a failure.
+pub fn retry_later(error: ApiError, seconds: &'static str) -> Response {
     let mut response = error.into_response();
     response
         .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
     debug_assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     response
 }

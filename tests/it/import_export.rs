@@ -19,19 +19,24 @@ fn csv_file(content: &str) -> PathBuf {
     path
 }
 
-fn client(app: &TestApp, args: &[&str]) -> tokio::process::Command {
+/// The client binary with `args`, against the server at `server`.
+fn client(server: &str, args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(crate::common::bin());
     command
         .args(args)
         .env_clear()
-        .env("INTERESTS_SERVER", app.url(""))
+        .env("INTERESTS_SERVER", server)
         .env("INTERESTS_TOKEN", TOKEN)
         .kill_on_drop(true);
     command
 }
 
 async fn run(app: &TestApp, args: &[&str]) -> Output {
-    let output = tokio::time::timeout(Duration::from_secs(120), client(app, args).output())
+    run_against(&app.url(""), args).await
+}
+
+async fn run_against(server: &str, args: &[&str]) -> Output {
+    let output = tokio::time::timeout(Duration::from_secs(120), client(server, args).output())
         .await
         .expect("the client finishes")
         .unwrap();
@@ -158,7 +163,7 @@ async fn an_interrupted_import_run_again_pays_for_nobody_twice(db: PgPool) {
     let path = file.to_str().unwrap();
 
     // Interrupted with ctrl-c (SIGINT) once a few rows are in.
-    let mut first = client(&app, &["import", path, "--batch-size", "1"])
+    let mut first = client(&app.url(""), &["import", path, "--batch-size", "1"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -491,20 +496,17 @@ async fn exported_csv_cells_that_start_like_a_formula_are_neutralised(db: PgPool
     app.stop().await;
 }
 
-/// A client of the export stream: the binary against `server`.
-async fn export_from(server: &str, args: &[&str]) -> Output {
-    let output = tokio::process::Command::new(crate::common::bin())
-        .arg("export")
-        .args(args)
-        .env_clear()
-        .env("INTERESTS_SERVER", server)
-        .env("INTERESTS_TOKEN", TOKEN)
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .expect("the client finishes")
-        .unwrap()
+/// A server answering `GET /v1/profiles/export` with `body`, as it is.
+async fn export_stream_of(body: String) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/profiles/export"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/x-ndjson"))
+        .mount(&server)
+        .await;
+    server
 }
 
 fn exported_profile(id: &str) -> Value {
@@ -536,7 +538,7 @@ async fn export_pages_through_a_server_without_the_stream() {
         .mount(&server)
         .await;
 
-    let out = export_from(&server.uri(), &["--format", "csv"]).await;
+    let out = run_against(&server.uri(), &["export", "--format", "csv"]).await;
 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let mut reader = csv::Reader::from_reader(&out.stdout[..]);
@@ -549,19 +551,11 @@ async fn export_pages_through_a_server_without_the_stream() {
 /// export (exit 2), never a shorter one that looks whole.
 #[tokio::test]
 async fn an_export_stream_ending_inside_a_profile_fails() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let server = MockServer::start().await;
     let whole = format!("{}\n", exported_profile("p-1"));
     let cut = exported_profile("p-2").to_string();
-    let body = format!("{whole}{}", &cut[..cut.len() / 2]);
-    Mock::given(method("GET"))
-        .and(path("/v1/profiles/export"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/x-ndjson"))
-        .mount(&server)
-        .await;
+    let server = export_stream_of(format!("{whole}{}", &cut[..cut.len() / 2])).await;
 
-    let out = export_from(&server.uri(), &["--format", "jsonl"]).await;
+    let out = run_against(&server.uri(), &["export", "--format", "jsonl"]).await;
 
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
@@ -575,21 +569,14 @@ async fn an_export_stream_ending_inside_a_profile_fails() {
 /// keep-alive): whitespace between profiles, never a profile.
 #[tokio::test]
 async fn keep_alive_newlines_between_exported_profiles_are_skipped() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let server = MockServer::start().await;
-    let body = format!(
+    let server = export_stream_of(format!(
         "\n{}\n\n\n{}\n\n",
         exported_profile("p-1"),
         exported_profile("p-2")
-    );
-    Mock::given(method("GET"))
-        .and(path("/v1/profiles/export"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/x-ndjson"))
-        .mount(&server)
-        .await;
+    ))
+    .await;
 
-    let out = export_from(&server.uri(), &["--format", "jsonl"]).await;
+    let out = run_against(&server.uri(), &["export", "--format", "jsonl"]).await;
 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let ids: Vec<String> = text(&out.stdout)
